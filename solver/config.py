@@ -1,0 +1,395 @@
+"""Configuration: the YAML schema, its validation and ``--set`` overrides.
+
+A config is a YAML mapping of sections (``grid``, ``physics``, ...). Every key has a default here, so a
+config file names only what differs. Validation turns any mistake into one :class:`ConfigError` line that
+names the file, the key and the fix; nothing downstream needs to check types again.
+"""
+from __future__ import annotations
+
+import difflib
+import math
+import os
+from dataclasses import dataclass, field, fields, is_dataclass, replace
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A bad config value or command-line override; the message is one line for the user."""
+
+
+@dataclass(frozen=True)
+class Grid:
+    nx: int = 1024                        # nodes along x, boundaries included (as np.linspace)
+    ny: int = 512                         # nodes along y
+    x: tuple[float, float] = (0.0, 2.0)   # domain extent along x
+    y: tuple[float, float] = (0.0, 1.0)   # domain extent along y
+
+
+@dataclass(frozen=True)
+class Physics:
+    diffusivity: float = 0.0009           # D in dC/dt = D (d2C/dx2 + d2C/dy2)
+
+
+@dataclass(frozen=True)
+class Initial:
+    center: tuple[float, float] = (1.0, 0.5)   # centre of the Gaussian
+    sigma: float = 0.05                        # its standard deviation
+    amplitude: float = 1.0                     # its peak value at t = 0
+
+
+@dataclass(frozen=True)
+class Time:
+    dt: float = 0.001                     # time step
+    t_end: float = 5.0                    # simulated time; a whole number of steps
+
+
+@dataclass(frozen=True)
+class Output:
+    path: str = "results/default.h5"      # HDF5 file, relative to the working directory
+    every: int = 0                        # steps between snapshots; 0 = initial and final state only
+
+
+@dataclass(frozen=True)
+class Numerics:
+    kernel: str = "numba"                 # numba | numpy (reference)
+
+
+@dataclass(frozen=True)
+class Parallel:
+    threads: int | str = "auto"           # numba threads per rank: auto or a number
+    ranks: tuple[int, int] | str = "auto" # MPI process grid [px, py] or auto (MPI.Compute_dims)
+    halo: int = 1                         # halo width k: exchange every k steps
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    every: int = 0                        # steps between checkpoints; 0 = only on a signal
+    path: str = ""                        # default: output path with .ckpt.h5
+
+
+@dataclass(frozen=True)
+class Ensemble:
+    seed: int = 0                                      # members draw from SeedSequence([seed, member])
+    members: int = 0                                   # size of the ensemble (for drivers and statistics)
+    perturb: dict = field(default_factory=dict)        # config key -> distribution
+    output_dir: str = "results/ensemble"               # member-NNNN.h5 files go here
+
+
+@dataclass(frozen=True)
+class Config:
+    grid: Grid = field(default_factory=Grid)
+    physics: Physics = field(default_factory=Physics)
+    initial: Initial = field(default_factory=Initial)
+    time: Time = field(default_factory=Time)
+    output: Output = field(default_factory=Output)
+    numerics: Numerics = field(default_factory=Numerics)
+    parallel: Parallel = field(default_factory=Parallel)
+    checkpoint: Checkpoint = field(default_factory=Checkpoint)
+    ensemble: Ensemble = field(default_factory=Ensemble)
+    source: str = field(default="<defaults>", compare=False)   # where it came from, for messages
+
+    # --- derived quantities -------------------------------------------------------------------
+    @property
+    def dx(self) -> float:
+        return (self.grid.x[1] - self.grid.x[0]) / (self.grid.nx - 1)
+
+    @property
+    def dy(self) -> float:
+        return (self.grid.y[1] - self.grid.y[0]) / (self.grid.ny - 1)
+
+    @property
+    def nsteps(self) -> int:
+        return round(self.time.t_end / self.time.dt)
+
+    @property
+    def stability(self) -> float:
+        """D dt (1/dx^2 + 1/dy^2); the explicit scheme is stable up to 1/2."""
+        return self.physics.diffusivity * self.time.dt * (self.dx ** -2 + self.dy ** -2)
+
+    @property
+    def max_stable_dt(self) -> float:
+        return 0.5 / (self.physics.diffusivity * (self.dx ** -2 + self.dy ** -2))
+
+    @property
+    def checkpoint_path(self) -> str:
+        if self.checkpoint.path:
+            return self.checkpoint.path
+        root, _ = os.path.splitext(self.output.path)
+        return root + ".ckpt.h5"
+
+    def to_dict(self) -> dict:
+        return _to_plain(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
+
+
+KERNELS = ("numba", "numpy")
+DISTRIBUTIONS = {"uniform": ("low", "high"), "normal": ("mean", "std"),
+                 "lognormal": ("mean", "sigma"), "choice": ("values",)}
+
+
+def _to_plain(obj: Any) -> Any:
+    if is_dataclass(obj):
+        return {f.name: _to_plain(getattr(obj, f.name)) for f in fields(obj) if f.name != "source"}
+    if isinstance(obj, tuple):
+        return [_to_plain(v) for v in obj]
+    return obj
+
+
+# --- loading ----------------------------------------------------------------------------------
+def load(path: str | os.PathLike | None, overrides: list[str] = ()) -> Config:
+    """Read a YAML config (or only defaults when path is None), apply ``KEY=VALUE`` overrides, validate."""
+    source = str(path) if path is not None else "<defaults>"
+    data: dict = {}
+    if path is not None:
+        try:
+            with open(path, encoding="utf-8") as stream:
+                text = stream.read()
+        except FileNotFoundError:
+            raise ConfigError(f"{source}: no such config file; check the path (configs/ has examples)") from None
+        except OSError as err:
+            raise ConfigError(f"{source}: cannot read the config: {err.strerror}") from None
+        data = parse_yaml(text, source)
+    for item in overrides:
+        set_dotted(data, item, source)
+    return from_dict(data, source)
+
+
+def parse_yaml(text: str, source: str) -> dict:
+    """Safe-load a YAML mapping; syntax errors and Python tags become one-line ConfigErrors."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.constructor.ConstructorError as err:
+        line = f" (line {err.problem_mark.line + 1})" if err.problem_mark else ""
+        raise ConfigError(f"{source}{line}: {err.problem}; configs hold plain YAML values only, "
+                          "remove the tag") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        line = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{source}:{line}: YAML syntax error: {problem}; fix the YAML there") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: a config is a mapping of sections (grid:, time:, ...), "
+                          f"not a {type(data).__name__}")
+    return data
+
+
+def set_dotted(data: dict, item: str, source: str = "--set") -> None:
+    """Apply one ``section.key=value`` override (value parsed as YAML) to a raw config mapping."""
+    key, sep, text = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"--set {item!r}: expected KEY=VALUE, for example --set time.t_end=0.5")
+    parts = key.split(".")
+    if any(not p for p in parts):
+        raise ConfigError(f"--set {item!r}: empty part in the key {key!r}; use a dotted path like grid.nx")
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError:
+        raise ConfigError(f"--set {key}: cannot parse the value {text!r} as YAML; quote it") from None
+    node = data
+    for depth, part in enumerate(parts[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {key}: {'.'.join(parts[:depth + 1])} is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def from_dict(data: dict, source: str = "<dict>") -> Config:
+    """Build and validate a Config from a raw mapping."""
+    sections = {}
+    for name, value in data.items():
+        section = _known_key(Config, str(name), source, "")
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: {name} must be a section (a mapping of keys), "
+                              f"got {_show(value)}")
+        sections[section] = _build_section(_SECTION_TYPES[section], value, source, section)
+    cfg = Config(**sections, source=source)
+    validate(cfg)
+    return cfg
+
+
+def _known_key(cls, name: str, source: str, prefix: str) -> str:
+    """name if cls has that field, else a ConfigError suggesting the closest one."""
+    names = [f.name for f in fields(cls) if f.name != "source"]
+    if name in names:
+        return name
+    where = f"{prefix}{name}"
+    close = difflib.get_close_matches(name, names, n=1)
+    hint = f"did you mean {prefix}{close[0]}?" if close else f"valid keys: {', '.join(names)}"
+    raise ConfigError(f"{source}: unknown key {where!r}; {hint}")
+
+
+def _build_section(cls, raw: dict, source: str, section: str):
+    values = {}
+    defaults = cls()
+    for key, value in raw.items():
+        name = _known_key(cls, str(key), source, section + ".")
+        values[name] = _coerce(value, getattr(defaults, name), f"{section}.{name}", source)
+    return cls(**values)
+
+
+def _show(value: Any) -> str:
+    return "nothing" if value is None else f"{value!r} ({type(value).__name__})"
+
+
+def _coerce(value: Any, default: Any, key: str, source: str) -> Any:
+    """Check a value against the type of its default; 'auto' is allowed where the default is 'auto'."""
+    bad = ConfigError(f"{source}: {key} = {_show(value)}: expected "
+                      f"{_expected(default)}")
+    if default == "auto":
+        if value == "auto":
+            return value
+        if key == "parallel.ranks":
+            return _pair(value, int, bad)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad
+        return value
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise bad
+        return value
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad
+        return value
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad
+        if not math.isfinite(value):
+            raise ConfigError(f"{source}: {key} = {value}: must be a finite number")
+        return float(value)
+    if isinstance(default, tuple):
+        return _pair(value, float, bad)
+    if isinstance(default, str):
+        if not isinstance(value, str):
+            raise bad
+        return value
+    if isinstance(default, dict):
+        if not isinstance(value, dict):
+            raise bad
+        return value
+    raise bad
+
+
+def _pair(value: Any, kind: type, bad: ConfigError) -> tuple:
+    if not isinstance(value, (list, tuple)) or len(value) != 2:
+        raise bad
+    out = []
+    for v in value:
+        if isinstance(v, bool) or not isinstance(v, (int, float) if kind is float else int):
+            raise bad
+        if kind is float and not math.isfinite(v):
+            raise bad
+        out.append(kind(v))
+    return tuple(out)
+
+
+def _expected(default: Any) -> str:
+    if default == "auto":
+        return "auto or a whole number"
+    if isinstance(default, bool):
+        return "true or false"
+    if isinstance(default, int):
+        return "a whole number"
+    if isinstance(default, float):
+        return "a number"
+    if isinstance(default, tuple):
+        return "a pair of numbers like [0.0, 1.0]"
+    if isinstance(default, dict):
+        return "a mapping"
+    return "a string"
+
+
+_SECTION_TYPES = {f.name: f.default_factory for f in fields(Config) if f.name != "source"}  # name -> class
+
+
+# --- checks across keys -----------------------------------------------------------------------
+def validate(cfg: Config) -> None:
+    """Check ranges and the relations between keys; raise one ConfigError naming key and fix."""
+    src = cfg.source
+
+    def fail(message: str) -> None:
+        raise ConfigError(f"{src}: {message}")
+
+    g = cfg.grid
+    for key in ("nx", "ny"):
+        if getattr(g, key) < 3:
+            fail(f"grid.{key} = {getattr(g, key)} is below 3: the grid needs an interior node; use at least 3")
+    for key in ("x", "y"):
+        lo, hi = getattr(g, key)
+        if not hi > lo:
+            fail(f"grid.{key} = [{lo}, {hi}]: the upper end must exceed the lower one")
+    for key, value in (("physics.diffusivity", cfg.physics.diffusivity), ("time.dt", cfg.time.dt),
+                       ("time.t_end", cfg.time.t_end), ("initial.sigma", cfg.initial.sigma)):
+        if not value > 0:
+            fail(f"{key} = {value} must be positive")
+    if cfg.output.every < 0:
+        fail(f"output.every = {cfg.output.every} must be 0 (final state only) or a positive step count")
+    if cfg.checkpoint.every < 0:
+        fail(f"checkpoint.every = {cfg.checkpoint.every} must be 0 (on signal only) or a positive step count")
+    if not cfg.output.path:
+        fail("output.path is empty: name an output file such as results/run.h5")
+    if cfg.numerics.kernel not in KERNELS:
+        close = difflib.get_close_matches(cfg.numerics.kernel, KERNELS, n=1)
+        hint = f"did you mean {close[0]}?" if close else f"choose one of {', '.join(KERNELS)}"
+        fail(f"numerics.kernel = {cfg.numerics.kernel!r} is not a kernel; {hint}")
+    p = cfg.parallel
+    if p.threads != "auto" and p.threads < 1:
+        fail(f"parallel.threads = {p.threads} must be auto or at least 1")
+    if p.ranks != "auto" and min(p.ranks) < 1:
+        fail(f"parallel.ranks = {list(p.ranks)} must be auto or two counts of at least 1")
+    if p.halo < 1:
+        fail(f"parallel.halo = {p.halo} must be at least 1")
+
+    steps = cfg.time.t_end / cfg.time.dt
+    if abs(steps - round(steps)) > 1e-9 * max(1.0, steps) or round(steps) < 1:
+        fail(f"time.t_end = {cfg.time.t_end} is not a whole number of steps of dt = {cfg.time.dt} "
+             f"({steps:.6g} steps); choose t_end = {max(1, round(steps)) * cfg.time.dt:.6g} or another dt")
+    if cfg.stability > 0.5:
+        fail(f"time.dt = {cfg.time.dt} is unstable (D dt (1/dx^2 + 1/dy^2) = {cfg.stability:.3g} > 0.5); "
+             f"use time.dt <= {cfg.max_stable_dt:.4g}")
+    _validate_ensemble(cfg.ensemble, src)
+
+
+def _validate_ensemble(ens: Ensemble, src: str) -> None:
+    if ens.members < 0:
+        raise ConfigError(f"{src}: ensemble.members = {ens.members} must be 0 or more")
+    if ens.seed < 0:
+        raise ConfigError(f"{src}: ensemble.seed = {ens.seed} must be 0 or more")
+    for key, spec in ens.perturb.items():
+        where = f"ensemble.perturb.{key}"
+        parts = str(key).split(".")
+        if len(parts) != 2 or parts[0] in ("ensemble", "parallel", "output", "checkpoint"):
+            raise ConfigError(f"{src}: {where}: perturb a physics key such as physics.diffusivity")
+        section = _known_key(Config, parts[0], src, "")
+        _known_key(_SECTION_TYPES[section], parts[1], src, section + ".")
+        if not isinstance(spec, dict) or "dist" not in spec:
+            raise ConfigError(f"{src}: {where} must be a mapping with dist: "
+                              f"{' | '.join(DISTRIBUTIONS)} and its parameters")
+        dist = spec["dist"]
+        if dist not in DISTRIBUTIONS:
+            raise ConfigError(f"{src}: {where}.dist = {dist!r}; choose one of {', '.join(DISTRIBUTIONS)}")
+        need = set(DISTRIBUTIONS[dist])
+        have = set(spec) - {"dist"}
+        if have != need:
+            raise ConfigError(f"{src}: {where}: {dist} takes {', '.join(sorted(need))}, got "
+                              f"{', '.join(sorted(have)) or 'nothing'}")
+
+
+def with_values(cfg: Config, values: dict[str, Any]) -> Config:
+    """A copy of cfg with dotted keys replaced (used by ensembles and studies), validated again."""
+    data = cfg.to_dict()
+    for key, value in values.items():
+        section, name = key.split(".")
+        data[section][name] = value
+    return from_dict(data, cfg.source)
+
+
+__all__ = ["Config", "ConfigError", "load", "from_dict", "set_dotted", "validate", "with_values", "replace"]

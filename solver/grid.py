@@ -1,0 +1,156 @@
+"""Grid and decomposition: who owns which nodes of the global grid.
+
+The global grid has ``nx x ny`` nodes, boundaries included, stored as arrays of shape ``(ny, nx)`` (x is
+the fast index, as in the output's ``C(time, y, x)``). Ranks form a ``py x px`` Cartesian process grid; each
+owns a block whose sizes differ by at most one node from the others' and stores it with a halo of width
+``halo`` on every side. With one process (``comm=None``) the same object describes the whole grid, so the
+run loop has one path. Kernels and I/O ask this object for offsets; they never compute them.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .config import Config, ConfigError
+
+
+def split(n: int, parts: int, index: int) -> tuple[int, int]:
+    """The ``[start, stop)`` of part ``index`` when n items are cut into parts differing by at most one."""
+    base, extra = divmod(n, parts)
+    start = index * base + min(index, extra)
+    return start, start + base + (index < extra)
+
+
+def process_grid(size: int, nx: int, ny: int) -> tuple[int, int]:
+    """The ``(px, py)`` with ``px * py == size`` that minimises the halo surface of a block."""
+    best = None
+    for px in range(1, size + 1):
+        if size % px:
+            continue
+        py = size // px
+        surface = ny / py + nx / px     # halo length of one block, up to a factor two
+        if best is None or surface < best[0] - 1e-12:
+            best = (surface, px, py)
+    return best[1], best[2]
+
+
+@dataclass(frozen=True)
+class Decomposition:
+    """One rank's view of the global grid; with ``comm=None`` the whole grid on one process."""
+
+    nx: int                       # global nodes along x
+    ny: int                       # global nodes along y
+    dims: tuple[int, int]         # process grid (px, py)
+    coords: tuple[int, int]       # this rank's place in it (cx, cy)
+    x_range: tuple[int, int]      # owned global x indices [start, stop)
+    y_range: tuple[int, int]      # owned global y indices [start, stop)
+    halo: int                     # halo width on every side
+    neighbours: dict              # 'west', 'east', 'south', 'north' -> rank, or None at the boundary
+    comm: Any = None              # Cartesian communicator, or None for one process
+    rank: int = 0
+    size: int = 1
+
+    # --- sizes ------------------------------------------------------------------------------
+    @property
+    def nx_own(self) -> int:
+        return self.x_range[1] - self.x_range[0]
+
+    @property
+    def ny_own(self) -> int:
+        return self.y_range[1] - self.y_range[0]
+
+    @property
+    def local_shape(self) -> tuple[int, int]:
+        """Shape of the stored subdomain: owned block plus the halo on every side."""
+        return self.ny_own + 2 * self.halo, self.nx_own + 2 * self.halo
+
+    @property
+    def owned(self) -> tuple[slice, slice]:
+        """Index of the owned block inside the stored subdomain."""
+        h = self.halo
+        return slice(h, h + self.ny_own), slice(h, h + self.nx_own)
+
+    def has(self, side: str) -> bool:
+        return self.neighbours[side] is not None
+
+    # --- where the kernel may write -----------------------------------------------------------
+    def update_region(self, extra: int = 0) -> tuple[int, int, int, int]:
+        """Local ``(j0, j1, i0, i1)`` of the nodes to update: the owned block, widened by ``extra``
+        halo layers towards neighbours, never touching the global boundary (Dirichlet nodes)."""
+        h = self.halo
+        (gx0, gx1), (gy0, gy1) = self.x_range, self.y_range
+
+        def span(g0, g1, n, lower, upper):
+            lo = h - (extra if lower else 0)
+            hi = h + (g1 - g0) + (extra if upper else 0)
+            lo = max(lo, h + (1 - g0))          # local index of global node 1
+            hi = min(hi, h + (n - 1 - g0))      # local index of global node n-1 (exclusive)
+            return lo, max(lo, hi)
+
+        j0, j1 = span(gy0, gy1, self.ny, self.has("south"), self.has("north"))
+        i0, i1 = span(gx0, gx1, self.nx, self.has("west"), self.has("east"))
+        return j0, j1, i0, i1
+
+    @property
+    def shrink(self) -> tuple[int, int, int, int]:
+        """(south, north, west, east): 1 where the side has a neighbour, so deep-halo steps shrink it."""
+        return tuple(int(self.has(s)) for s in ("south", "north", "west", "east"))
+
+    # --- coordinates --------------------------------------------------------------------------
+    def coordinates(self, cfg: Config) -> tuple[np.ndarray, np.ndarray]:
+        """x and y of the stored subdomain (halo included; NaN beyond the global boundary), taken from
+        the same ``np.linspace`` as the global axes so every rank sees identical values."""
+        h = self.halo
+        x = _padded(np.linspace(*cfg.grid.x, self.nx), self.x_range, h)
+        y = _padded(np.linspace(*cfg.grid.y, self.ny), self.y_range, h)
+        return x, y
+
+
+def _padded(axis: np.ndarray, owned: tuple[int, int], halo: int) -> np.ndarray:
+    out = np.full(owned[1] - owned[0] + 2 * halo, np.nan)
+    lo, hi = owned[0] - halo, owned[1] + halo
+    src_lo, src_hi = max(lo, 0), min(hi, axis.size)
+    out[src_lo - lo:src_hi - lo] = axis[src_lo:src_hi]
+    return out
+
+
+def init_global_grid(cfg: Config, comm: Any = None) -> Decomposition:
+    """Decompose the grid of ``cfg`` over ``comm`` (None: one process) and return this rank's view."""
+    nx, ny, halo = cfg.grid.nx, cfg.grid.ny, cfg.parallel.halo
+    if comm is None:
+        return Decomposition(nx, ny, (1, 1), (0, 0), (0, nx), (0, ny), halo,
+                             dict.fromkeys(("west", "east", "south", "north")))
+    size = comm.Get_size()
+    if cfg.parallel.ranks == "auto":
+        px, py = process_grid(size, nx, ny)
+    else:
+        px, py = cfg.parallel.ranks
+        if px * py != size:
+            raise ConfigError(f"{cfg.source}: parallel.ranks = [{px}, {py}] needs {px * py} ranks, "
+                              f"but {size} were started; launch {px * py} or set parallel.ranks: auto")
+    if nx // px < halo or ny // py < halo:
+        raise ConfigError(f"{cfg.source}: {px} x {py} ranks leave blocks of {nx // px} x {ny // py} nodes, "
+                          f"fewer than parallel.halo = {halo}; use fewer ranks or a smaller halo")
+    # Cartesian dimensions are ordered (y, x) like the arrays, so x-neighbours are adjacent ranks.
+    from mpi4py import MPI
+    cart = comm.Create_cart([py, px], periods=[False, False], reorder=False)
+    cy, cx = cart.Get_coords(cart.Get_rank())
+    (south, north), (west, east) = cart.Shift(0, 1), cart.Shift(1, 1)
+
+    def rank_or_none(r):
+        return None if r == MPI.PROC_NULL else r
+
+    neighbours = {"west": rank_or_none(west), "east": rank_or_none(east),
+                  "south": rank_or_none(south), "north": rank_or_none(north)}
+    return Decomposition(nx, ny, (px, py), (cx, cy), split(nx, px, cx), split(ny, py, cy), halo,
+                         neighbours, cart, cart.Get_rank(), size)
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:      # macOS
+        return os.cpu_count() or 1

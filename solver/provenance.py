@@ -1,0 +1,71 @@
+"""Provenance: what produced an output file (config, versions, git state, launch, SLURM ids, timings)."""
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import resource
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+SLURM_VARIABLES = ("SLURM_JOB_ID", "SLURM_JOB_NAME", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID",
+                   "SLURM_NTASKS", "SLURM_CPUS_PER_TASK", "SLURM_JOB_NODELIST", "SLURM_RESTART_COUNT",
+                   "SLURM_CLUSTER_NAME")
+
+
+def now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def git_state() -> tuple[str, bool]:
+    """(commit, dirty) of the repository holding the solver; ('unknown', False) outside git."""
+    try:
+        head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--verify", "-q", "HEAD"],
+                              capture_output=True, text=True, timeout=10)
+        commit = head.stdout.strip() if head.returncode == 0 else ""
+        status = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+                                capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown", False
+    return (commit or "unknown"), bool(status)
+
+
+def versions(mpi: bool) -> dict[str, str]:
+    import h5py
+    import numba
+    import numpy
+    out = {"python_version": platform.python_version(), "numpy_version": numpy.__version__,
+           "numba_version": numba.__version__, "h5py_version": h5py.__version__,
+           "hdf5_version": h5py.version.hdf5_version}
+    if mpi:
+        import mpi4py
+        from mpi4py import MPI
+        out["mpi4py_version"] = mpi4py.__version__
+        out["mpi_library_version"] = MPI.Get_library_version().replace("\0", "").strip().splitlines()[0]
+    return out
+
+
+def command_line() -> str:
+    """The command as typed: ``python -m solver ...`` rather than the path of __main__.py."""
+    program = "python -m solver" if sys.argv[0].endswith("__main__.py") else Path(sys.argv[0]).name
+    return " ".join([program, *sys.argv[1:]])
+
+
+def collect(config_yaml: str, ranks: int, threads: int, process_grid: tuple[int, int]) -> dict:
+    """Attributes known when a run starts (identical on every rank: gather them on rank 0 and share)."""
+    commit, dirty = git_state()
+    attrs = {"config": config_yaml, "solver_command": command_line(),
+             "git_commit": commit, "git_dirty": int(dirty), "host": socket.gethostname(),
+             "ranks": ranks, "threads_per_rank": threads, "process_grid": list(process_grid),
+             "start_time": now(), **versions(mpi=ranks > 1)}
+    for name in SLURM_VARIABLES:
+        attrs[name.lower()] = os.environ.get(name, "")
+    return attrs
+
+
+def peak_memory_mib() -> float:
+    """Peak resident size of this process so far, in MiB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0

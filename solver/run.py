@@ -1,0 +1,269 @@
+"""The run loop: set up, initial condition, loop of (exchange, step, maybe write), report.
+
+One path for every case: a single process is a decomposition with one block and no neighbours, so it
+skips the exchange and advances many steps per compiled call; under MPI each cycle of ``halo`` steps
+starts the exchange, updates the interior, completes the exchange, updates the rim and then runs the
+remaining steps of the cycle on the shrinking, still valid, part of the halo.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import kernels, provenance
+from .config import Config, ConfigError
+from .grid import Decomposition, available_cores, init_global_grid
+from .output import FieldWriter
+
+PROGRESS_EVERY = 0.1     # fraction of the run between progress lines
+
+
+class RunError(RuntimeError):
+    """The run cannot go on (a blown-up field, say); the message is one line for the user."""
+
+
+@dataclass
+class Timer:
+    """Seconds spent per phase of the run loop."""
+    seconds: dict = field(default_factory=lambda: {"compute": 0.0, "halo": 0.0, "io": 0.0})
+
+    def add(self, phase: str, since: float) -> float:
+        t = time.perf_counter()
+        self.seconds[phase] += t - since
+        return t
+
+
+def choose_threads(cfg: Config, decomp: Decomposition) -> int:
+    """Threads per rank: the config, else SLURM_CPUS_PER_TASK, else the cores shared by the node's ranks."""
+    if cfg.parallel.threads != "auto":
+        return cfg.parallel.threads
+    slurm = os.environ.get("SLURM_CPUS_PER_TASK")
+    if slurm is not None:
+        if not slurm.isdigit() or int(slurm) < 1:
+            raise ConfigError(f"SLURM_CPUS_PER_TASK = {slurm!r} is not a positive whole number; "
+                              "fix the job's --cpus-per-task or unset it")
+        return int(slurm)
+    return max(1, min(available_cores(), (os.cpu_count() or 1) // ranks_on_node(decomp)))
+
+
+def ranks_on_node(decomp: Decomposition) -> int:
+    if decomp.comm is None:
+        return 1
+    from mpi4py import MPI
+    node = decomp.comm.Split_type(MPI.COMM_TYPE_SHARED)
+    count = node.Get_size()
+    node.Free()
+    return count
+
+
+def set_threads(threads: int, decomp: Decomposition, say) -> None:
+    import numba
+    limit = numba.config.NUMBA_NUM_THREADS
+    if threads > limit:
+        raise ConfigError(f"parallel.threads = {threads} exceeds NUMBA_NUM_THREADS = {limit}; "
+                          f"export NUMBA_NUM_THREADS={threads} or ask for fewer threads")
+    numba.set_num_threads(threads)
+    total = threads * ranks_on_node(decomp)
+    if total > (os.cpu_count() or 1):
+        say(f"warning: {total} threads (ranks x threads on this node) exceed the "
+            f"{os.cpu_count()} cores: expect a large slowdown; set parallel.threads or NUMBA_NUM_THREADS",
+            error=True)
+
+
+def initial_field(cfg: Config, decomp: Decomposition) -> np.ndarray:
+    """The Gaussian at t = 0 on the stored subdomain; halo cells beyond the global boundary are NaN."""
+    x, y = decomp.coordinates(cfg)
+    return analytic(cfg, x, y, 0.0)
+
+
+def analytic(cfg: Config, x: np.ndarray, y: np.ndarray, t: float) -> np.ndarray:
+    i = cfg.initial
+    return kernels.gaussian(x, y, t, cfg.physics.diffusivity, i.center, i.sigma, i.amplitude)
+
+
+class Stepper:
+    """Advances the pair of buffers by any number of steps, exchanging halos as the decomposition needs."""
+
+    def __init__(self, cfg: Config, decomp: Decomposition, timer: Timer):
+        self.decomp, self.timer = decomp, timer
+        self.kernel = kernels.KERNELS[cfg.numerics.kernel]
+        self.cx = cfg.physics.diffusivity * cfg.time.dt / cfg.dx ** 2
+        self.cy = cfg.physics.diffusivity * cfg.time.dt / cfg.dy ** 2
+        self.exchange = None
+        if decomp.size > 1:
+            from .halo import HaloExchange
+            self.exchange = HaloExchange(decomp)
+
+    def advance(self, u: np.ndarray, v: np.ndarray, steps: int) -> tuple[np.ndarray, np.ndarray]:
+        d = self.decomp
+        if self.exchange is None:
+            t = time.perf_counter()
+            u, v = self.kernel(u, v, steps, self.cx, self.cy, d.update_region(), d.shrink)
+            self.timer.add("compute", t)
+            return u, v
+        while steps > 0:
+            k = min(d.halo, steps)
+            u, v = self._cycle(u, v, k)
+            steps -= k
+        return u, v
+
+    def _cycle(self, u, v, k):
+        """One exchange followed by k steps; the first step overlaps the exchange."""
+        d, step = self.decomp, self.kernel
+        t = time.perf_counter()
+        self.exchange.start(u)
+        t = self.timer.add("halo", t)
+        full, inner = d.update_region(k - 1), d.update_region(-1)
+        inner = _clip(inner, full)
+        step(u, v, 1, self.cx, self.cy, inner)
+        t = self.timer.add("compute", t)
+        self.exchange.finish()
+        t = self.timer.add("halo", t)
+        for box in _rim(full, inner):
+            step(u, v, 1, self.cx, self.cy, box)
+        u, v = v, u
+        if k > 1:
+            u, v = step(u, v, k - 1, self.cx, self.cy, d.update_region(k - 2), d.shrink)
+        self.timer.add("compute", t)
+        return u, v
+
+
+def _clip(inner, full):
+    j0, j1, i0, i1 = inner
+    a, b, c, e = full
+    j0 = min(max(j0, a), b)
+    i0 = min(max(i0, c), e)
+    return j0, min(max(j1, j0), b), i0, min(max(i1, i0), e)
+
+
+def _rim(full, inner):
+    """The boxes of ``full`` outside ``inner`` (south, north, west, east strips)."""
+    a, b, c, e = full
+    j0, j1, i0, i1 = inner
+    boxes = [(a, j0, c, e), (j1, b, c, e), (j0, j1, c, i0), (j0, j1, i1, e)]
+    return [box for box in boxes if box[0] < box[1] and box[2] < box[3]]
+
+
+def run(cfg: Config, path: str, comm=None, say=None) -> dict:
+    """Run the simulation of cfg, writing snapshots to ``path``; returns the summary (rank 0's view)."""
+    say = say or _printer(comm)
+    timer = Timer()
+    wall_start = time.perf_counter()
+
+    # Set-up: decomposition, threads, kernels
+    decomp = init_global_grid(cfg, comm)
+    threads = choose_threads(cfg, decomp)
+    set_threads(threads, decomp, say)
+    kernels.warm_up(cfg.numerics.kernel)
+    stepper = Stepper(cfg, decomp, timer)
+    attrs = provenance.collect(cfg.to_yaml(), decomp.size, threads, decomp.dims)
+    if comm is not None:
+        attrs = comm.bcast(attrs, root=0)     # identical attributes on every rank (collective writes)
+
+    # Initial condition
+    u = initial_field(cfg, decomp)
+    v = u.copy()
+    owned = decomp.owned
+
+    t0 = time.perf_counter()
+    writer = FieldWriter(path, cfg, decomp, attrs)
+    try:
+        writer.append(0.0, u[owned])
+        timer.add("io", t0)
+
+        # Time loop
+        nsteps, every, dt = cfg.nsteps, cfg.output.every, cfg.time.dt
+        report_every = max(1, int(nsteps * PROGRESS_EVERY))
+        loop_start = time.perf_counter()
+        step = 0
+        say(f"running {cfg.grid.nx} x {cfg.grid.ny} nodes, {nsteps} steps, {decomp.size} rank(s) "
+            f"({decomp.dims[0]} x {decomp.dims[1]}) x {threads} thread(s), kernel {cfg.numerics.kernel}")
+        while step < nsteps:
+            stop = min(nsteps, _next_multiple(step, report_every))
+            if every:
+                stop = min(stop, _next_multiple(step, every))
+            u, v = stepper.advance(u, v, stop - step)
+            step = stop
+            if every and step % every == 0 or step == nsteps:
+                t = time.perf_counter()
+                writer.append(step * dt, u[owned])
+                timer.add("io", t)
+            if step % report_every == 0 or step == nsteps:
+                check_finite(u[owned], step, cfg, comm)
+                elapsed = time.perf_counter() - loop_start
+                say(f"  step {step:>{len(str(nsteps))}}/{nsteps} ({100 * step / nsteps:5.1f} %)  "
+                    f"t = {step * dt:.6g}  elapsed {elapsed:.1f} s  "
+                    f"eta {elapsed / step * (nsteps - step):.1f} s")
+        loop_seconds = time.perf_counter() - loop_start
+
+        # Report
+        error, peak = max_error(cfg, decomp, u, nsteps * dt)
+        seconds = timer.seconds
+        if comm is not None:
+            seconds = {k: comm.allreduce(s, op=_max()) for k, s in seconds.items()}
+        memory = provenance.peak_memory_mib()
+        if comm is not None:
+            memory = comm.allreduce(memory, op=_max())
+        mlups = cfg.grid.nx * cfg.grid.ny * nsteps / max(seconds["compute"] + seconds["halo"], 1e-12) / 1e6
+        summary = {
+            "grid": f"{cfg.grid.nx} x {cfg.grid.ny}", "steps": nsteps, "snapshots": writer.count,
+            "ranks": decomp.size, "threads_per_rank": threads,
+            "wall_seconds": time.perf_counter() - wall_start, "loop_seconds": loop_seconds,
+            "compute_seconds": seconds["compute"], "halo_seconds": seconds["halo"], "io_seconds": seconds["io"],
+            "mlups": mlups, "max_error": error, "relative_error": error / peak,
+            "peak_memory_mib_per_rank": memory,
+        }
+        writer.close({**summary, "end_time": provenance.now()})
+    except BaseException:
+        writer.discard()
+        raise
+    return summary
+
+
+def max_error(cfg: Config, decomp: Decomposition, u: np.ndarray, t: float) -> tuple[float, float]:
+    """Max |C - analytic| over the whole grid at time t, and the analytic peak."""
+    x, y = decomp.coordinates(cfg)
+    rows, cols = decomp.owned
+    exact = analytic(cfg, x[cols], y[rows], t)
+    error = float(np.max(np.abs(u[decomp.owned] - exact)))
+    if decomp.comm is not None:
+        error = decomp.comm.allreduce(error, op=_max())
+    i = cfg.initial
+    peak = i.amplitude * i.sigma ** 2 / (i.sigma ** 2 + 2 * cfg.physics.diffusivity * t)
+    return error, abs(peak)
+
+
+def check_finite(block: np.ndarray, step: int, cfg: Config, comm) -> None:
+    ok = bool(np.isfinite(block).all())
+    if comm is not None:
+        ok = comm.allreduce(ok, op=_land())
+    if not ok:
+        raise RunError(f"the field is not finite at step {step}: the run blew up; "
+                       f"reduce time.dt (largest stable: {cfg.max_stable_dt:.4g})")
+
+
+def _next_multiple(step: int, every: int) -> int:
+    return (step // every + 1) * every
+
+
+def _max():
+    from mpi4py import MPI
+    return MPI.MAX
+
+
+def _land():
+    from mpi4py import MPI
+    return MPI.LAND
+
+
+def _printer(comm):
+    rank = 0 if comm is None else comm.Get_rank()
+
+    def say(message: str, error: bool = False) -> None:
+        if rank == 0:
+            print(message, file=sys.stderr if error else sys.stdout, flush=True)
+    return say
