@@ -1,0 +1,76 @@
+"""Shared test helpers: run the real solver (serially or under mpirun) in a subprocess with a timeout.
+
+No test skips for a missing component: OpenMPI, parallel HDF5, GNU parallel and SLURM are installed by
+jobs/setup.sh, and a missing one is a failure that says how to install it.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+PYTHON = sys.executable
+
+# A small problem with an odd, prime-ish grid that no rank count divides evenly.
+SMALL = {
+    "grid": {"nx": 61, "ny": 45, "x": [0.0, 2.0], "y": [0.0, 1.0]},
+    "physics": {"diffusivity": 0.0009},
+    "initial": {"center": [1.0, 0.5], "sigma": 0.1, "amplitude": 1.0},
+    "time": {"dt": 0.01, "t_end": 1.0},
+    "output": {"path": "out.h5", "every": 25},
+    "parallel": {"threads": 1},
+}
+
+
+def require(executable: str) -> str:
+    """Path of a required program; a missing one fails the test with the fix."""
+    path = shutil.which(executable)
+    if path is None:
+        pytest.fail(f"{executable} not found on PATH: run 'bash jobs/setup.sh' (installs it) and retry")
+    return path
+
+
+def solver_env(**extra: str) -> dict:
+    """Environment for solver subprocesses: this checkout first on sys.path, OpenMPI allowed as root and
+    oversubscribed (the tests start more ranks than the machine has cores)."""
+    env = dict(os.environ)
+    env.update(PYTHONPATH=str(REPO) + os.pathsep + env.get("PYTHONPATH", ""),
+               OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+               OMPI_MCA_rmaps_base_oversubscribe="1", PYTHONUNBUFFERED="1")
+    env.update(extra)
+    return env
+
+
+def run_solver(*args: str, ranks: int | None = None, cwd: Path | None = None, timeout: float = 180,
+               env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    """``python -m solver ARGS`` (under ``mpirun -n RANKS`` when ranks is given); returns the process."""
+    command = [PYTHON, "-m", "solver", *map(str, args)]
+    if ranks is not None:
+        command = [require("mpirun"), "-n", str(ranks), "--bind-to", "none", *command]
+    result = subprocess.run(command, cwd=cwd or REPO, env=env or solver_env(), capture_output=True,
+                            text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(command)} failed ({result.returncode}):\n"
+                             f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result
+
+
+def write_config(directory: Path, name: str = "small.yaml", base: dict | None = None, **sections) -> Path:
+    """Write SMALL (or base) with sections updated, e.g. write_config(tmp, time={"t_end": 0.5})."""
+    data = yaml.safe_load(yaml.safe_dump(base or SMALL))
+    for section, values in sections.items():
+        data.setdefault(section, {}).update(values)
+    path = directory / name
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+@pytest.fixture
+def small_config(tmp_path) -> Path:
+    return write_config(tmp_path)
