@@ -36,15 +36,24 @@ def is_complete(path: str) -> bool:
 class FieldWriter:
     """Appends snapshots of the owned blocks to ``PATH.partial``; :meth:`close` makes it ``PATH``."""
 
-    def __init__(self, path: str, cfg, decomp: Decomposition, attrs: dict[str, Any]):
+    def __init__(self, path: str, cfg, decomp: Decomposition, attrs: dict[str, Any], resume_at: int | None = None):
+        """Start ``PATH.partial``; with ``resume_at`` reopen it and keep only its first resume_at snapshots
+        (a restart from a checkpoint taken then), so the finished file equals an uninterrupted run's."""
         import h5py
         self.path, self.decomp = path, decomp
         self.comm = decomp.comm
         self.tmp = partial_path(path)
+        mode = "w" if resume_at is None else "r+"
         if self.comm is not None and self.comm.Get_size() > 1:
-            self.file = h5py.File(self.tmp, "w", driver="mpio", comm=self.comm)
+            self.file = h5py.File(self.tmp, mode, driver="mpio", comm=self.comm)
         else:
-            self.file = h5py.File(self.tmp, "w")
+            self.file = h5py.File(self.tmp, mode)
+        if resume_at is not None:
+            self.file["time"].resize((resume_at,))
+            self.file[FIELD].resize((resume_at, decomp.ny, decomp.nx))
+            self.set_attrs(attrs)
+            self.count = resume_at
+            return
         f = self.file
         nx, ny = decomp.nx, decomp.ny
         x = f.create_dataset("x", data=np.linspace(*cfg.grid.x, nx))
@@ -84,6 +93,10 @@ class FieldWriter:
             f["time"][n - 1] = t
             f[FIELD][n - 1, rows, cols] = block
         self.count = n
+
+    def flush(self) -> None:
+        """Push the snapshots so far to the file (before a checkpoint refers to them); collective."""
+        self.file.flush()
 
     def close(self, attrs: dict[str, Any]) -> None:
         """Write the final attributes, mark the file complete and move it to its final name."""
