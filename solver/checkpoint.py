@@ -165,6 +165,9 @@ def inspect(path: str, cfg: Config, output_partial: str) -> dict:
     import h5py
     refuse = f"checkpoint {path}"
     restart = "delete it (and the output's .partial) to run from the start"
+    if not os.path.exists(path):
+        raise CheckpointError(f"no checkpoint {path} to resume from; run without --restart require, or set "
+                              "checkpoint.path to where it is")
     try:
         with h5py.File(path, "r") as f:
             attrs = {key: f.attrs.get(key) for key in ("format", "step", "snapshots", "result_hash", "checksum")}
