@@ -85,8 +85,19 @@ node_state() { SLURM_CONF=$conf sinfo -h -N -o '%T' 2>/dev/null | head -n1; }
 
 show_logs() {
     local log
-    for log in "$dir"/munge/munged.log "$dir"/slurmctld.log "$dir"/slurmd.log; do
+    for log in "$dir"/daemons.out "$dir"/munge/munged.log "$dir"/slurmctld.log "$dir"/slurmd.log; do
         [[ -f $log ]] && { printf -- '--- %s (last 30 lines)\n' "$log" >&2; tail -n 30 "$log" >&2; }
+    done
+    return 0
+}
+
+# The daemons outlive this script: they must not inherit its open files beyond stdin/out/err, such as
+# the lock of `flock LOCK local-cluster.sh start`, which they would otherwise hold until they stop.
+close_inherited_files() {
+    local fd
+    for fd in /proc/$$/fd/*; do
+        fd=${fd##*/}
+        ((fd > 2)) && eval "exec $fd>&-" 2>/dev/null
     done
     return 0
 }
@@ -100,6 +111,7 @@ start() {
         return
     fi
     stop_daemons quiet
+    close_inherited_files
     mkdir -p "$dir/state" "$dir/spool/$(hostname -s)" "$dir/munge"
     chmod 755 "$dir"
     write_config
@@ -111,12 +123,14 @@ start() {
     install -m 400 -o munge -g munge /etc/munge/munge.key "$dir/munge/munge.key"
     runuser -u munge -- munged --socket="$socket" --key-file="$dir/munge/munge.key" \
         --pid-file="$dir/munge/munged.pid" --log-file="$dir/munge/munged.log" \
-        --seed-file="$dir/munge/munged.seed" || { show_logs; die "munged did not start"; }
+        --seed-file="$dir/munge/munged.seed" </dev/null >>"$dir/daemons.out" 2>&1 ||
+        { show_logs; die "munged did not start"; }
     ln -sf munge/munged.pid "$dir/munged.pid"
     munge -S "$socket" -n | unmunge -S "$socket" >/dev/null || { show_logs; die "munge does not answer on $socket"; }
 
-    slurmctld -f "$conf" || { show_logs; die "slurmctld did not start"; }
-    slurmd -f "$conf" || { show_logs; die "slurmd did not start"; }
+    # stdout/stderr to a file: a daemon holding the caller's pipe would keep the caller waiting
+    slurmctld -f "$conf" </dev/null >>"$dir/daemons.out" 2>&1 || { show_logs; die "slurmctld did not start"; }
+    slurmd -f "$conf" </dev/null >>"$dir/daemons.out" 2>&1 || { show_logs; die "slurmd did not start"; }
 
     local waited=0 state=""
     while ((waited < timeout)); do
