@@ -2,15 +2,16 @@
 foreign checkpoint is refused with one line; a blown-up field stops the run."""
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
-import time
+from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 
-from conftest import REPO, run_solver, solver_env, write_config
+from conftest import PYTHON, REPO, require, run_solver, solver_env, write_config
 
 REQUEUE = 3
 
@@ -76,8 +77,7 @@ def test_checkpoint_of_2_ranks_resumes_on_3(tmp_path):
 
 def test_signal_checkpoints_and_the_same_command_resumes(tmp_path):
     """USR1 to jobs/run.sh (as SLURM's --signal=B:USR1 does to a batch script): checkpoint, exit 3, resume."""
-    config = write_config(tmp_path, grid={"nx": 301, "ny": 151}, time={"dt": 0.005, "t_end": 40.0},
-                          output={"path": str(tmp_path / "out.h5"), "every": 1000})
+    config = long_config(tmp_path)
     run_solver("run", config, "-o", tmp_path / "reference.h5")
     job = subprocess.Popen(["bash", "jobs/run.sh", str(config)], cwd=REPO, env=solver_env(),
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -96,6 +96,51 @@ def test_signal_checkpoints_and_the_same_command_resumes(tmp_path):
     assert again.returncode == 0, again.stderr
     assert "resuming from" in again.stdout
     assert_same_output(tmp_path / "out.h5", tmp_path / "reference.h5")
+
+
+def long_config(tmp_path):
+    """A run of a few seconds, so a signal sent after its first progress line arrives well before the end."""
+    return write_config(tmp_path, grid={"nx": 301, "ny": 151}, time={"dt": 0.005, "t_end": 40.0},
+                        output={"path": str(tmp_path / "out.h5"), "every": 1000})
+
+
+@pytest.mark.mpi
+def test_signal_to_one_rank_stops_all_at_the_same_step(tmp_path):
+    """Only rank 1 gets USR1: the ranks agree at the next poll, write one checkpoint and all exit 3."""
+    config = long_config(tmp_path)
+    run_solver("run", config, "-o", tmp_path / "reference.h5")
+    mpirun = subprocess.Popen([require("mpirun"), "-n", "2", "--bind-to", "none", PYTHON, "-m", "solver", "run",
+                               str(config)], cwd=REPO, env=solver_env(), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        for line in mpirun.stdout:
+            if "step" in line and "%" in line:
+                os.kill(rank_pids(mpirun.pid)[-1], signal.SIGUSR1)
+                break
+        _, err = mpirun.communicate(timeout=120)
+    finally:
+        mpirun.kill()
+    assert mpirun.returncode == REQUEUE, err
+    assert err.count("(signal)") == 1, err
+    run_solver("run", config, "--restart", "require")           # resume on one process
+    assert_same_output(tmp_path / "out.h5", tmp_path / "reference.h5")
+
+
+def rank_pids(launcher: int) -> list[int]:
+    """Pids of the solver processes below an mpirun, in start order."""
+    found, queue = [], [launcher]
+    while queue:
+        pid = queue.pop(0)
+        try:
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        except OSError:
+            continue
+        for child in map(int, children):
+            if b"solver" in Path(f"/proc/{child}/cmdline").read_bytes():
+                found.append(child)
+            queue.append(child)
+    assert found, "no solver processes found under mpirun"
+    return sorted(found)
 
 
 def flip_a_field_byte(path):
