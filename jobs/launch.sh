@@ -27,7 +27,8 @@ launch() {
     if ((status == SOLVER_EXIT_REQUEUE)) && [[ -n ${SLURM_JOB_ID:-} ]]; then
         echo "launch: checkpoint written; requeueing job $SLURM_JOB_ID (restart count ${SLURM_RESTART_COUNT:-0})" >&2
         scontrol requeue "$SLURM_JOB_ID" ||
-            { echo "error: scontrol requeue failed: submit with --requeue, or resubmit by hand" >&2; return 1; }
+            { echo "error: scontrol requeue failed (job cancelled, or submitted without --requeue);" \
+                   "submit the same command again to resume from the checkpoint" >&2; return 1; }
         return 0
     fi
     return "$status"

@@ -237,9 +237,10 @@ def run(cfg: Config, path: str, comm=None, say=None, restart: str = "never", max
         memory = provenance.peak_memory_mib()
         if comm is not None:
             memory = comm.allreduce(memory, op=_max())
-        mlups = cfg.grid.nx * cfg.grid.ny * (nsteps - first) / max(seconds["compute"] + seconds["halo"], 1e-12) / 1e6
+        steps_run = nsteps - first            # fewer than nsteps after a restart
+        mlups = cfg.grid.nx * cfg.grid.ny * steps_run / max(seconds["compute"] + seconds["halo"], 1e-12) / 1e6
         summary = {
-            "grid": f"{cfg.grid.nx} x {cfg.grid.ny}", "steps": nsteps - first, "snapshots": writer.count,
+            "grid": f"{cfg.grid.nx} x {cfg.grid.ny}", "steps": nsteps, "snapshots": writer.count,
             "ranks": decomp.size, "threads_per_rank": threads,
             "wall_seconds": time.perf_counter() - wall_start, "loop_seconds": loop_seconds,
             "compute_seconds": seconds["compute"], "halo_seconds": seconds["halo"], "io_seconds": seconds["io"],
