@@ -9,7 +9,8 @@
 # Everything (config, munge socket and key, state, spool, logs, pid files) lives in one directory,
 # SLURM_LOCAL_DIR (default /tmp/hpc-slurm-<hash of this checkout>), and the daemons listen on ports derived
 # from it, so it never touches a system SLURM or another checkout's cluster. Needs root (slurmd runs jobs
-# as any user; munged runs as the munge user). No systemd needed.
+# as any user; munged runs as the munge user). No systemd needed. The node is reached at 127.0.0.1, so the
+# host name need not resolve.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -39,7 +40,7 @@ write_config() {
     cat >"$conf" <<EOF
 # Written by tests/slurm/local-cluster.sh: one node, everything under $dir
 ClusterName=local
-SlurmctldHost=$host
+SlurmctldHost=$host(127.0.0.1)
 SlurmctldPort=$port
 SlurmdPort=$((port + 1))
 SlurmUser=root
@@ -68,7 +69,7 @@ InactiveLimit=0
 KillWait=10
 MinJobAge=300
 MailProg=/bin/true
-NodeName=$host CPUs=$cpus RealMemory=$memory State=UNKNOWN
+NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$memory State=UNKNOWN
 PartitionName=local Nodes=$host Default=YES MaxTime=INFINITE State=UP
 EOF
 }
@@ -116,11 +117,14 @@ start() {
     chmod 755 "$dir"
     write_config
 
-    # munged refuses a key others can read or a socket directory others cannot enter: its own copy of the key.
+    # munged refuses a key others can read, or a socket directory others cannot enter.
     chown munge:munge "$dir/munge"
     chmod 755 "$dir/munge"
-    [[ -f /etc/munge/munge.key ]] || die "/etc/munge/munge.key missing: reinstall munge (it creates the key)"
-    install -m 400 -o munge -g munge /etc/munge/munge.key "$dir/munge/munge.key"
+    if [[ ! -f $dir/munge/munge.key ]]; then      # a key of its own: only this cluster's daemons use it
+        (umask 077; head -c 1024 /dev/urandom >"$dir/munge/munge.key")
+    fi
+    chown munge:munge "$dir/munge/munge.key"
+    chmod 400 "$dir/munge/munge.key"
     runuser -u munge -- munged --socket="$socket" --key-file="$dir/munge/munge.key" \
         --pid-file="$dir/munge/munged.pid" --log-file="$dir/munge/munged.log" \
         --seed-file="$dir/munge/munged.seed" </dev/null >>"$dir/daemons.out" 2>&1 ||
@@ -128,8 +132,9 @@ start() {
     ln -sf munge/munged.pid "$dir/munged.pid"
     munge -S "$socket" -n | unmunge -S "$socket" >/dev/null || { show_logs; die "munge does not answer on $socket"; }
 
-    # stdout/stderr to a file: a daemon holding the caller's pipe would keep the caller waiting
-    slurmctld -f "$conf" </dev/null >>"$dir/daemons.out" 2>&1 || { show_logs; die "slurmctld did not start"; }
+    # -c: no jobs left over from an earlier start. stdout/stderr to a file: a daemon holding the caller's
+    # pipe would keep the caller waiting.
+    slurmctld -c -f "$conf" </dev/null >>"$dir/daemons.out" 2>&1 || { show_logs; die "slurmctld did not start"; }
     slurmd -f "$conf" </dev/null >>"$dir/daemons.out" 2>&1 || { show_logs; die "slurmd did not start"; }
 
     local waited=0 state=""
