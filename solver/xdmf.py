@@ -3,7 +3,8 @@
 It describes the grid as a regular mesh (``2DCoRectMesh`` with ``ORIGIN_DXDY`` geometry, values listed
 slowest axis first: y then x) and the snapshots as a temporal collection, one uniform grid per snapshot
 (mesh repeated inline: not every reader follows XDMF references) whose node-centred
-attribute is a hyperslab ``[i, :, :]`` of the HDF5 dataset ``C(time, y, x)``. The HDF5
+attribute is a hyperslab ``[i, :, :]`` of the HDF5 dataset ``C(time, y, x)``, declared with the mesh's
+rank-2 shape (VTK's XDMF reader, the one ParaView uses, fails to read a slab declared as ``1 ny nx``). The HDF5
 file is named relative to the sidecar, so the pair can be moved together. Plain text; no XDMF library.
 """
 from __future__ import annotations
@@ -44,7 +45,8 @@ def write_xdmf(h5_path: str, field: str, x: np.ndarray, y: np.ndarray, times: li
                   f'        <Time Value="{float(t)!r}"/>',
                   *mesh,
                   f'        <Attribute Name="{field}" AttributeType="Scalar" Center="Node">',
-                  f'          <DataItem ItemType="HyperSlab" Dimensions="1 {ny} {nx}" Type="HyperSlab">',
+                  f'          <DataItem ItemType="HyperSlab" Dimensions="{ny} {nx}" Type="HyperSlab" '
+                  'NumberType="Float" Precision="8">',
                   f'            <DataItem Dimensions="3 3" Format="XML">{index} 0 0 1 1 1 1 {ny} {nx}</DataItem>',
                   f'            <DataItem Format="HDF" NumberType="Float" Precision="8" '
                   f'Dimensions="{nt} {ny} {nx}">{heavy}</DataItem>',
