@@ -21,7 +21,6 @@ if str(REPO) not in sys.path:          # the scripts run as files: use this chec
 
 from solver.config import Config, ConfigError, from_dict, parse_yaml  # noqa: E402
 from solver.output import FIELD, partial_path  # noqa: E402
-from solver.run import analytic  # noqa: E402
 
 EXIT_USAGE = 2
 
@@ -71,6 +70,7 @@ class Output:
 
     def exact(self, index: int) -> np.ndarray:
         """The analytic Gaussian at the time of snapshot ``index`` (infinite plane, no boundary)."""
+        from solver.run import analytic          # imports numba: only when an analytic field is wanted
         return analytic(self.cfg, self.x, self.y, float(self.time[index]))
 
     def check_index(self, index: int) -> int:
