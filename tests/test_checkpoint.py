@@ -12,13 +12,14 @@ import numpy as np
 import pytest
 
 from conftest import PYTHON, REPO, require, run_solver, solver_env, write_config
+from solver.info import read_attrs
 
 REQUEUE = 3
 
 
 def fields(path):
     with h5py.File(path, "r") as f:
-        return f["time"][:], f["C"][:], dict(f.attrs)
+        return f["time"][:], f["C"][:], read_attrs(str(path))
 
 
 def assert_same_output(path, reference):

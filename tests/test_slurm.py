@@ -18,11 +18,13 @@ import numpy as np
 import pytest
 
 from conftest import REPO, SMALL, require, run_solver, write_config
+from solver.info import read_attrs
 
 pytestmark = pytest.mark.slurm
 
 JOBS = REPO / "jobs"
-SUBMITTED = {"threaded.slurm", "plot.slurm", "mpi2d.slurm", "ensemble.slurm", "ensemble-array.slurm"}
+SUBMITTED = {"threaded.slurm", "plot.slurm", "scaling.slurm", "mpi2d.slurm", "ensemble.slurm",
+             "ensemble-array.slurm"}
 CPUS = 2                                  # the local cluster's node has at least this many
 
 
@@ -84,8 +86,7 @@ def wait_for(env: dict, job: str, log: Path, predicate, what: str, timeout: floa
 
 def attrs_of(path: Path) -> dict:
     assert path.is_file(), f"{path} was not written"
-    with h5py.File(path, "r") as f:
-        return dict(f.attrs)
+    return read_attrs(str(path))
 
 
 def field_of(path: Path) -> np.ndarray:
@@ -147,6 +148,18 @@ def test_usr1_checkpoints_requeues_and_resumes(slurm_env, tmp_path):
     run_solver("run", config, "-o", tmp_path / "reference.h5")
     assert np.array_equal(field_of(out), field_of(tmp_path / "reference.h5"))
     assert not (tmp_path / "long.ckpt.h5").exists()
+
+
+@pytest.mark.mpi
+def test_scaling_job(slurm_env, tmp_path):
+    """The sweep inside one allocation of 2 tasks: rank counts 1 and 2 (threads 1), then its plot."""
+    job, log = submit(slurm_env, tmp_path, "--ntasks=2", "--cpus-per-task=1", script("scaling.slurm"),
+                      "configs/scaling.yaml", "--set", "grid.nx=64", "--set", "grid.ny=48",
+                      extra_env={"SCALING_DIR": str(tmp_path), "SCALING_MODES": "strong", "SCALING_THREADS": "1"})
+    for ranks in (1, 2):
+        attrs = attrs_of(tmp_path / f"strong-r{ranks}-t1.h5")
+        assert attrs["ranks"] == ranks and attrs["slurm_job_id"] == job, read(log)
+    assert (tmp_path / "strong.png").is_file() and (tmp_path / "strong.csv").is_file(), read(log)
 
 
 # --- scripts from the MPI and ensemble work: the interface they are expected to have ---------------------
