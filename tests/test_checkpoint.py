@@ -59,6 +59,9 @@ def test_resume_gives_the_uninterrupted_bits(stopped_run):
     run_solver("run", config, "-o", out, "--restart", "auto")
     attrs = assert_same_output(out, reference)
     assert attrs["restarted_from_step"] == 75
+    sidecar = out.with_suffix(".xdmf").read_text().replace(out.name, "OUT")
+    assert sidecar == reference.with_suffix(".xdmf").read_text().replace(reference.name, "OUT"), \
+        "the XDMF sidecar lists the snapshots of the whole run"
     assert not out.with_suffix(".ckpt.h5").exists(), "a finished run leaves no checkpoint behind"
 
 
