@@ -178,3 +178,18 @@ def test_second_run_compiles_nothing(tmp_path):
         assert "data saved" in first.stdout + first.stderr
         log = second.stdout + second.stderr
         assert "data loaded" in log and "data saved" not in log, log[-2000:]
+
+
+@pytest.mark.mpi
+def test_tiled_kernel_under_mpi_with_deep_halos_gives_the_serial_bits(tmp_path):
+    require("mpirun")
+    config = write_config(tmp_path, time={"t_end": 0.3}, output={"every": 10})
+    import h5py
+    fields_by_run = []
+    for ranks, kernel, halo in ((None, "numba", 1), (2, "tiled", 4), (3, "tiled", 3)):
+        out = tmp_path / f"{kernel}{ranks}.h5"
+        run_solver("run", config, "-o", out, "--set", f"numerics.kernel={kernel}", "--set",
+                   f"parallel.halo={halo}", ranks=ranks, timeout=180)
+        with h5py.File(out) as f:
+            fields_by_run.append(f["C"][...])
+    assert all(np.array_equal(fields_by_run[0], other) for other in fields_by_run[1:])
