@@ -112,15 +112,18 @@ def time_kernel(advance, ny: int, nx: int, seconds: float, repeats: int, multipl
         trial *= 2
     per_step = elapsed / trial
     steps = max(multiple, int(round(seconds / max(per_step, 1e-9) / multiple)) * multiple)
-    samples = []
+    samples, wall, cpu = [], 0.0, time.process_time()
     for _ in range(repeats):
         t = time.perf_counter()
         u, v = advance(u, v, steps, cx, cy, region)
-        samples.append(nx * ny * steps / (time.perf_counter() - t) / 1e6)
+        seconds_taken = time.perf_counter() - t
+        wall += seconds_taken
+        samples.append(nx * ny * steps / seconds_taken / 1e6)
+    cpu = time.process_time() - cpu
     if not np.isfinite(u).all():
         raise RuntimeError("the benchmark field blew up; this is a bug in a kernel")
     return {"steps": steps, "repeats": repeats, "mlups": float(np.median(samples)),
-            "mlups_samples": [round(s, 1) for s in samples]}
+            "mlups_samples": [round(s, 1) for s in samples], "cpu_seconds_per_wall_second": round(cpu / wall, 2)}
 
 
 def peak_rss_mib() -> float:
@@ -290,13 +293,16 @@ def format_table(report: dict) -> str:
         lines.append(f"bound, {t} thread(s): {b['median']:.0f} MLUPS-equivalent = {b['median'] * 16 / 1000:.1f} GB/s "
                      f"copy (median of {len(b['samples'])}, range {b['min']:.0f}-{b['max']:.0f}); "
                      f"copy with ordinary stores {report['store_copy'][t]:.0f}")
+    lines.append("cpu/wall: CPU seconds of this process per wall second while timing; below the thread count "
+                 "means other processes took cores")
     lines.append("")
     lines.append(f"{'grid':>11} {'kernel':<8} {'thr':>3} {'MLUPS':>8} {'% bound':>8} {'x prange':>8} "
-                 f"{'steps':>6} {'peak RSS MiB':>12}")
+                 f"{'steps':>6} {'cpu/wall':>8} {'peak RSS MiB':>12}")
     for r in report["results"]:
         ratio = f"{r['ratio_to_prange']:.2f}" if r["ratio_to_prange"] is not None else "-"
         lines.append(f"{r['nx']:>5}x{r['ny']:<5} {r['kernel']:<8} {r['threads']:>3} {r['mlups']:>8.0f} "
-                     f"{r['percent_of_bound']:>7.0f}% {ratio:>8} {r['steps']:>6} {r['peak_rss_mib']:>12.0f}")
+                     f"{r['percent_of_bound']:>7.0f}% {ratio:>8} {r['steps']:>6} "
+                     f"{r['cpu_seconds_per_wall_second']:>8.2f} {r['peak_rss_mib']:>12.0f}")
     if report.get("mpi"):
         lines.append("")
         lines.append(f"{'solver run':>11} {'kernel':<8} {'ranks x thr':>11} {'halo':>4} {'MLUPS':>8} "
@@ -397,7 +403,7 @@ def main(args: argparse.Namespace) -> int:
     def say(message):
         print(message, flush=True)
 
-    report = {"command": " ".join(["python -m solver bench", *sys.argv[2:]]),
+    report = {"command": " ".join(["python -m solver bench", *sys.argv[2:]]), "load_average_before": os.getloadavg(),
               "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine(),
               "numba_version": numba.__version__, "numpy_version": np.__version__,
               "threading_layer": None}
@@ -406,6 +412,7 @@ def main(args: argparse.Namespace) -> int:
     if args.mpi:
         report["mpi"] = run_mpi(parse_sizes(args.mpi_sizes), names, args.mpi_steps, max(threads), say)
     report["peak_rss_mib"] = peak_rss_mib()
+    report["load_average_after"] = os.getloadavg()
     print()
     print(format_table(report))
     if args.json:
