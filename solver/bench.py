@@ -251,7 +251,7 @@ def run_mpi(sizes, kernel_names, steps, threads, say) -> list[dict]:
         for nx, ny in sizes:
             # a tiny dt only to pass validation; the runs use 0.9 of the largest stable one
             base = config_module.load(str(REPO / "configs" / "default.yaml"),
-                                      [f"grid.nx={nx}", f"grid.ny={ny}", "time.dt=1e-12", "time.t_end=1e-12"])
+                                      [f"grid.nx={nx}", f"grid.ny={ny}", "time.dt=1.0e-12", "time.t_end=1.0e-12"])
             dt = float(f"{0.9 * base.max_stable_dt:.3g}")
             for name in kernel_names:
                 if name not in config_module.KERNELS or name == "numpy":
