@@ -233,8 +233,8 @@ def run_benchmark(sizes, kernel_names, thread_counts, seconds, repeats, copy_mib
         yard = [r for r in rows if r["kernel"] == "prange" and r["nx"] == row["nx"] and r["ny"] == row["ny"]
                 and r["threads"] == row["threads"]]
         row["ratio_to_prange"] = row["mlups"] / yard[0]["mlups"] if yard else None
-    return {"bound": bound, "store_copy": store, "results": rows, "tiled": {"tile_y": kernels.TILE_Y, "tile_x": kernels.TILE_X,
-                                                        "depth": kernels.DEPTH}}
+    tiles = {"tile_y": kernels.TILE_Y, "tile_x": kernels.TILE_X, "depth": kernels.DEPTH}
+    return {"bound": bound, "store_copy": store, "results": rows, "tiled": tiles}
 
 
 def run_mpi(sizes, kernel_names, steps, threads, say) -> list[dict]:
@@ -258,9 +258,9 @@ def run_mpi(sizes, kernel_names, steps, threads, say) -> list[dict]:
                     continue
                 for ranks, per_rank in ((1, threads), (2, 1)):
                     halo = 16 if name == "tiled" and ranks > 1 else 1
-                    overrides = [f"grid.nx={nx}", f"grid.ny={ny}", f"time.dt={dt}", f"time.t_end={steps * dt}",
-                                 "output.every=0", f"parallel.threads={per_rank}", f"numerics.kernel={name}",
-                                 f"parallel.halo={halo}"]
+                    overrides = [f"grid.nx={nx}", f"grid.ny={ny}", f"time.dt={dt:.6e}",
+                                 f"time.t_end={steps * dt:.6e}", "output.every=0", f"parallel.threads={per_rank}",
+                                 f"numerics.kernel={name}", f"parallel.halo={halo}"]
                     command = [sys.executable, "-m", "solver", "run", str(REPO / "configs" / "default.yaml"),
                                "-o", os.path.join(tmp, "bench.h5"), "--overwrite"]
                     for o in overrides:

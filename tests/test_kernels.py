@@ -35,7 +35,8 @@ def last_box(region, shrink, steps):
     return slice(j0 + s * shrink[0], j1 - s * shrink[1]), slice(i0 + s * shrink[2], i1 - s * shrink[3])
 
 
-@pytest.fixture(params=[(kernels.TILE_Y, kernels.TILE_X, kernels.DEPTH), (8, 8, 3), (5, 11, 7)], ids=lambda t: "tile{}x{}d{}".format(*t))
+@pytest.fixture(params=[(kernels.TILE_Y, kernels.TILE_X, kernels.DEPTH), (8, 8, 3), (5, 11, 7)],
+                ids=lambda t: "tile{}x{}d{}".format(*t))
 def tile_shape(request, monkeypatch):
     """Several tile shapes, small ones so that tiny grids still cut into many tiles."""
     for name, value in zip(("TILE_Y", "TILE_X", "DEPTH"), request.param):
