@@ -53,9 +53,10 @@ def _jit():
                 dst[k] = src[k] + 0.0     # not a memcpy: ordinary stores, so each line is read first
 
         @njit(parallel=True, nogil=True)
-        def prange_step(src, dst, cx, cy, j0, j1, i0, i1):
-            for j in prange(j0, j1):
-                for i in range(i0, i1):
+        def prange_step(src, dst, cx, cy):
+            ny, nx = src.shape
+            for j in prange(1, ny - 1):
+                for i in range(1, nx - 1):
                     c = src[j, i]
                     dst[j, i] = c + cx * (src[j, i - 1] - 2.0 * c + src[j, i + 1]) \
                                   + cy * (src[j - 1, i] - 2.0 * c + src[j + 1, i])
@@ -65,11 +66,13 @@ def _jit():
 
 
 def advance_prange(u, v, steps, cx, cy, region, shrink=(0, 0, 0, 0)):
-    """The yardstick: the simplest numba kernel, one ``prange`` sweep per step called from Python."""
+    """The yardstick: the kernel one writes first, a ``prange`` sweep over the whole interior per step,
+    called from Python. Only the whole interior without shrink (what the benchmark times)."""
+    if tuple(region) != (1, u.shape[0] - 1, 1, u.shape[1] - 1) or any(shrink):
+        raise ValueError("the prange yardstick updates the whole interior only")
     step = _jit()["prange_step"]
-    j0, j1, i0, i1 = region
-    for s in range(steps):
-        step(u, v, cx, cy, j0 + s * shrink[0], j1 - s * shrink[1], i0 + s * shrink[2], i1 - s * shrink[3])
+    for _ in range(steps):
+        step(u, v, cx, cy)
         u, v = v, u
     return u, v
 
