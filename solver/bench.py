@@ -325,7 +325,7 @@ def plot(report: dict, path: str) -> None:
     import matplotlib.pyplot as plt
     import matplotlib.ticker
 
-    fig, ax = plt.subplots(figsize=(8, 5.5))
+    fig, ax = plt.subplots(figsize=(10, 5.5))
     rows = report["results"]
     styles = {1: "--", None: "-"}
     colours = {}
@@ -356,7 +356,7 @@ def plot(report: dict, path: str) -> None:
     ax.set_title(f"2D diffusion kernels vs the memory bound\n{report['machine']['cpu']}, "
                  f"{report['machine']['cores']} cores", fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8, ncol=2, loc="lower left")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
