@@ -342,6 +342,12 @@ def plot(report: dict, path: str) -> None:
         ax.axhline(b["median"], color="black", linestyle=":" if int(t) == 1 else "-", linewidth=1.2)
         ax.annotate(f"copy bound, {t} thr: {b['median']:.0f}", (0.01, b["median"]), xycoords=("axes fraction", "data"),
                     va="bottom", fontsize=8)
+    top_threads = max(report.get("store_copy", {}), key=int, default=None)
+    if top_threads is not None:
+        rate = report["store_copy"][top_threads]
+        ax.axhline(rate, color="grey", linestyle="--", linewidth=1)
+        ax.annotate(f"copy with ordinary stores (reads each line first), {top_threads} thr: {rate:.0f}",
+                    (0.01, rate), xycoords=("axes fraction", "data"), va="bottom", fontsize=8, color="grey")
     for level, size in report["machine"].get("caches_per_cpu0", {}).items():
         m = re.fullmatch(r"(\d+)K", size)
         if m and level in ("L2", "L3"):
