@@ -163,7 +163,9 @@ def _advance_tiled(u, v, steps, cx, cy, j0, j1, i0, i1, s_south, s_north, s_west
 def advance_tiled(u, v, steps, cx, cy, region, shrink=(0, 0, 0, 0)):
     """Advance ``steps`` steps with temporal blocking; returns ``(new, old)`` buffers."""
     threads = numba.get_num_threads()
-    return _advance_tiled(u, v, steps, cx, cy, *region, *shrink, TILE_Y, TILE_X, DEPTH, threads, 2.0)
+    rows = region[1] - region[0]
+    tile_y = max(1, min(TILE_Y, -(-rows // (2 * threads))))     # at least two tiles per thread on small grids
+    return _advance_tiled(u, v, steps, cx, cy, *region, *shrink, tile_y, TILE_X, DEPTH, threads, 2.0)
 
 
 def advance_numpy(u, v, steps, cx, cy, region, shrink=(0, 0, 0, 0)):
