@@ -1,4 +1,4 @@
-"""Command line: ``python -m solver run|validate|info ...``.
+"""Command line: ``python -m solver run|validate|info|bench ...``.
 
 Mistakes in the config, the arguments or the environment end in one line on stderr naming the problem and
 the fix, exit code 2 and no file written. Under MPI a failure on any rank prints that rank's error and
@@ -12,6 +12,7 @@ import sys
 import traceback
 
 from . import config as config_module
+from .bench import add_arguments as bench_arguments
 from .config import ConfigError
 
 EXIT_USAGE = 2
@@ -63,6 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="print the provenance of an output file",
                        description="Print what produced an output file: config, versions, git, SLURM, timings.")
     p.add_argument("file", help="an HDF5 file written by the solver")
+
+    p = sub.add_parser("bench", help="time the kernels against the memory-bandwidth bound",
+                       description="Measure the copy bound and every kernel's MLUPS at several sizes in one run; "
+                       "print a table, optionally write JSON and a roofline-style PNG.")
+    bench_arguments(p)
     return parser
 
 
@@ -74,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
             print(cfg.to_yaml(), end="")
             print(f"# {args.config}: valid; {cfg.nsteps} steps, stability number {cfg.stability:.3f} (<= 0.5)")
             return 0
+        if args.command == "bench":
+            from .bench import main as bench
+            return bench(args)
         if args.command == "info":
             from .info import describe
             print(describe(args.file))

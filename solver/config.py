@@ -53,7 +53,7 @@ class Output:
 
 @dataclass(frozen=True)
 class Numerics:
-    kernel: str = "numba"                 # numba | numpy (reference)
+    kernel: str = "numba"                 # numba | tiled (temporal blocking) | numpy (reference)
 
 
 @dataclass(frozen=True)
@@ -126,7 +126,7 @@ class Config:
         return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
 
 
-KERNELS = ("numba", "numpy")
+KERNELS = ("numba", "tiled", "numpy")
 DISTRIBUTIONS = {"uniform": ("low", "high"), "normal": ("mean", "std"),
                  "lognormal": ("mean", "sigma"), "choice": ("values",)}
 

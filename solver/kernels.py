@@ -5,40 +5,167 @@ Every kernel advances a field by ``steps`` explicit steps of
     C' = C + cx (C[j, i-1] - 2C + C[j, i+1]) + cy (C[j-1, i] - 2C + C[j+1, i])
 
 with ``cx = D dt / dx^2`` and ``cy = D dt / dy^2``, on the index box ``region = (j0, j1, i0, i1)`` of a
-double-buffered pair ``(u, v)``. Nodes outside the box are never written, so boundary values (Dirichlet)
-and halo cells keep what the caller put there. ``shrink = (south, north, west, east)`` (each 0 or 1) moves
-that side of the box inwards by one node per step: a halo of width k is valid for k steps, one layer less
-after each (deep halos). Each node is computed by the same expression in the same order in every kernel,
-so results do not depend on the kernel, the thread count or the decomposition.
+double-buffered pair ``(u, v)``; it returns ``(new, old)``. Nodes outside the box are never written, so
+boundary values (Dirichlet) and halo cells keep what the caller put there; the box must leave at least one
+node on every side of the array. ``shrink = (south, north, west, east)`` (each 0 or 1) moves that side of
+the box inwards by one node per step: a halo of width k is valid for k steps, one layer less after each
+(deep halos). Each node is computed by the same expression in the same order in every kernel (no fastmath,
+no fused multiply-add), so results do not depend on the kernel, the thread count or the decomposition.
+
+Kernels:
+- ``numba``: the default. One compiled call runs the whole time loop; each step is a threaded sweep over
+  rows whose inner loop LLVM vectorises (row views indexed from zero, so no negative-index wraparound).
+- ``tiled``: temporal blocking. Each thread copies a cache-sized tile plus an overlap of ``depth`` nodes into
+  a private pair of scratch tiles, advances it ``depth`` steps there (recomputing the overlap, which
+  neighbouring tiles also compute) and writes back only its own core. Memory traffic per update drops by
+  about ``depth``, so it beats the streaming bound once the grid is out of cache. ``new`` matches the
+  ``numba`` kernel bit for bit on the last step's box; inside the box but outside the last step's box
+  (the shrinking rim of deep halos) and in ``old`` it holds stale values that no later step reads.
+- ``numpy``: the same update with array slices, the readable reference for tests.
 
 No MPI, no I/O: decomposition, halo exchange and output live elsewhere.
 """
 from __future__ import annotations
 
+import numba
 import numpy as np
 from numba import njit, prange
 
-
-@njit(parallel=True, cache=True, nogil=True)
-def _step_numba(src, dst, cx, cy, j0, j1, i0, i1):
-    for j in prange(j0, j1):
-        for i in range(i0, i1):
-            c = src[j, i]
-            dst[j, i] = c + cx * (src[j, i - 1] - 2.0 * c + src[j, i + 1]) \
-                          + cy * (src[j - 1, i] - 2.0 * c + src[j + 1, i])
+# Temporal blocking: tile core (rows x columns) and steps per tile (odd, see _advance_tiled). Wide tiles keep
+# the recomputed overlap small (about 12 % here); two scratch tiles of (TILE_Y + 2 DEPTH) x (TILE_X + 2 DEPTH)
+# doubles per thread (2.7 MB) stay in the L3 cache. Chosen by a sweep at 4096 x 4096 on 2 cores.
+TILE_Y, TILE_X, DEPTH = 128, 1024, 15
 
 
-@njit(cache=True, nogil=True)
-def _advance_numba(u, v, steps, cx, cy, j0, j1, i0, i1, s_south, s_north, s_west, s_east):
+@njit(cache=True, nogil=True, boundscheck=False)
+def _row(src, sj, si, dst, dj, di, n, cx, cy, two):
+    """Update n nodes of row sj from column si of src into row dj from column di of dst.
+
+    Views indexed from 0 let LLVM drop the wraparound checks and vectorise. ``two`` is 2.0 passed at run
+    time: as a literal LLVM turns ``2.0 * c`` into ``c + c`` (same bits) and overloads the add units."""
+    centre = src[sj, si:si + n]
+    west = src[sj, si - 1:si + n - 1]
+    east = src[sj, si + 1:si + n + 1]
+    south = src[sj - 1, si:si + n]
+    north = src[sj + 1, si:si + n]
+    out = dst[dj, di:di + n]
+    for k in range(n):
+        c = centre[k]
+        out[k] = c + cx * (west[k] - two * c + east[k]) + cy * (south[k] - two * c + north[k])
+
+
+@njit(parallel=True, cache=True, nogil=True, boundscheck=False)
+def _advance_numba(u, v, steps, cx, cy, j0, j1, i0, i1, s_south, s_north, s_west, s_east, two):
     for s in range(steps):
-        _step_numba(u, v, cx, cy, j0 + s * s_south, j1 - s * s_north, i0 + s * s_west, i1 - s * s_east)
+        a, b = j0 + s * s_south, j1 - s * s_north
+        c, d = i0 + s * s_west, i1 - s * s_east
+        for j in prange(a, b):
+            _row(u, j, c, v, j, c, d - c, cx, cy, two)
         u, v = v, u
     return u, v
 
 
 def advance_numba(u, v, steps, cx, cy, region, shrink=(0, 0, 0, 0)):
     """Advance ``steps`` steps with the threaded numba kernel; returns ``(new, old)`` buffers."""
-    return _advance_numba(u, v, steps, cx, cy, *region, *shrink)
+    return _advance_numba(u, v, steps, cx, cy, *region, *shrink, 2.0)
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def _ring(scratch, src, ej0, ej1, ei0, ei1, j0, j1, i0, i1):
+    """Copy into scratch the nodes of the box (ej0, ej1, ei0, ei1) of src lying outside the region: no step
+    writes them, and a scratch tile reads them where the kernels read the caller's values."""
+    ni = ei1 - ei0
+    for gj in range(ej0, ej1):
+        j = gj - ej0
+        if gj < j0 or gj >= j1:
+            scratch[j, :ni] = src[gj, ei0:ei1]
+        else:
+            if ei0 < i0:
+                scratch[j, 0] = src[gj, ei0]
+            if ei1 > i1:
+                scratch[j, ni - 1] = src[gj, ei1 - 1]
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def _tile(p, q, a, b, cx, cy, two, steps, first, region, shrink, core):
+    """Advance one tile ``steps`` (odd, at least 3) steps from the buffer p (level ``first`` of the call)
+    into q, through the scratch pair (a, b): step 0 reads p, the last step writes q's core, the others stay
+    in the scratch tiles. Reads q only outside the region, where nobody writes, and writes q only inside
+    the core, so tiles may run concurrently."""
+    j0, j1, i0, i1 = region
+    s_south, s_north, s_west, s_east = shrink
+    cj0, cj1, ci0, ci1 = core
+    # The box of local step 0, widened by one for its neighbours: the scratch tiles' origin and extent.
+    grow = steps - 1
+    ej0 = max(cj0 - grow, j0 + first * s_south) - 1
+    ej1 = min(cj1 + grow, j1 - first * s_north) + 1
+    ei0 = max(ci0 - grow, i0 + first * s_west) - 1
+    ei1 = min(ci1 + grow, i1 - first * s_east) + 1
+    _ring(a, p, ej0, ej1, ei0, ei1, j0, j1, i0, i1)
+    _ring(b, q, ej0, ej1, ei0, ei1, j0, j1, i0, i1)
+    for j in range(ej0 + 1, ej1 - 1):
+        _row(p, j, ei0 + 1, b, j - ej0, 1, ei1 - ei0 - 2, cx, cy, two)
+    for t in range(1, steps - 1):
+        s = first + t
+        grow = steps - 1 - t
+        bj0 = max(cj0 - grow, j0 + s * s_south)
+        bj1 = min(cj1 + grow, j1 - s * s_north)
+        bi0 = max(ci0 - grow, i0 + s * s_west)
+        bi1 = min(ci1 + grow, i1 - s * s_east)
+        if t % 2 == 1:
+            for j in range(bj0, bj1):
+                _row(b, j - ej0, bi0 - ei0, a, j - ej0, bi0 - ei0, bi1 - bi0, cx, cy, two)
+        else:
+            for j in range(bj0, bj1):
+                _row(a, j - ej0, bi0 - ei0, b, j - ej0, bi0 - ei0, bi1 - bi0, cx, cy, two)
+    # steps is odd, so the last step reads a; the core is the last step's box by construction.
+    for j in range(cj0, cj1):
+        _row(a, j - ej0, ci0 - ei0, q, j, ci0, ci1 - ci0, cx, cy, two)
+
+
+@njit(parallel=True, cache=True, nogil=True, boundscheck=False)
+def _advance_tiled(u, v, steps, cx, cy, j0, j1, i0, i1, s_south, s_north, s_west, s_east,
+                   tile_y, tile_x, depth, threads, two):
+    region = (j0, j1, i0, i1)
+    shrink = (s_south, s_north, s_west, s_east)
+    side_y, side_x = tile_y + 2 * depth, tile_x + 2 * depth
+    scratch = np.empty((2 * threads, side_y, side_x))
+    done = 0
+    while done < steps:
+        n = min(depth, steps - done)
+        if n % 2 == 0:
+            n -= 1       # odd chunks: the result lands in the other buffer, so tiles never race
+        last = done + n - 1
+        a, b = j0 + last * s_south, j1 - last * s_north
+        c, d = i0 + last * s_west, i1 - last * s_east
+        if b <= a or d <= c:
+            n = 1        # the box vanishes within the chunk: step by step, as the plain kernel does
+        if n == 1:
+            c, d = i0 + done * s_west, i1 - done * s_east
+            for j in prange(j0 + done * s_south, j1 - done * s_north):
+                _row(u, j, c, v, j, c, d - c, cx, cy, two)
+        else:
+            tiles_y = (b - a + tile_y - 1) // tile_y
+            tiles_x = (d - c + tile_x - 1) // tile_x
+            tiles = tiles_y * tiles_x
+            for worker in prange(threads):
+                for k in range(worker, tiles, threads):
+                    ty, tx = k // tiles_x, k % tiles_x
+                    core = (a + ty * tile_y, min(b, a + (ty + 1) * tile_y),
+                            c + tx * tile_x, min(d, c + (tx + 1) * tile_x))
+                    _tile(u, v, scratch[2 * worker], scratch[2 * worker + 1], cx, cy, two, n, done,
+                          region, shrink, core)
+        u, v = v, u
+        done += n
+    return u, v
+
+
+def advance_tiled(u, v, steps, cx, cy, region, shrink=(0, 0, 0, 0)):
+    """Advance ``steps`` steps with temporal blocking; returns ``(new, old)`` buffers."""
+    threads = numba.get_num_threads()
+    rows = region[1] - region[0]
+    tile_y = max(1, min(TILE_Y, -(-rows // (2 * threads))))     # at least two tiles per thread on small grids
+    return _advance_tiled(u, v, steps, cx, cy, *region, *shrink, tile_y, TILE_X, DEPTH, threads, 2.0)
 
 
 def advance_numpy(u, v, steps, cx, cy, region, shrink=(0, 0, 0, 0)):
@@ -55,7 +182,7 @@ def advance_numpy(u, v, steps, cx, cy, region, shrink=(0, 0, 0, 0)):
     return u, v
 
 
-KERNELS = {"numba": advance_numba, "numpy": advance_numpy}
+KERNELS = {"numba": advance_numba, "tiled": advance_tiled, "numpy": advance_numpy}
 
 
 def gaussian(x, y, t, diffusivity, center, sigma, amplitude):
@@ -69,3 +196,4 @@ def warm_up(kernel: str) -> None:
     """Compile (or load from cache) a kernel on a tiny grid, so the first timed step is not a compile."""
     u = np.zeros((4, 4))
     KERNELS[kernel](u, u.copy(), 1, 0.1, 0.1, (1, 3, 1, 3))
+    KERNELS[kernel](u, u.copy(), 3, 0.1, 0.1, (1, 3, 1, 3))

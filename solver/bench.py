@@ -1,0 +1,434 @@
+"""``python -m solver bench``: the kernels against the memory-bandwidth bound, side by side, in one run.
+
+A double-buffered step reads one array and writes another, so once the grid is larger than the caches it
+moves at least 16 bytes per update: ``bound = copy bandwidth / 16 B``, measured here by a threaded copy
+over arrays far larger than the caches. The copy rate drifts from minute to minute on shared machines, so
+it is measured several times, interleaved with the kernels, and the median is reported. A plain ``prange``
+double-buffer kernel timed in the same run is the steadier yardstick: every kernel is shown as MLUPS
+(million lattice-node updates per second, nx * ny * steps / seconds), as a percentage of the bound and as
+a ratio to that yardstick. ``--mpi`` also times the solver itself, one rank x all threads against
+``mpirun -n 2`` x one thread.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .config import ConfigError
+
+DEFAULT_SIZES = "1024x512,2048x2048,4096x4096"
+DEFAULT_KERNELS = "prange,numba,tiled,numpy"
+COPY_MIB = 256             # each of the two copy arrays: far beyond any L3 of today's CPUs
+SERIAL_ONLY = ("numpy",)   # not threaded: timed once, with one thread
+REPO = Path(__file__).resolve().parent.parent
+
+_compiled: dict = {}
+
+
+def _jit():
+    """The yardstick kernels, compiled on first use (so ``python -m solver --help`` stays quick)."""
+    if not _compiled:
+        from numba import njit, prange
+
+        @njit(parallel=True, nogil=True)
+        def copy(src, dst):
+            for k in prange(src.size):
+                dst[k] = src[k]
+
+        @njit(parallel=True, nogil=True)
+        def store_copy(src, dst):
+            for k in prange(src.size):
+                dst[k] = src[k] + 0.0     # not a memcpy: ordinary stores, so each line is read first
+
+        @njit(parallel=True, nogil=True)
+        def prange_step(src, dst, cx, cy):
+            ny, nx = src.shape
+            for j in prange(1, ny - 1):
+                for i in range(1, nx - 1):
+                    c = src[j, i]
+                    dst[j, i] = c + cx * (src[j, i - 1] - 2.0 * c + src[j, i + 1]) \
+                                  + cy * (src[j - 1, i] - 2.0 * c + src[j + 1, i])
+
+        _compiled.update(copy=copy, store_copy=store_copy, prange_step=prange_step)
+    return _compiled
+
+
+def advance_prange(u, v, steps, cx, cy, region, shrink=(0, 0, 0, 0)):
+    """The yardstick: the kernel one writes first, a ``prange`` sweep over the whole interior per step,
+    called from Python. Only the whole interior without shrink (what the benchmark times)."""
+    if tuple(region) != (1, u.shape[0] - 1, 1, u.shape[1] - 1) or any(shrink):
+        raise ValueError("the prange yardstick updates the whole interior only")
+    step = _jit()["prange_step"]
+    for _ in range(steps):
+        step(u, v, cx, cy)
+        u, v = v, u
+    return u, v
+
+
+def kernel_table() -> dict:
+    from . import kernels
+    return {"prange": advance_prange, **kernels.KERNELS}
+
+
+# --- measurements -----------------------------------------------------------------------------------
+def copy_rate(src: np.ndarray, dst: np.ndarray, repeats: int = 5, kind: str = "copy") -> float:
+    """Elements copied per second (median of repeats): the bound in updates per second.
+
+    ``copy`` becomes a memcpy, which streams past the caches (16 B per element); ``store_copy`` uses
+    ordinary stores like a stencil kernel, so the CPU reads each destination line before writing it."""
+    copy = _jit()[kind]
+    copy(src, dst)
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        copy(src, dst)
+        times.append(time.perf_counter() - t)
+    return src.size / float(np.median(times))
+
+
+def time_kernel(advance, ny: int, nx: int, seconds: float, repeats: int, multiple: int) -> dict:
+    """MLUPS of one kernel on an ny x nx grid: warm-up, calibrate the step count, median of repeats."""
+    rng = np.random.default_rng(0)
+    u = rng.random((ny, nx))
+    v = u.copy()
+    region, cx, cy = (1, ny - 1, 1, nx - 1), 0.2, 0.2
+    u, v = advance(u, v, multiple, cx, cy, region)          # compile (or load) and touch the pages
+    trial = multiple
+    while True:
+        t = time.perf_counter()
+        u, v = advance(u, v, trial, cx, cy, region)
+        elapsed = time.perf_counter() - t
+        if elapsed > 0.05 * seconds or trial * 2 * nx * ny > 4e9:
+            break
+        trial *= 2
+    per_step = elapsed / trial
+    steps = max(multiple, int(round(seconds / max(per_step, 1e-9) / multiple)) * multiple)
+    samples, wall, cpu = [], 0.0, time.process_time()
+    for _ in range(repeats):
+        t = time.perf_counter()
+        u, v = advance(u, v, steps, cx, cy, region)
+        seconds_taken = time.perf_counter() - t
+        wall += seconds_taken
+        samples.append(nx * ny * steps / seconds_taken / 1e6)
+    cpu = time.process_time() - cpu
+    if not np.isfinite(u).all():
+        raise RuntimeError("the benchmark field blew up; this is a bug in a kernel")
+    return {"steps": steps, "repeats": repeats, "mlups": float(np.median(samples)),
+            "mlups_samples": [round(s, 1) for s in samples], "cpu_seconds_per_wall_second": round(cpu / wall, 2)}
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def parse_sizes(text: str) -> list[tuple[int, int]]:
+    sizes = []
+    for item in text.split(","):
+        m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", item)
+        if not m or min(int(m[1]), int(m[2])) < 3:
+            raise ConfigError(f"--sizes {text!r}: expected NXxNY items of at least 3, like 1024x512,2048x2048")
+        sizes.append((int(m[1]), int(m[2])))
+    return sizes
+
+
+def parse_list(text: str, option: str, valid) -> list[str]:
+    items = [s.strip() for s in text.split(",") if s.strip()]
+    for item in items:
+        if item not in valid:
+            raise ConfigError(f"{option} {item!r} is unknown; choose from {', '.join(valid)}")
+    if not items:
+        raise ConfigError(f"{option} is empty; give a comma-separated list from {', '.join(valid)}")
+    return items
+
+
+def parse_threads(text: str, limit: int) -> list[int]:
+    out = []
+    for item in text.split(","):
+        item = item.strip()
+        n = limit if item == "all" else int(item) if item.isdigit() else 0
+        if not 1 <= n <= limit:
+            raise ConfigError(f"--threads {text!r}: each entry must be 'all' or 1..{limit} "
+                              f"(NUMBA_NUM_THREADS = {limit}); e.g. --threads 1,all")
+        if n not in out:
+            out.append(n)
+    return out
+
+
+def machine() -> dict:
+    info = {"hostname": platform.node(), "cpu": platform.processor() or platform.machine(),
+            "cores": os.cpu_count()}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                info["cpu"] = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    caches = {}
+    for index in sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):
+        try:
+            level = (index / "level").read_text().strip()
+            kind = (index / "type").read_text().strip()
+            size = (index / "size").read_text().strip()
+        except OSError:
+            continue
+        if kind != "Instruction":
+            caches[f"L{level}"] = size
+    info["caches_per_cpu0"] = caches
+    return info
+
+
+def run_benchmark(sizes, kernel_names, thread_counts, seconds, repeats, copy_mib, say) -> dict:
+    import numba
+    from . import kernels
+    table = kernel_table()
+    n = copy_mib * 1024 * 1024 // 8
+    src, dst = np.ones(n), np.zeros(n)
+    bound_samples = {t: [] for t in thread_counts}
+
+    def sample_bound(threads):
+        numba.set_num_threads(threads)
+        rate = copy_rate(src, dst) / 1e6
+        bound_samples[threads].append(rate)
+        return rate
+
+    for t in thread_counts:
+        rate = sample_bound(t)
+        say(f"copy bound, {t} thread(s): {rate:.0f} MLUPS-equivalent ({rate * 16 / 1000:.1f} GB/s)")
+    rows = []
+    for nx, ny in sizes:
+        for threads in thread_counts:
+            for name in kernel_names:
+                if name in SERIAL_ONLY and threads != thread_counts[0]:
+                    continue
+                sample_bound(threads)                  # interleaved with the kernels
+                numba.set_num_threads(1 if name in SERIAL_ONLY else threads)
+                multiple = 2 * kernels.DEPTH if name == "tiled" else 1    # whole tiled chunks
+                result = time_kernel(table[name], ny, nx, seconds, repeats, multiple)
+                row = {"kernel": name, "nx": nx, "ny": ny, "threads": 1 if name in SERIAL_ONLY else threads,
+                       **result, "peak_rss_mib": round(peak_rss_mib(), 1)}
+                rows.append(row)
+                say(f"  {nx:>5} x {ny:<5} {name:<7} {row['threads']} thr  {row['mlups']:8.0f} MLUPS "
+                    f"({row['steps']} steps)")
+    for t in thread_counts:
+        sample_bound(t)
+    store = {}
+    for t in thread_counts:
+        numba.set_num_threads(t)
+        store[str(t)] = float(np.median([copy_rate(src, dst, kind="store_copy") / 1e6 for _ in range(3)]))
+    bound = {str(t): {"median": float(np.median(s)), "min": float(min(s)), "max": float(max(s)),
+                      "samples": [round(x, 1) for x in s]} for t, s in bound_samples.items()}
+    for row in rows:
+        ref = bound[str(row["threads"])]["median"]
+        row["percent_of_bound"] = 100.0 * row["mlups"] / ref
+        yard = [r for r in rows if r["kernel"] == "prange" and r["nx"] == row["nx"] and r["ny"] == row["ny"]
+                and r["threads"] == row["threads"]]
+        row["ratio_to_prange"] = row["mlups"] / yard[0]["mlups"] if yard else None
+    tiles = {"tile_y": kernels.TILE_Y, "tile_x": kernels.TILE_X, "depth": kernels.DEPTH}
+    return {"bound": bound, "store_copy": store, "results": rows, "tiled": tiles}
+
+
+def run_mpi(sizes, kernel_names, steps, threads, say) -> list[dict]:
+    """The solver itself: 1 rank x ``threads`` threads against ``mpirun -n 2`` x 1 thread each."""
+    from . import config as config_module
+    mpirun = shutil.which("mpirun")
+    if mpirun is None:
+        raise ConfigError("--mpi needs mpirun on PATH: install OpenMPI (bash jobs/setup.sh) or drop --mpi")
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+               OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+               OMPI_MCA_rmaps_base_oversubscribe="1")
+    out = []
+    with tempfile.TemporaryDirectory(prefix="solver-bench-") as tmp:
+        for nx, ny in sizes:
+            # a tiny dt only to pass validation; the runs use 0.9 of the largest stable one
+            base = config_module.load(str(REPO / "configs" / "default.yaml"),
+                                      [f"grid.nx={nx}", f"grid.ny={ny}", "time.dt=1.0e-12", "time.t_end=1.0e-12"])
+            dt = float(f"{0.9 * base.max_stable_dt:.3g}")
+            for name in kernel_names:
+                if name not in config_module.KERNELS or name == "numpy":
+                    continue
+                for ranks, per_rank in ((1, threads), (2, 1)):
+                    halo = 16 if name == "tiled" and ranks > 1 else 1
+                    overrides = [f"grid.nx={nx}", f"grid.ny={ny}", f"time.dt={dt:.6e}",
+                                 f"time.t_end={steps * dt:.6e}", "output.every=0", f"parallel.threads={per_rank}",
+                                 f"numerics.kernel={name}", f"parallel.halo={halo}"]
+                    command = [sys.executable, "-m", "solver", "run", str(REPO / "configs" / "default.yaml"),
+                               "-o", os.path.join(tmp, "bench.h5"), "--overwrite"]
+                    for o in overrides:
+                        command += ["--set", o]
+                    if ranks > 1:
+                        command = [mpirun, "-n", str(ranks), "--bind-to", "none", *command]
+                    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
+                    if done.returncode != 0:
+                        raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-2000:]}")
+                    m = re.search(r"compute ([\d.]+), halo ([\d.]+), io ([\d.]+)\)\s+(\d+) MLUPS", done.stdout)
+                    if m is None:
+                        raise RuntimeError(f"no MLUPS figure in the solver's output:\n{done.stdout[-2000:]}")
+                    compute, halo_s, io_s, mlups = map(float, m.groups())
+                    row = {"kernel": name, "nx": nx, "ny": ny, "ranks": ranks, "threads_per_rank": per_rank,
+                           "halo": halo, "steps": steps, "mlups": mlups,
+                           "halo_percent_of_step": 100.0 * halo_s / max(compute + halo_s, 1e-12)}
+                    out.append(row)
+                    say(f"  solver {nx:>5} x {ny:<5} {name:<6} {ranks} rank(s) x {per_rank} thr, halo {halo}: "
+                        f"{mlups:8.0f} MLUPS, halo {row['halo_percent_of_step']:.1f} % of step time")
+    for row in out:
+        one = [r for r in out if r["ranks"] == 1 and r["kernel"] == row["kernel"]
+               and (r["nx"], r["ny"]) == (row["nx"], row["ny"])]
+        row["ratio_to_one_rank"] = row["mlups"] / one[0]["mlups"] if one else None
+    return out
+
+
+# --- report -------------------------------------------------------------------------------------------
+def format_table(report: dict) -> str:
+    lines = []
+    for t, b in report["bound"].items():
+        lines.append(f"bound, {t} thread(s): {b['median']:.0f} MLUPS-equivalent = {b['median'] * 16 / 1000:.1f} GB/s "
+                     f"copy (median of {len(b['samples'])}, range {b['min']:.0f}-{b['max']:.0f}); "
+                     f"copy with ordinary stores {report['store_copy'][t]:.0f}")
+    lines.append("cpu/wall: CPU seconds of this process per wall second while timing; below the thread count "
+                 "means other processes took cores")
+    lines.append("")
+    lines.append(f"{'grid':>11} {'kernel':<8} {'thr':>3} {'MLUPS':>8} {'% bound':>8} {'x prange':>8} "
+                 f"{'steps':>6} {'cpu/wall':>8} {'peak RSS MiB':>12}")
+    for r in report["results"]:
+        ratio = f"{r['ratio_to_prange']:.2f}" if r["ratio_to_prange"] is not None else "-"
+        lines.append(f"{r['nx']:>5}x{r['ny']:<5} {r['kernel']:<8} {r['threads']:>3} {r['mlups']:>8.0f} "
+                     f"{r['percent_of_bound']:>7.0f}% {ratio:>8} {r['steps']:>6} "
+                     f"{r['cpu_seconds_per_wall_second']:>8.2f} {r['peak_rss_mib']:>12.0f}")
+    if report.get("mpi"):
+        lines.append("")
+        lines.append(f"{'solver run':>11} {'kernel':<8} {'ranks x thr':>11} {'halo':>4} {'MLUPS':>8} "
+                     f"{'vs 1 rank':>9} {'halo % of step':>14}")
+        for r in report["mpi"]:
+            lines.append(f"{r['nx']:>5}x{r['ny']:<5} {r['kernel']:<8} {r['ranks']:>5} x {r['threads_per_rank']:<3}"
+                         f"  {r['halo']:>4} {r['mlups']:>8.0f} {r['ratio_to_one_rank']:>9.2f} "
+                         f"{r['halo_percent_of_step']:>13.1f}%")
+    return "\n".join(lines)
+
+
+def plot(report: dict, path: str) -> None:
+    """Roofline-style chart: MLUPS against the bytes the two buffers occupy, with the bound and the caches."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    fig, ax = plt.subplots(figsize=(10, 5.5))
+    rows = report["results"]
+    styles = {1: "--", None: "-"}
+    colours = {}
+    top = max(t for t in (r["threads"] for r in rows))
+    for name in dict.fromkeys(r["kernel"] for r in rows):
+        for threads in sorted({r["threads"] for r in rows if r["kernel"] == name}):
+            pts = sorted((2 * 8 * r["nx"] * r["ny"], r["mlups"]) for r in rows
+                         if r["kernel"] == name and r["threads"] == threads)
+            x, y = zip(*pts)
+            line, = ax.plot(x, y, styles.get(threads if threads == 1 and top > 1 else None, "-"), marker="o",
+                            color=colours.get(name), label=f"{name}, {threads} thr")
+            colours[name] = line.get_color()
+    for i, (t, b) in enumerate(sorted(report["bound"].items(), key=lambda kv: int(kv[0]))):
+        ax.axhline(b["median"], color="black", linestyle=":" if int(t) == 1 else "-", linewidth=1.2)
+        ax.annotate(f"copy bound, {t} thr: {b['median']:.0f}", (0.01, b["median"]), xycoords=("axes fraction", "data"),
+                    va="bottom", fontsize=8)
+    top_threads = max(report.get("store_copy", {}), key=int, default=None)
+    if top_threads is not None:
+        rate = report["store_copy"][top_threads]
+        ax.axhline(rate, color="grey", linestyle="--", linewidth=1)
+        ax.annotate(f"copy with ordinary stores (reads each line first), {top_threads} thr: {rate:.0f}",
+                    (0.01, rate), xycoords=("axes fraction", "data"), va="bottom", fontsize=8, color="grey")
+    for level, size in report["machine"].get("caches_per_cpu0", {}).items():
+        m = re.fullmatch(r"(\d+)K", size)
+        if m and level in ("L2", "L3"):
+            ax.axvline(int(m[1]) * 1024, color="grey", linewidth=0.8)
+            ax.annotate(f"{level} {size}", (int(m[1]) * 1024, 0.02), xycoords=("data", "axes fraction"),
+                        rotation=90, fontsize=8, color="grey", ha="right")
+    ax.set_xscale("log", base=2)
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(_bytes_label))
+    ax.set_yscale("log")
+    ax.set_xlabel("working set: two float64 buffers (bytes)")
+    ax.set_ylabel("MLUPS (million node updates per second)")
+    ax.set_title(f"2D diffusion kernels vs the memory bound\n{report['machine']['cpu']}, "
+                 f"{report['machine']['cores']} cores", fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _bytes_label(value, _position) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:g} {unit}"
+        value /= 1024
+    return ""
+
+
+# --- command line ---------------------------------------------------------------------------------------
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--sizes", default=DEFAULT_SIZES, help=f"grids NXxNY, comma-separated (default {DEFAULT_SIZES})")
+    p.add_argument("--kernels", default=DEFAULT_KERNELS,
+                   help=f"kernels to time, comma-separated (default {DEFAULT_KERNELS}; prange is the yardstick)")
+    p.add_argument("--threads", default="1,all", help="thread counts, comma-separated; 'all' = NUMBA_NUM_THREADS "
+                   "(default 1,all)")
+    p.add_argument("--seconds", type=float, default=0.5,
+                   help="target time of one timed repeat; sets the step count (default 0.5)")
+    p.add_argument("--repeats", type=int, default=3, help="timed repeats per kernel, median reported (default 3)")
+    p.add_argument("--copy-mib", type=int, default=COPY_MIB,
+                   help=f"size of each array of the copy that measures the bound, MiB (default {COPY_MIB})")
+    p.add_argument("--mpi", action="store_true",
+                   help="also time the solver: 1 rank x all threads against mpirun -n 2 x 1 thread")
+    p.add_argument("--mpi-sizes", default="1024x512,2048x2048", help="grids for --mpi (default 1024x512,2048x2048)")
+    p.add_argument("--mpi-steps", type=int, default=500, help="steps of each --mpi solver run (default 500)")
+    p.add_argument("--json", metavar="PATH", help="write every figure to this JSON file")
+    p.add_argument("--plot", metavar="PNG", help="write a roofline-style chart to this PNG file")
+
+
+def main(args: argparse.Namespace) -> int:
+    import numba
+    limit = numba.config.NUMBA_NUM_THREADS
+    sizes = parse_sizes(args.sizes)
+    names = parse_list(args.kernels, "--kernels", list(kernel_table()))
+    threads = parse_threads(args.threads, limit)
+    if args.seconds <= 0 or args.repeats < 1 or args.copy_mib < 1 or args.mpi_steps < 1:
+        raise ConfigError("--seconds, --repeats, --copy-mib and --mpi-steps must be positive")
+    for path in (args.json, args.plot):
+        if path:
+            directory = os.path.dirname(os.path.abspath(path))
+            if not os.path.isdir(directory) or not os.access(directory, os.W_OK):
+                raise ConfigError(f"cannot write {path}: {directory} is not a writable directory")
+
+    def say(message):
+        print(message, flush=True)
+
+    report = {"command": " ".join(["python -m solver bench", *sys.argv[2:]]), "load_average_before": os.getloadavg(),
+              "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine(),
+              "numba_version": numba.__version__, "numpy_version": np.__version__,
+              "threading_layer": None}
+    report.update(run_benchmark(sizes, names, threads, args.seconds, args.repeats, args.copy_mib, say))
+    report["threading_layer"] = numba.threading_layer()
+    if args.mpi:
+        report["mpi"] = run_mpi(parse_sizes(args.mpi_sizes), names, args.mpi_steps, max(threads), say)
+    report["peak_rss_mib"] = peak_rss_mib()
+    report["load_average_after"] = os.getloadavg()
+    print()
+    print(format_table(report))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=1))
+        print(f"wrote {args.json}")
+    if args.plot:
+        plot(report, args.plot)
+        print(f"wrote {args.plot}")
+    return 0

@@ -1,0 +1,196 @@
+"""Kernels give the reference's bits (odd sizes, regions, deep-halo shrink, any thread count), follow the
+analytic Gaussian, and the benchmark command runs end to end. No test looks at wall-clock time."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import PYTHON, REPO, require, run_solver, solver_env, write_config
+from solver import kernels
+
+REFERENCE = kernels.advance_numpy
+CX, CY = 0.21, 0.17
+CASES = [  # (ny, nx, steps, region, shrink)
+    (37, 53, 1, (1, 36, 1, 52), (0, 0, 0, 0)),
+    (37, 53, 16, (1, 36, 1, 52), (0, 0, 0, 0)),
+    (45, 61, 33, (1, 44, 1, 60), (0, 0, 0, 0)),
+    (45, 61, 7, (3, 42, 2, 57), (1, 1, 1, 1)),
+    (71, 39, 12, (4, 70, 1, 35), (1, 0, 0, 1)),
+    (29, 83, 9, (1, 25, 5, 82), (0, 1, 1, 0)),
+]
+
+
+def fields(ny, nx, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.random((ny, nx)), rng.random((ny, nx))
+
+
+def last_box(region, shrink, steps):
+    j0, j1, i0, i1 = region
+    s = steps - 1
+    return slice(j0 + s * shrink[0], j1 - s * shrink[1]), slice(i0 + s * shrink[2], i1 - s * shrink[3])
+
+
+@pytest.fixture(params=[(kernels.TILE_Y, kernels.TILE_X, kernels.DEPTH), (8, 8, 3), (5, 11, 7)],
+                ids=lambda t: "tile{}x{}d{}".format(*t))
+def tile_shape(request, monkeypatch):
+    """Several tile shapes, small ones so that tiny grids still cut into many tiles."""
+    for name, value in zip(("TILE_Y", "TILE_X", "DEPTH"), request.param):
+        monkeypatch.setattr(kernels, name, value)
+    return request.param
+
+
+@pytest.mark.parametrize("ny, nx, steps, region, shrink", CASES)
+def test_numba_kernel_gives_reference_bits(ny, nx, steps, region, shrink):
+    u, v = fields(ny, nx)
+    ref_new, ref_old = REFERENCE(u.copy(), v.copy(), steps, CX, CY, region, shrink)
+    new, old = kernels.advance_numba(u.copy(), v.copy(), steps, CX, CY, region, shrink)
+    assert np.array_equal(new, ref_new) and np.array_equal(old, ref_old)
+    np.testing.assert_allclose(new, ref_new, rtol=0, atol=1e-13)
+
+
+@pytest.mark.parametrize("ny, nx, steps, region, shrink", CASES)
+def test_tiled_kernel_gives_reference_bits(ny, nx, steps, region, shrink, tile_shape):
+    u, v = fields(ny, nx)
+    ref_new, _ = REFERENCE(u.copy(), v.copy(), steps, CX, CY, region, shrink)
+    new, old = kernels.advance_tiled(u.copy(), v.copy(), steps, CX, CY, region, shrink)
+    box = last_box(region, shrink, steps)
+    assert np.array_equal(new[box], ref_new[box])
+    # Outside the region nothing is written, in either buffer; they come back in the reference's order.
+    outside = np.ones((ny, nx), bool)
+    outside[region[0]:region[1], region[2]:region[3]] = False
+    first, second = (u, v) if steps % 2 == 0 else (v, u)
+    assert np.array_equal(new[outside], first[outside]) and np.array_equal(old[outside], second[outside])
+
+
+@pytest.mark.parametrize("kernel", ["numba", "tiled"])
+def test_deep_halo_decomposition_gives_the_serial_bits(kernel, monkeypatch):
+    """Two subdomains side by side with a halo of width k, exchanged every k steps, each advancing k steps
+    with its inner side shrinking (the MPI pattern, done here with copies) equal the undivided grid."""
+    monkeypatch.setattr(kernels, "DEPTH", 3)
+    monkeypatch.setattr(kernels, "TILE_Y", 7)
+    monkeypatch.setattr(kernels, "TILE_X", 6)
+    advance = kernels.KERNELS[kernel]
+    ny, nx, k, cycles = 31, 41, 5, 4
+    u, _ = fields(ny, nx, seed=3)
+    ref, _ = REFERENCE(u.copy(), u.copy(), k * cycles, CX, CY, (1, ny - 1, 1, nx - 1))
+
+    cut = 19                                          # west block owns columns [0, cut), east [cut, nx)
+    west = {"u": u[:, :cut + k].copy(), "lo": 0, "shrink": (0, 0, 0, 1)}
+    east = {"u": u[:, cut - k:].copy(), "lo": cut - k, "shrink": (0, 0, 1, 0)}
+    for block in (west, east):
+        block["v"] = block["u"].copy()
+    for _ in range(cycles):
+        west["u"][:, cut:] = east["u"][:, k:2 * k]      # halo exchange
+        east["u"][:, :k] = west["u"][:, cut - k:cut]
+        for block, (i0, i1) in ((west, (1, cut + k - 1)), (east, (1, nx - cut + k - 1))):
+            block["u"], block["v"] = advance(block["u"], block["v"], k, CX, CY, (1, ny - 1, i0, i1),
+                                             block["shrink"])
+    joined = np.hstack([west["u"][:, :cut], east["u"][:, k:]])
+    assert np.array_equal(joined, ref)
+
+
+THREADS_SCRIPT = """
+import sys, numba, numpy as np
+from solver import kernels
+rng = np.random.default_rng(7)
+u = rng.random((67, 301))
+out = {}
+for threads in (1, 2, 3):
+    numba.set_num_threads(threads)
+    for name in ("numba", "tiled"):
+        new, _ = kernels.KERNELS[name](u.copy(), u.copy(), 40, 0.2, 0.2, (1, 66, 1, 300))
+        out[f"{name}_{threads}"] = new
+np.savez(sys.argv[1], **out)
+"""
+
+
+def test_thread_count_does_not_change_the_bits(tmp_path):
+    path = tmp_path / "threads.npz"
+    subprocess.run([PYTHON, "-c", THREADS_SCRIPT, str(path)], check=True, timeout=300, cwd=REPO,
+                   env=solver_env(NUMBA_NUM_THREADS="3"))
+    out = np.load(path)
+    for name in out.files:
+        assert np.array_equal(out[name], out["numba_1"]), name
+
+
+@pytest.mark.parametrize("kernel", list(kernels.KERNELS))
+def test_kernels_follow_the_analytic_gaussian(kernel):
+    n, diffusivity, sigma = 81, 1e-3, 0.08
+    x = y = np.linspace(0.0, 1.0, n)
+    dx = x[1] - x[0]
+    dt = 0.2 * dx ** 2 / diffusivity
+    steps = 60
+    u = kernels.gaussian(x, y, 0.0, diffusivity, (0.5, 0.5), sigma, 1.0)
+    c = diffusivity * dt / dx ** 2
+    new, _ = kernels.KERNELS[kernel](u.copy(), u.copy(), steps, c, c, (1, n - 1, 1, n - 1))
+    exact = kernels.gaussian(x, y, steps * dt, diffusivity, (0.5, 0.5), sigma, 1.0)
+    assert np.max(np.abs(new - exact)) < 2e-3 * exact.max()
+    assert np.max(np.abs(u - exact)) > 10 * np.max(np.abs(new - exact))   # it did diffuse
+
+
+def test_bench_writes_json_and_png(tmp_path):
+    result = run_solver("bench", "--sizes", "40x31,57x45", "--threads", "1,all", "--seconds", "0.01",
+                        "--repeats", "1", "--copy-mib", "2", "--json", tmp_path / "bench.json",
+                        "--plot", tmp_path / "bench.png", timeout=300)
+    report = json.loads((tmp_path / "bench.json").read_text())
+    kernels_timed = {r["kernel"] for r in report["results"]}
+    assert kernels_timed == {"prange", "numba", "tiled", "numpy"}
+    assert {(r["nx"], r["ny"]) for r in report["results"]} == {(40, 31), (57, 45)}
+    for row in report["results"]:
+        assert row["mlups"] > 0 and row["percent_of_bound"] > 0 and row["ratio_to_prange"] > 0
+    assert all(b["median"] > 0 for b in report["bound"].values())
+    assert (tmp_path / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "% bound" in result.stdout
+
+
+@pytest.mark.mpi
+def test_bench_mpi_times_the_solver_under_mpirun(tmp_path):
+    require("mpirun")
+    run_solver("bench", "--sizes", "40x31", "--kernels", "prange,numba", "--threads", "1", "--seconds", "0.01",
+               "--repeats", "1", "--copy-mib", "2", "--mpi", "--mpi-sizes", "48x37", "--mpi-steps", "10",
+               "--json", tmp_path / "bench.json", timeout=300)
+    rows = json.loads((tmp_path / "bench.json").read_text())["mpi"]
+    assert {(r["kernel"], r["ranks"]) for r in rows} == {("numba", 1), ("numba", 2)}
+    assert all(r["mlups"] > 0 for r in rows)
+
+
+@pytest.mark.parametrize("args", [["--sizes", "10"], ["--kernels", "numba,fast"], ["--threads", "0"]])
+def test_bench_bad_arguments_are_one_line(args, tmp_path):
+    result = run_solver("bench", *args, "--json", tmp_path / "b.json", check=False, timeout=120)
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    assert not (tmp_path / "b.json").exists()
+
+
+@pytest.mark.slow
+def test_second_run_compiles_nothing(tmp_path):
+    """numba's on-disk cache: the second run of a config loads every kernel and saves (compiles) none."""
+    config = write_config(tmp_path, time={"t_end": 0.1}, output={"every": 0})
+    env = solver_env(NUMBA_CACHE_DIR=str(tmp_path / "cache"), NUMBA_DEBUG_CACHE="1")
+    for kernel in ("numba", "tiled"):
+        args = ("run", config, "-o", tmp_path / "out.h5", "--overwrite", "--set", f"numerics.kernel={kernel}")
+        first = run_solver(*args, env=env, timeout=300)
+        second = run_solver(*args, env=env, timeout=300)
+        assert "data saved" in first.stdout + first.stderr
+        log = second.stdout + second.stderr
+        assert "data loaded" in log and "data saved" not in log, log[-2000:]
+
+
+@pytest.mark.mpi
+def test_tiled_kernel_under_mpi_with_deep_halos_gives_the_serial_bits(tmp_path):
+    require("mpirun")
+    config = write_config(tmp_path, time={"t_end": 0.3}, output={"every": 10})
+    import h5py
+    fields_by_run = []
+    for ranks, kernel, halo in ((None, "numba", 1), (2, "tiled", 4), (3, "tiled", 3)):
+        out = tmp_path / f"{kernel}{ranks}.h5"
+        run_solver("run", config, "-o", out, "--set", f"numerics.kernel={kernel}", "--set",
+                   f"parallel.halo={halo}", ranks=ranks, timeout=180)
+        with h5py.File(out) as f:
+            fields_by_run.append(f["C"][...])
+    assert all(np.array_equal(fields_by_run[0], other) for other in fields_by_run[1:])
