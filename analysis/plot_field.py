@@ -10,17 +10,17 @@ import argparse
 import sys
 from pathlib import Path
 
-import h5py
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from solver.config import ConfigError  # noqa: E402
+from solver.output import open_complete  # noqa: E402
+
 
 def plot(path: str, snapshot: int, out: str) -> str:
-    with h5py.File(path, "r") as f:
-        if not f.attrs.get("complete", 0):
-            raise SystemExit(f"error: {path} is not a complete solver output (the run did not finish)")
+    with open_complete(path) as f:
         field = f["C"]
         n = field.shape[0]
         if not -n <= snapshot < n:
@@ -46,10 +46,11 @@ def main(argv=None) -> int:
     parser.add_argument("--snapshot", type=int, default=-1, help="snapshot index (default: the last)")
     parser.add_argument("-o", "--output", help="PNG to write (default: FILE with .png)")
     args = parser.parse_args(argv)
-    if not Path(args.file).is_file():
-        parser.exit(2, f"error: {args.file}: no such file\n")
     out = args.output or str(Path(args.file).with_suffix(".png"))
-    print(f"wrote {plot(args.file, args.snapshot, out)}")
+    try:
+        print(f"wrote {plot(args.file, args.snapshot, out)}")
+    except ConfigError as err:          # missing, unfinished or not a solver output
+        parser.exit(2, f"error: {err}\n")
     return 0
 
 
