@@ -123,7 +123,7 @@ def _main(argv: list[str] | None) -> int:
 def command_run(args) -> int:
     check_environment()
     cfg = config_module.load(args.config, args.overrides)
-    path = args.output or cfg.output.path
+    path = cfg.output.path if args.output is None else args.output
     if args.dry_run:
         print(dry_run(cfg, path, args.ranks))
         return 0
@@ -171,11 +171,13 @@ def claim_output(path: str, overwrite: bool, comm):
 
 def check_output(path: str, overwrite: bool) -> None:
     """Refuse an existing output (unless overwrite) and an unwritable directory, before any work."""
-    if os.path.isdir(path):
+    if not path:
+        raise ConfigError("the output name is empty; name a file such as -o results/run.h5")
+    if os.path.isdir(path) or path.endswith(os.sep):
         raise ConfigError(f"output {path} is a directory; name a file such as {os.path.join(path, 'run.h5')}")
     if os.path.exists(path) and not overwrite:
         raise ConfigError(f"output {path} exists; pass --overwrite to replace it or choose another with -o")
-    directory = os.path.dirname(os.path.abspath(path))
+    directory = os.path.dirname(path) or "."
     try:
         os.makedirs(directory, exist_ok=True)
     except OSError as err:

@@ -38,7 +38,8 @@ def assert_refused_by_readers(directory, out):
 
 
 def assert_rerun_succeeds(directory, cfg_path, out):
-    """A rerun replaces the stale .partial (and takes over the stale lock) and finishes."""
+    """A rerun replaces the stale .partial, takes over the stale lock file, and finishes."""
+    assert out.with_name(out.name + ".lock").exists(), "expected the killed run's lock file to be left"
     result = read_cli("run", cfg_path, "--set", "time.t_end=0.1", "--set", "output.every=0", cwd=directory)
     assert result.returncode == 0, result.stderr
     assert "replacing" in result.stderr and ".partial" in result.stderr
