@@ -158,7 +158,7 @@ def claim_output(path: str, overwrite: bool, comm):
             if os.path.exists(partial_path(path)):
                 print(f"note: replacing {partial_path(path)} left by an earlier run that did not finish",
                       file=sys.stderr, flush=True)
-        except ConfigError as err:
+        except (ConfigError, OSError) as err:     # whatever it is, the other ranks must hear of it
             if lock is not None:
                 lock.release()
             lock, problem = None, str(err)
@@ -206,9 +206,11 @@ def run_guarded(cfg, path: str, comm) -> int:
         signum = _signal_behind(err)
         if signum is not None:      # the signal landed inside numba's dispatcher, which wrapped it
             return _interrupted(signum, path, prefix, comm)
-        known = isinstance(err, (RunError, OutputError, OSError))
+        known = isinstance(err, (RunError, OutputError, OSError, MemoryError))
         if not known:
             traceback.print_exc()
+        if isinstance(err, MemoryError):
+            err = f"out of memory ({err}); use more ranks or fewer nodes (--dry-run shows the memory per rank)"
         print(f"{prefix}error: {err}", file=sys.stderr, flush=True)
         if not output.closed_cleanly():
             _kept.append(err)     # its frames hold HDF5 objects that crash when freed; main() leaves at once
