@@ -122,7 +122,7 @@ class OutputLock:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another run"
+                holder = _holder(fd)
                 os.close(fd)
                 raise ConfigError(f"output {self.path} is being written by {holder}; wait for that run "
                                   f"to finish or choose another output with -o") from None
@@ -147,14 +147,25 @@ class OutputLock:
                 pass
 
     def release(self) -> None:
+        """Remove the lock file (while still holding it, so no one takes a doomed file) and unlock."""
         if self.fd is None:
             return
         try:
-            os.unlink(self.file)        # while still holding the lock, so no one takes a doomed file
+            os.unlink(self.file)
         except OSError:
             pass
         os.close(self.fd)
         self.fd = None
+
+
+def _holder(fd: int) -> str:
+    """Who holds the lock on fd, as its holder wrote it (it writes just after locking: wait a moment)."""
+    for _ in range(40):
+        text = os.pread(fd, 200, 0).decode(errors="replace").strip()
+        if text:
+            return text
+        time.sleep(0.025)
+    return "another run"
 
 
 _unclosed: list = []      # writers whose HDF5 file could not be closed after a failure
