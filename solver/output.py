@@ -264,26 +264,30 @@ class FieldWriter:
         if self.comm is not None:
             self.comm.Barrier()
 
-    def discard(self) -> None:
-        """Give up the output after a failure: a serial run closes and removes its ``.partial``.
+    def discard(self, keep: bool = False) -> None:
+        """Give up the output after a failure: a serial run closes and removes its ``.partial``, unless
+        ``keep`` (a checkpoint refers to it, so a restart can resume it).
 
         Under MPI a failure may be one rank's alone; closing is collective and would wait forever for the
         others, so the file is left open for ``comm.Abort`` and the ``.partial`` stays (never renamed).
         """
         if self.parallel:
             return
-        try:
-            # Empty the file first: on a full disk HDF5's closing flush needs room, and a failed close
-            # leaves HDF5 objects that crash the interpreter when Python frees them.
-            os.truncate(self.tmp, 0)
-        except OSError:
-            pass
+        if not keep:
+            try:
+                # Empty the file first: on a full disk HDF5's closing flush needs room, and a failed close
+                # leaves HDF5 objects that crash the interpreter when Python frees them.
+                os.truncate(self.tmp, 0)
+            except OSError:
+                pass
         try:
             self.file.close()
         except AttributeError:  # never opened
             pass
-        except Exception:       # already failing; the file is removed below either way
+        except Exception:       # already failing; the file is removed below unless kept
             _unclosed.append(self)
+        if keep:
+            return
         try:
             os.unlink(self.tmp)
         except OSError:
