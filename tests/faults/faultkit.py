@@ -17,10 +17,6 @@ from conftest import PYTHON, REPO, solver_env, write_config
 LONG = {"grid": {"nx": 201, "ny": 201}, "time": {"dt": 0.01, "t_end": 200.0},
         "output": {"path": "out.h5", "every": 2000}, "parallel": {"threads": 1}}
 
-# A run that spends most of its loop writing: one 2 MiB snapshot (512 x 512 float64) after every step.
-WRITE_HEAVY = {"grid": {"nx": 512, "ny": 512}, "time": {"dt": 0.001, "t_end": 0.3},
-               "output": {"path": "out.h5", "every": 1}, "parallel": {"threads": 1}}
-
 
 def config(directory: Path, sections: dict, name: str = "fault.yaml") -> Path:
     return write_config(directory, name, **sections)
