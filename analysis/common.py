@@ -7,7 +7,6 @@ with the config stored in the file's ``config`` attribute, so the scripts never 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ if str(REPO) not in sys.path:          # the scripts run as files: use this chec
     sys.path.insert(0, str(REPO))
 
 from solver.config import Config, ConfigError, from_dict, parse_yaml  # noqa: E402
-from solver.output import FIELD, partial_path  # noqa: E402
+from solver.output import FIELD, open_complete  # noqa: E402
 
 EXIT_USAGE = 2
 
@@ -88,25 +87,12 @@ def _text(value) -> str:
 
 def open_output(path: str) -> Output:
     """Read the axes, times, config and attributes of a finished solver output, or raise InputError."""
-    import h5py
-    if path.endswith(".partial"):
-        raise InputError(f"{path} is an unfinished run (.partial); analyse the finished file "
-                         f"{path[:-len('.partial')]} once its run completes")
-    if not os.path.isfile(path):
-        hint = (f" ({partial_path(path)} exists: that run did not finish)"
-                if os.path.exists(partial_path(path)) else "")
-        raise InputError(f"{path}: no such file{hint}")
-    try:
-        f = h5py.File(path, "r")
-    except OSError:
-        raise InputError(f"{path}: not an HDF5 file; pass an output of 'python -m solver run'") from None
+    f = open_complete(path)            # missing, .partial, unfinished or not HDF5: one ConfigError line
     with f:
         missing = [name for name in (FIELD, "x", "y", "time") if name not in f]
         if missing or "config" not in f.attrs:
             what = f"datasets {', '.join(missing)}" if missing else "the 'config' attribute"
             raise InputError(f"{path}: not a solver output (no {what}); pass an output of 'python -m solver run'")
-        if not int(f.attrs.get("complete", 0)):
-            raise InputError(f"{path}: the run that wrote it did not finish (complete = 0); rerun it")
         x, y, time = f["x"][:], f["y"][:], f["time"][:]
         if f[FIELD].shape != (time.size, y.size, x.size) or time.size == 0:
             raise InputError(f"{path}: {FIELD} has shape {f[FIELD].shape}, expected "

@@ -2,12 +2,15 @@
 
 Mistakes in the config, the arguments or the environment end in one line on stderr naming the problem and
 the fix, exit code 2 and no file written. Under MPI a failure on any rank prints that rank's error and
-aborts the whole job (``comm.Abort``), so no rank is left waiting in a collective.
+aborts the whole job (``comm.Abort``), so no rank is left waiting in a collective. A run holds a lock on
+its output, so a second run pointed at the same file is refused; SIGTERM (what ``scancel`` and a batch
+system's time limit send) ends a run like Ctrl-C: one line, and a serial run removes its ``.partial``.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import traceback
 
@@ -18,12 +21,39 @@ from .config import ConfigError
 EXIT_USAGE = 2
 MPI_LAUNCHER_VARIABLES = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "PMI_RANK", "MPI_LOCALNRANKS")
 
+# Environment variables the solver (or numba underneath it) reads as counts: name -> (least value, fix).
+COUNT_VARIABLES = {
+    "SLURM_CPUS_PER_TASK": (1, "fix the job's --cpus-per-task or unset it"),
+    "NUMBA_NUM_THREADS": (1, "set it to the threads per rank, e.g. NUMBA_NUM_THREADS=2, or unset it"),
+    **{name: (0 if name.endswith("RANK") else 1,
+              "it is set by mpirun/srun; unset it when starting the solver without a launcher")
+       for name in MPI_LAUNCHER_VARIABLES},
+}
+NUMBA_THREADING_LAYERS = ("default", "safe", "threadsafe", "forksafe", "tbb", "omp", "workqueue")
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived (scancel, a time limit): unwinds the run like KeyboardInterrupt does for SIGINT."""
+
 
 class Parser(argparse.ArgumentParser):
     """argparse with one-line errors (and exit code 2) instead of a usage block."""
 
     def error(self, message: str):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def check_environment(environ=os.environ) -> None:
+    """Refuse environment variables that would crash numba or the launcher detection, with one line."""
+    for name, (least, fix) in COUNT_VARIABLES.items():
+        value = environ.get(name)
+        if value is not None and not (value.strip().isdigit() and int(value) >= least):
+            kind = "a positive" if least else "a non-negative"
+            raise ConfigError(f"environment: {name}={value!r} is not {kind} whole number; {fix}")
+    layer = environ.get("NUMBA_THREADING_LAYER")
+    if layer is not None and layer not in NUMBA_THREADING_LAYERS:
+        raise ConfigError(f"environment: NUMBA_THREADING_LAYER={layer!r} is not a numba threading layer; "
+                          f"use one of {', '.join(NUMBA_THREADING_LAYERS)} or unset it")
 
 
 def launched_by_mpi() -> bool:
@@ -72,7 +102,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_kept: list = []   # an exception whose HDF5 objects must never be freed (see output.closed_cleanly)
+
+
 def main(argv: list[str] | None = None) -> int:
+    code = _main(argv)
+    if _kept:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "validate":
@@ -94,28 +136,66 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def command_run(args) -> int:
+    check_environment()
     cfg = config_module.load(args.config, args.overrides)
-    path = args.output or cfg.output.path
+    path = cfg.output.path if args.output is None else args.output
     if args.dry_run:
         print(dry_run(cfg, path, args.ranks))
         return 0
-    check_output(path, args.overwrite)
     if args.max_steps < 0:
         raise ConfigError(f"--max-steps {args.max_steps}: must be a positive step count (0: no limit)")
     options = {"restart": args.restart, "max_steps": args.max_steps}
-    if not launched_by_mpi():
-        return run_guarded(cfg, path, comm=None, **options)
-    from mpi4py import MPI
-    return run_guarded(cfg, path, comm=MPI.COMM_WORLD, **options)
+    comm = None
+    if launched_by_mpi():
+        from mpi4py import MPI
+        comm = MPI.COMM_WORLD
+    lock = claim_output(path, args.overwrite, comm)
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        return run_guarded(cfg, path, comm, **options)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if lock is not None:
+            lock.release()
+
+
+def _terminate(signum, frame):
+    raise Terminated(signum)
+
+
+def claim_output(path: str, overwrite: bool, comm):
+    """Check the output may be written and lock it for this run; rank 0 does it and tells the others."""
+    from .output import OutputLock, partial_path
+    lock, problem = None, None
+    if comm is None or comm.Get_rank() == 0:
+        try:
+            check_output(path, overwrite)
+            lock = OutputLock(path)
+            lock.acquire()
+            check_output(path, overwrite)       # again: a run that held the lock may just have finished
+            if os.path.exists(partial_path(path)):
+                print(f"note: replacing {partial_path(path)} left by an earlier run that did not finish",
+                      file=sys.stderr, flush=True)
+        except (ConfigError, OSError) as err:     # whatever it is, the other ranks must hear of it
+            if lock is not None:
+                lock.release()
+            lock, problem = None, str(err)
+    if comm is not None and comm.Get_size() > 1:
+        problem = comm.bcast(problem, root=0)
+    if problem:
+        raise ConfigError(problem)
+    return lock
 
 
 def check_output(path: str, overwrite: bool) -> None:
     """Refuse an existing output (unless overwrite) and an unwritable directory, before any work."""
-    if os.path.isdir(path):
+    if not path:
+        raise ConfigError("the output name is empty; name a file such as -o results/run.h5")
+    if os.path.isdir(path) or path.endswith(os.sep):
         raise ConfigError(f"output {path} is a directory; name a file such as {os.path.join(path, 'run.h5')}")
     if os.path.exists(path) and not overwrite:
         raise ConfigError(f"output {path} exists; pass --overwrite to replace it or choose another with -o")
-    directory = os.path.dirname(os.path.abspath(path))
+    directory = os.path.dirname(path) or "."
     try:
         os.makedirs(directory, exist_ok=True)
     except OSError as err:
@@ -128,6 +208,8 @@ def check_output(path: str, overwrite: bool) -> None:
 def run_guarded(cfg, path: str, comm, **options) -> int:
     """Run, turning failures into one line and an exit code; under MPI a failing rank aborts all."""
     from .checkpoint import EXIT_REQUEUE, Stopped
+    from . import output
+    from .output import OutputError
     from .run import RunError, run
     rank = 0 if comm is None else comm.Get_rank()
     prefix = "" if comm is None or comm.Get_size() == 1 else f"rank {rank}: "
@@ -138,22 +220,48 @@ def run_guarded(cfg, path: str, comm, **options) -> int:
             print(f"{stop}; run again with --restart auto to resume (exit status {EXIT_REQUEUE})",
                   file=sys.stderr, flush=True)
         return EXIT_REQUEUE
+    except (KeyboardInterrupt, Terminated) as err:
+        return _interrupted(_signal_behind(err), path, prefix, comm)
     except ConfigError as err:          # deterministic: every rank finds the same problem
         if rank == 0:
             print(f"error: {err}", file=sys.stderr, flush=True)
         return _fail(comm, EXIT_USAGE, collective=True)
-    except KeyboardInterrupt:
-        print(f"{prefix}interrupted", file=sys.stderr, flush=True)
-        return _fail(comm, 130)
     except Exception as err:
-        known = isinstance(err, (RunError, OSError))
+        signum = _signal_behind(err)
+        if signum is not None:      # the signal landed inside numba's dispatcher, which wrapped it
+            return _interrupted(signum, path, prefix, comm)
+        known = isinstance(err, (RunError, OutputError, OSError, MemoryError))
         if not known:
             traceback.print_exc()
+        if isinstance(err, MemoryError):
+            err = f"out of memory ({err}); use more ranks or fewer nodes (--dry-run shows the memory per rank)"
         print(f"{prefix}error: {err}", file=sys.stderr, flush=True)
+        if not output.closed_cleanly():
+            _kept.append(err)     # its frames hold HDF5 objects that crash when freed; main() leaves at once
         return _fail(comm, 1)
     if rank == 0:
         print(format_summary(summary, path))
     return 0
+
+
+def _signal_behind(err: BaseException | None) -> int | None:
+    """The signal number if err is, or was caused by, SIGINT (KeyboardInterrupt) or SIGTERM (Terminated)."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, KeyboardInterrupt):
+            return signal.SIGINT
+        if isinstance(err, Terminated):
+            return err.args[0]
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
+
+
+def _interrupted(signum: int, path: str, prefix: str, comm) -> int:
+    name = signal.Signals(signum).name
+    outcome = "" if os.path.exists(path) else f": {path} was not written"
+    print(f"{prefix}interrupted by {name}{outcome}", file=sys.stderr, flush=True)
+    return _fail(comm, 128 + signum)
 
 
 def _fail(comm, code: int, collective: bool = False) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import math
 import os
+import re
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from typing import Any
 
@@ -17,6 +18,10 @@ import yaml
 
 class ConfigError(ValueError):
     """A bad config value or command-line override; the message is one line for the user."""
+
+    def __init__(self, message: str):
+        # keys and values quoted in a message may hold line breaks: keep the message one line
+        super().__init__(str(message).replace("\r", "\\r").replace("\n", "\\n"))
 
 
 @dataclass(frozen=True)
@@ -110,7 +115,8 @@ class Config:
 
     @property
     def max_stable_dt(self) -> float:
-        return 0.5 / (self.physics.diffusivity * (self.dx ** -2 + self.dy ** -2))
+        rate = self.physics.diffusivity * (self.dx ** -2 + self.dy ** -2)
+        return 0.5 / rate if rate > 0 else math.inf
 
     @property
     def checkpoint_path(self) -> str:
@@ -127,6 +133,8 @@ class Config:
 
 
 KERNELS = ("numba", "tiled", "numpy")
+MAX_NODES = 2 ** 31 - 1     # per axis: far beyond any memory, and keeps dx and the indices sane
+MAX_STEPS = 1e15
 DISTRIBUTIONS = {"uniform": ("low", "high"), "normal": ("mean", "std"),
                  "lognormal": ("mean", "sigma"), "choice": ("values",)}
 
@@ -150,6 +158,8 @@ def load(path: str | os.PathLike | None, overrides: list[str] = ()) -> Config:
                 text = stream.read()
         except FileNotFoundError:
             raise ConfigError(f"{source}: no such config file; check the path (configs/ has examples)") from None
+        except UnicodeDecodeError as err:
+            raise ConfigError(f"{source}: not UTF-8 text (byte {err.start}); is it a YAML config?") from None
         except OSError as err:
             raise ConfigError(f"{source}: cannot read the config: {err.strerror}") from None
         data = parse_yaml(text, source)
@@ -160,23 +170,36 @@ def load(path: str | os.PathLike | None, overrides: list[str] = ()) -> Config:
 
 def parse_yaml(text: str, source: str) -> dict:
     """Safe-load a YAML mapping; syntax errors and Python tags become one-line ConfigErrors."""
-    try:
-        data = yaml.safe_load(text)
-    except yaml.constructor.ConstructorError as err:
-        line = f" (line {err.problem_mark.line + 1})" if err.problem_mark else ""
-        raise ConfigError(f"{source}{line}: {err.problem}; configs hold plain YAML values only, "
-                          "remove the tag") from None
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        line = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise ConfigError(f"{source}:{line}: YAML syntax error: {problem}; fix the YAML there") from None
+    data = _safe_load(text, source)
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: a config is a mapping of sections (grid:, time:, ...), "
                           f"not a {type(data).__name__}")
     return data
+
+
+def _safe_load(text: str, source: str) -> Any:
+    """yaml.safe_load with every failure as one ConfigError line (PyYAML also raises ValueError for a
+    date like 2001-02-30 or ``!!int abc``, KeyError for ``!!bool maybe``, RecursionError for deep nesting)."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.constructor.ConstructorError as err:
+        line = f" (line {err.problem_mark.line + 1})" if err.problem_mark else ""
+        hint = "configs hold plain YAML values only, remove the tag" if "tag" in str(err.problem) \
+            else "configs hold plain YAML values only"
+        raise ConfigError(f"{source}{line}: {err.problem}; {hint}") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        line = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{source}:{line}: YAML syntax error: {problem}; fix the YAML there") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: the YAML is nested too deeply; a config has sections of plain keys") from None
+    except (ValueError, KeyError, TypeError, OverflowError) as err:
+        problem = (str(err).splitlines() or [type(err).__name__])[0]
+        raise ConfigError(f"{source}: a YAML value cannot be read ({problem}); quote it if it is text, "
+                          "or fix it") from None
 
 
 def set_dotted(data: dict, item: str, source: str = "--set") -> None:
@@ -189,8 +212,8 @@ def set_dotted(data: dict, item: str, source: str = "--set") -> None:
     if any(not p for p in parts):
         raise ConfigError(f"--set {item!r}: empty part in the key {key!r}; use a dotted path like grid.nx")
     try:
-        value = yaml.safe_load(text) if text.strip() else None
-    except yaml.YAMLError:
+        value = _safe_load(text, f"--set {key}") if text.strip() else None
+    except ConfigError:
         raise ConfigError(f"--set {key}: cannot parse the value {text!r} as YAML; quote it") from None
     node = data
     for depth, part in enumerate(parts[:-1]):
@@ -260,11 +283,12 @@ def _coerce(value: Any, default: Any, key: str, source: str) -> Any:
             raise bad
         return value
     if isinstance(default, float):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        number = _number(value)
+        if number is None:
             raise bad
-        if not math.isfinite(value):
+        if not math.isfinite(number):
             raise ConfigError(f"{source}: {key} = {value}: must be a finite number")
-        return float(value)
+        return number
     if isinstance(default, tuple):
         return _pair(value, float, bad)
     if isinstance(default, str):
@@ -278,14 +302,32 @@ def _coerce(value: Any, default: Any, key: str, source: str) -> Any:
     raise bad
 
 
+# YAML 1.1 (PyYAML) reads 1e-3 and 1.0e3 as text: a number must have a dot and a signed exponent there.
+_EXPONENT_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
+def _number(value: Any) -> float | None:
+    """value as a float (inf for an int too large for one), or None if it is not a number."""
+    if isinstance(value, str) and _EXPONENT_NUMBER.fullmatch(value.strip()):
+        return float(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+
+
 def _pair(value: Any, kind: type, bad: ConfigError) -> tuple:
     if not isinstance(value, (list, tuple)) or len(value) != 2:
         raise bad
     out = []
     for v in value:
-        if isinstance(v, bool) or not isinstance(v, (int, float) if kind is float else int):
-            raise bad
-        if kind is float and not math.isfinite(v):
+        if kind is float:
+            v = _number(v)
+            if v is None or not math.isfinite(v):
+                raise bad
+        elif isinstance(v, bool) or not isinstance(v, int):
             raise bad
         out.append(kind(v))
     return tuple(out)
@@ -322,10 +364,16 @@ def validate(cfg: Config) -> None:
     for key in ("nx", "ny"):
         if getattr(g, key) < 3:
             fail(f"grid.{key} = {getattr(g, key)} is below 3: the grid needs an interior node; use at least 3")
-    for key in ("x", "y"):
+        if getattr(g, key) > MAX_NODES:
+            fail(f"grid.{key} = {getattr(g, key)} is more nodes than any machine holds; use at most {MAX_NODES}")
+    for key, spacing in (("x", "dx"), ("y", "dy")):
         lo, hi = getattr(g, key)
         if not hi > lo:
             fail(f"grid.{key} = [{lo}, {hi}]: the upper end must exceed the lower one")
+        step = getattr(cfg, spacing)
+        if not (1e-150 < step < 1e150):      # so that 1/dx^2 and the stability number stay finite
+            fail(f"grid.{key} = [{lo}, {hi}] with {getattr(g, 'n' + key)} nodes gives {spacing} = {step:g}, "
+                 "beyond what floating point resolves; choose a sensible extent")
     for key, value in (("physics.diffusivity", cfg.physics.diffusivity), ("time.dt", cfg.time.dt),
                        ("time.t_end", cfg.time.t_end), ("initial.sigma", cfg.initial.sigma)):
         if not value > 0:
@@ -349,10 +397,13 @@ def validate(cfg: Config) -> None:
         fail(f"parallel.halo = {p.halo} must be at least 1")
 
     steps = cfg.time.t_end / cfg.time.dt
+    if not steps < MAX_STEPS:
+        fail(f"time.t_end = {cfg.time.t_end} / time.dt = {cfg.time.dt} is {steps:.3g} steps, more than any run "
+             f"can take; use at most {MAX_STEPS:.0e} steps")
     if abs(steps - round(steps)) > 1e-9 * max(1.0, steps) or round(steps) < 1:
         fail(f"time.t_end = {cfg.time.t_end} is not a whole number of steps of dt = {cfg.time.dt} "
              f"({steps:.6g} steps); choose t_end = {max(1, round(steps)) * cfg.time.dt:.6g} or another dt")
-    if cfg.stability > 0.5:
+    if not cfg.stability <= 0.5:
         fail(f"time.dt = {cfg.time.dt} is unstable (D dt (1/dx^2 + 1/dy^2) = {cfg.stability:.3g} > 0.5); "
              f"use time.dt <= {cfg.max_stable_dt:.4g}")
     _validate_ensemble(cfg.ensemble, src)
@@ -374,13 +425,13 @@ def _validate_ensemble(ens: Ensemble, src: str) -> None:
             raise ConfigError(f"{src}: {where} must be a mapping with dist: "
                               f"{' | '.join(DISTRIBUTIONS)} and its parameters")
         dist = spec["dist"]
-        if dist not in DISTRIBUTIONS:
+        if not isinstance(dist, str) or dist not in DISTRIBUTIONS:
             raise ConfigError(f"{src}: {where}.dist = {dist!r}; choose one of {', '.join(DISTRIBUTIONS)}")
         need = set(DISTRIBUTIONS[dist])
         have = set(spec) - {"dist"}
         if have != need:
             raise ConfigError(f"{src}: {where}: {dist} takes {', '.join(sorted(need))}, got "
-                              f"{', '.join(sorted(have)) or 'nothing'}")
+                              f"{', '.join(sorted(map(str, have))) or 'nothing'}")
 
 
 def with_values(cfg: Config, values: dict[str, Any]) -> Config:

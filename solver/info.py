@@ -1,9 +1,8 @@
 """``python -m solver info FILE``: the provenance of an output in a readable form."""
 from __future__ import annotations
 
-import os
-
 from .config import ConfigError
+from .output import open_complete
 
 SECTIONS = {
     "run": ("solver_command", "start_time", "end_time", "host", "git_commit", "git_dirty"),
@@ -18,16 +17,9 @@ HIDDEN = ("config", "complete", "Conventions")
 
 
 def read_attrs(path: str) -> dict:
-    import h5py
-    if not os.path.exists(path):
-        partial = path + ".partial"
-        hint = f" ({partial} exists: that run did not finish)" if os.path.exists(partial) else ""
-        raise ConfigError(f"{path}: no such file{hint}")
-    try:
-        with h5py.File(path, "r") as f:
-            return {k: _plain(v) for k, v in f.attrs.items()}
-    except OSError:
-        raise ConfigError(f"{path}: not an HDF5 file written by the solver") from None
+    """The root attributes of a finished output; anything else is refused with one line."""
+    with open_complete(path) as f:
+        return {k: _plain(v) for k, v in f.attrs.items()}
 
 
 def _plain(value):

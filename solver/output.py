@@ -7,10 +7,20 @@ for ParaView and VisIt when the file is complete. The file is
 written as ``PATH.partial`` and renamed when complete, after its ``complete`` attribute is set, so a file
 under the final name is always whole. Under MPI every rank writes its own block straight into the global
 dataset with collective I/O; there is no gather, and every metadata call is made by every rank.
+
+Failures while writing (a full disk, a vanished directory) become one :class:`OutputError` line; a serial
+run then removes its ``.partial`` (nothing half-written is left behind), while under MPI the failing rank
+aborts the job and the ``.partial`` stays. :class:`OutputLock` keeps two runs from writing the same output.
 """
 from __future__ import annotations
 
+import fcntl
 import os
+import re
+import socket
+import sys
+import time
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -42,8 +52,65 @@ def set_netcdf_attrs(attrs, values: dict[str, Any]) -> None:
         attrs[key] = value
 
 
+class OutputError(RuntimeError):
+    """Writing the output failed (disk full, directory gone, ...); the message is one line for the user."""
+
+
 def partial_path(path: str) -> str:
     return path + ".partial"
+
+
+def lock_path(path: str) -> str:
+    return path + ".lock"
+
+
+def reason(err: BaseException) -> str:
+    """The operating system's words for an I/O failure, without HDF5's multi-line error stack."""
+    if isinstance(err, OSError) and err.errno:
+        return os.strerror(err.errno)
+    found = re.search(r"error message = '([^']*)'", str(err))   # HDF5 quotes the C library's message
+    if found:
+        return found.group(1)
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__
+
+
+@contextmanager
+def writing(path: str, what: str = "writing"):
+    """Turn an I/O failure inside the block into one OutputError line naming the file."""
+    try:
+        yield
+    except (OSError, RuntimeError) as err:
+        if isinstance(err, OutputError):
+            raise
+        raise OutputError(f"{what} {path}: {reason(err)}") from None
+
+
+def open_complete(path: str):
+    """Open a finished output read-only; a missing, unfinished or foreign file is one ConfigError line.
+
+    Readers (``solver info``, the analysis scripts) go through here, so none of them ever reads a file
+    that a killed or still running solver left behind.
+    """
+    import h5py
+    from .config import ConfigError
+    path = str(path)
+    if path.endswith(".partial"):
+        raise ConfigError(f"{path}: an unfinished output (its run was stopped, or is still running); "
+                          f"read {path[:-len('.partial')]} once a run has finished it")
+    if not os.path.exists(path):
+        partial = partial_path(path)
+        hint = f" ({partial} exists: that run did not finish, or is still running)" if os.path.exists(partial) else ""
+        raise ConfigError(f"{path}: no such file{hint}")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot open it as HDF5 ({reason(err)}); is it a solver output?") from None
+    if not f.attrs.get("complete", 0):
+        f.close()
+        raise ConfigError(f"{path}: an unfinished output (its 'complete' attribute is not set): the run that "
+                          "wrote it did not finish; rerun it")
+    return f
 
 
 def is_complete(path: str) -> bool:
@@ -56,6 +123,83 @@ def is_complete(path: str) -> bool:
         return False
 
 
+class OutputLock:
+    """This run's claim on an output: an exclusive ``flock`` on ``PATH.lock``, removed on release.
+
+    The kernel drops a flock when its holder dies, so the lock file a killed run leaves behind is stale and
+    the next run simply takes it over; while the holder lives, its pid, host and start time in the file name
+    it in the refusal. (``PATH.partial`` itself cannot be the lock: HDF5 locks the files it opens.)
+    """
+
+    def __init__(self, path: str):
+        self.path, self.file, self.fd = path, lock_path(path), None
+
+    def acquire(self) -> None:
+        from .config import ConfigError
+        while self.fd is None:
+            try:
+                fd = os.open(self.file, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as err:
+                raise ConfigError(f"cannot create the lock file {self.file}: {reason(err)}; "
+                                  "choose a writable place for the output with -o") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _holder(fd)
+                os.close(fd)
+                raise ConfigError(f"output {self.path} is being written by {holder}; wait for that run "
+                                  f"to finish or choose another output with -o") from None
+            except OSError as err:    # a file system without locks (some parallel ones): go on unlocked
+                os.close(fd)
+                print(f"warning: cannot lock {self.file} ({reason(err)}); make sure no other run writes "
+                      f"{self.path}", file=sys.stderr, flush=True)
+                return
+            try:
+                same = os.stat(self.file).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if not same:                # the holder removed the file as we opened it: take the new one
+                os.close(fd)
+                continue
+            self.fd = fd
+            try:
+                os.ftruncate(fd, 0)
+                os.write(fd, f"pid {os.getpid()} on {socket.gethostname()} since "
+                             f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
+            except OSError:     # a full disk: the lock holds without its note; writing the output will say
+                pass
+
+    def release(self) -> None:
+        """Remove the lock file (while still holding it, so no one takes a doomed file) and unlock."""
+        if self.fd is None:
+            return
+        try:
+            os.unlink(self.file)
+        except OSError:
+            pass
+        os.close(self.fd)
+        self.fd = None
+
+
+def _holder(fd: int) -> str:
+    """Who holds the lock on fd, as its holder wrote it (it writes just after locking: wait a moment)."""
+    for _ in range(40):
+        text = os.pread(fd, 200, 0).decode(errors="replace").strip()
+        if text:
+            return text
+        time.sleep(0.025)
+    return "another run"
+
+
+_unclosed: list = []      # writers whose HDF5 file could not be closed after a failure
+
+
+def closed_cleanly() -> bool:
+    """False once a failed write left an HDF5 file that cannot be closed: freeing its Python objects
+    would then crash the interpreter, so the caller should keep them and leave with ``os._exit``."""
+    return not _unclosed
+
+
 class FieldWriter:
     """Appends snapshots of the owned blocks to ``PATH.partial``; :meth:`close` makes it ``PATH``."""
 
@@ -63,15 +207,27 @@ class FieldWriter:
                  resume_at: int | None = None):
         """Start ``PATH.partial``; with ``resume_at`` reopen it and keep only its first resume_at snapshots
         (a restart from a checkpoint taken then), so the finished file equals an uninterrupted run's."""
-        import h5py
         self.path, self.decomp = path, decomp
         self.comm = decomp.comm
         self.tmp = partial_path(path)
+        self.parallel = self.comm is not None and self.comm.Get_size() > 1
+        try:
+            with writing(self.path):
+                self._create(cfg, attrs, resume_at)
+        except BaseException:
+            self.discard(keep=resume_at is not None)
+            raise
+
+    def _create(self, cfg, attrs: dict[str, Any], resume_at: int | None) -> None:
+        import h5py
+        decomp = self.decomp
         mode = "w" if resume_at is None else "r+"
-        if self.comm is not None and self.comm.Get_size() > 1:
-            self.file = h5py.File(self.tmp, mode, driver="mpio", comm=self.comm)
+        # No chunk cache: every snapshot goes to disk inside append(), so a full disk fails there (with
+        # errno) and not later in a cache flush at close, after which HDF5 can crash the interpreter.
+        if self.parallel:
+            self.file = h5py.File(self.tmp, mode, driver="mpio", comm=self.comm, rdcc_nbytes=0)
         else:
-            self.file = h5py.File(self.tmp, mode)
+            self.file = h5py.File(self.tmp, mode, rdcc_nbytes=0)
         nx, ny = decomp.nx, decomp.ny
         self.axes = np.linspace(*cfg.grid.x, nx), np.linspace(*cfg.grid.y, ny)
         if resume_at is not None:
@@ -107,12 +263,16 @@ class FieldWriter:
 
     def append(self, t: float, block: np.ndarray) -> None:
         """Add one snapshot at time t; ``block`` is this rank's owned nodes, shape (ny_own, nx_own)."""
+        with writing(self.path):
+            self._append(t, block)
+
+    def _append(self, t: float, block: np.ndarray) -> None:
         f, d = self.file, self.decomp
         n = self.count + 1
         f["time"].resize((n,))
         f[FIELD].resize((n, d.ny, d.nx))
         rows, cols = slice(*d.y_range), slice(*d.x_range)
-        if self.comm is not None and self.comm.Get_size() > 1:
+        if self.parallel:
             if d.rank == 0:
                 f["time"][n - 1] = t
             with f[FIELD].collective:
@@ -129,17 +289,48 @@ class FieldWriter:
 
     def close(self, attrs: dict[str, Any]) -> None:
         """Write the final attributes, mark the file complete and move it to its final name."""
-        self.set_attrs({**attrs, "complete": 1})
-        self.file.close()
+        with writing(self.path):
+            self.set_attrs({**attrs, "complete": 1})
+            self.file.flush()
+            self.file.close()
         if self.decomp.rank == 0:
-            os.replace(self.tmp, self.path)
+            try:
+                os.replace(self.tmp, self.path)
+            except FileNotFoundError:
+                directory = os.path.dirname(os.path.abspath(self.path))
+                raise OutputError(f"writing {self.path}: the directory {directory} vanished during the run; "
+                                  "nothing was saved") from None
+            except OSError as err:
+                raise OutputError(f"writing {self.path}: {reason(err)}") from None
             write_xdmf(self.path, FIELD, *self.axes, self.times)
         if self.comm is not None:
             self.comm.Barrier()
 
-    def discard(self) -> None:
-        """Close without completing; the ``.partial`` file stays for inspection."""
+    def discard(self, keep: bool = False) -> None:
+        """Give up the output after a failure: a serial run closes and removes its ``.partial``, unless
+        ``keep`` (a checkpoint refers to it, so a restart can resume it).
+
+        Under MPI a failure may be one rank's alone; closing is collective and would wait forever for the
+        others, so the file is left open for ``comm.Abort`` and the ``.partial`` stays (never renamed).
+        """
+        if self.parallel:
+            return
+        if not keep:
+            try:
+                # Empty the file first: on a full disk HDF5's closing flush needs room, and a failed close
+                # leaves HDF5 objects that crash the interpreter when Python frees them.
+                os.truncate(self.tmp, 0)
+            except OSError:
+                pass
         try:
             self.file.close()
-        except Exception:
+        except AttributeError:  # never opened
+            pass
+        except Exception:       # already failing; the file is removed below unless kept
+            _unclosed.append(self)
+        if keep:
+            return
+        try:
+            os.unlink(self.tmp)
+        except OSError:
             pass

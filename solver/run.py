@@ -250,7 +250,7 @@ def run(cfg: Config, path: str, comm=None, say=None, restart: str = "never", max
         writer.close({**summary, "end_time": provenance.now()})
         checkpoint.remove(checkpoint_path, decomp)
     except BaseException:
-        writer.discard()
+        writer.discard(keep=os.path.exists(checkpoint_path))   # a checkpoint refers to the .partial
         raise
     return summary
 

@@ -163,10 +163,11 @@ def test_info_prints_the_provenance(output, tmp_path):
         assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
 
 
-def test_info_marks_an_unfinished_run(output, tmp_path):
+def test_info_refuses_an_unfinished_run(output, tmp_path):
     partial = tmp_path / "killed.h5.partial"
     partial.write_bytes(output.read_bytes())
     with h5py.File(partial, "r+") as f:
         f.attrs["complete"] = 0
-    info = run_solver("info", partial, cwd=tmp_path).stdout
-    assert info.splitlines()[0].endswith("INCOMPLETE: the run did not finish; timings are missing")
+    result = run_solver("info", partial, cwd=tmp_path, check=False)
+    assert result.returncode == 2 and "unfinished" in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

@@ -1,0 +1,129 @@
+"""A run killed at any moment never leaves a file that looks complete, and a rerun is never blocked.
+
+SIGKILL cannot be caught: these tests prove that the ``.partial``-then-rename protocol and the readers'
+completion check are enough. SIGTERM and SIGINT can be caught: a serial run then removes its ``.partial``.
+"""
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+
+import h5py
+import numpy as np
+import pytest
+
+from conftest import PYTHON, require, solver_env
+from faultkit import (LONG, config, finish, kill_group, one_line, partial_grown, read_cli, start, wait_for)
+
+# every=1 on 201 x 201 nodes: each step appends one snapshot, one 323208-byte chunk written by pwrite64.
+SNAPSHOT_EVERY_STEP = {"grid": {"nx": 201, "ny": 201}, "time": {"dt": 0.01, "t_end": 1.0},
+                       "output": {"path": "out.h5", "every": 1}, "parallel": {"threads": 1}}
+CHUNK_BYTES = 201 * 201 * 8
+
+
+def assert_refused_by_readers(directory, out):
+    """No file under the final name; info and the plot script refuse both names with one line, exit 2."""
+    partial = out.with_name(out.name + ".partial")
+    assert not out.exists(), "a killed run left a file under the final name"
+    assert partial.exists(), "the killed run should have left its .partial behind"
+    for name, hint in ((out, "did not finish"), (partial, "unfinished")):
+        for script in (None, "analysis/plot_field.py"):
+            args = ("info", name) if script is None else (name, "-o", directory / "plot.png")
+            result = read_cli(*args, cwd=directory, script=script)
+            assert result.returncode == 2, result.stderr
+            line = one_line(result.stderr)
+            assert hint in line and str(name) in line, line
+    assert not (directory / "plot.png").exists()
+
+
+def assert_rerun_succeeds(directory, cfg_path, out):
+    """A rerun replaces the stale .partial, takes over the stale lock file, and finishes."""
+    assert out.with_name(out.name + ".lock").exists(), "expected the killed run's lock file to be left"
+    result = read_cli("run", cfg_path, "--set", "time.t_end=0.1", "--set", "output.every=0", cwd=directory)
+    assert result.returncode == 0, result.stderr
+    assert "replacing" in result.stderr and ".partial" in result.stderr
+    with h5py.File(out, "r") as f:
+        assert f.attrs["complete"] == 1 and f["time"][-1] == pytest.approx(0.1)
+        assert np.isfinite(f["C"][-1]).all()
+    assert sorted(p.name for p in directory.iterdir() if p.name.startswith("out")) == ["out.h5"]
+    info = read_cli("info", out, cwd=directory)
+    assert info.returncode == 0 and "complete" in info.stdout
+
+
+def test_sigkill_during_compute(tmp_path):
+    cfg_path = config(tmp_path, LONG)
+    out = tmp_path / "out.h5"
+    proc = start("run", cfg_path, cwd=tmp_path)
+    wait_for(partial_grown(out), what="the .partial file", proc=proc)
+    time.sleep(0.3)                 # the first snapshot is written; the next is 2000 steps away: computing
+    assert proc.poll() is None, "the run ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    code, _, _ = finish(proc)
+    assert code == -signal.SIGKILL
+    assert_refused_by_readers(tmp_path, out)
+    assert_rerun_succeeds(tmp_path, cfg_path, out)
+
+
+def test_sigkill_inside_a_snapshot_write(tmp_path):
+    """strace delivers SIGKILL on entry to the 20th snapshot's pwrite64 into the .partial file: exactly inside
+    a write, not near one."""
+    strace = require("strace")
+    cfg_path = config(tmp_path, SNAPSHOT_EVERY_STEP)
+    out = tmp_path / "out.h5"
+    partial = str(out) + ".partial"
+    log = tmp_path / "strace.log"
+    # pwrite64 calls on the .partial: 4 for the header and coordinates, then per snapshot a chunk and a time.
+    when = 4 + 2 * 19 + 1
+    command = [strace, "-f", "-qq", "-o", str(log), "-P", partial, "-e", "trace=pwrite64",
+               "-e", f"inject=pwrite64:signal=KILL:when={when}", PYTHON, "-m", "solver", "run", str(cfg_path)]
+    result = subprocess.run(command, cwd=tmp_path, env=solver_env(), capture_output=True, text=True, timeout=120)
+    trace = log.read_text()
+    assert "killed by SIGKILL" in trace, f"strace did not kill the run ({result.returncode}):\n{trace[-2000:]}"
+    calls = [line for line in trace.splitlines() if "pwrite64(" in line]
+    assert len(calls) == when and f", {CHUNK_BYTES}, " in calls[-1], \
+        f"the kill did not land in a snapshot's chunk write:\n{calls[-3:]}"
+    assert_refused_by_readers(tmp_path, out)
+    assert_rerun_succeeds(tmp_path, cfg_path, out)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_sigterm_and_sigint_end_the_run_cleanly(tmp_path, signum):
+    """What scancel, a time limit or Ctrl-C send: one line, exit 128 + signal, no .partial, no lock file."""
+    cfg_path = config(tmp_path, LONG)
+    out = tmp_path / "out.h5"
+    proc = start("run", cfg_path, cwd=tmp_path)
+    wait_for(partial_grown(out), what="the .partial file", proc=proc)
+    time.sleep(0.2)
+    proc.send_signal(signum)
+    code, stdout, stderr = finish(proc)
+    assert code == 128 + signum, stderr
+    line = one_line(stderr)
+    assert signal.Signals(signum).name in line and "was not written" in line, line
+    assert "running" in stdout                  # it was mid-run
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fault.yaml"]
+
+
+def test_readers_refuse_a_file_being_written(tmp_path):
+    """While a run writes, its output does not exist under the final name and its .partial is refused."""
+    cfg_path = config(tmp_path, LONG)
+    out = tmp_path / "out.h5"
+    proc = start("run", cfg_path, cwd=tmp_path)
+    try:
+        wait_for(partial_grown(out), what="the .partial file", proc=proc)
+        for name in (out, out.with_name("out.h5.partial")):
+            result = read_cli("info", name, cwd=tmp_path)
+            assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+            assert "still running" in one_line(result.stderr)
+    finally:
+        kill_group(proc)
+
+
+def test_plot_script_reads_a_finished_run(tmp_path):
+    """The refusals above are not a script that refuses everything: a finished output plots."""
+    cfg_path = config(tmp_path, LONG)
+    assert read_cli("run", cfg_path, "--set", "time.t_end=0.2", cwd=tmp_path).returncode == 0
+    result = read_cli(tmp_path / "out.h5", "-o", tmp_path / "out.png", cwd=tmp_path,
+                      script="analysis/plot_field.py")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out.png").stat().st_size > 1000
