@@ -149,7 +149,7 @@ def command_run(args) -> int:
     if launched_by_mpi():
         from mpi4py import MPI
         comm = MPI.COMM_WORLD
-    lock = claim_output(path, args.overwrite, comm)
+    lock = claim_output(path, args.overwrite, comm, resuming=args.restart != "never")
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return run_guarded(cfg, path, comm, **options)
@@ -163,7 +163,7 @@ def _terminate(signum, frame):
     raise Terminated(signum)
 
 
-def claim_output(path: str, overwrite: bool, comm):
+def claim_output(path: str, overwrite: bool, comm, resuming: bool = False):
     """Check the output may be written and lock it for this run; rank 0 does it and tells the others."""
     from .output import OutputLock, partial_path
     lock, problem = None, None
@@ -173,7 +173,7 @@ def claim_output(path: str, overwrite: bool, comm):
             lock = OutputLock(path)
             lock.acquire()
             check_output(path, overwrite)       # again: a run that held the lock may just have finished
-            if os.path.exists(partial_path(path)):
+            if os.path.exists(partial_path(path)) and not resuming:
                 print(f"note: replacing {partial_path(path)} left by an earlier run that did not finish",
                       file=sys.stderr, flush=True)
         except (ConfigError, OSError) as err:     # whatever it is, the other ranks must hear of it

@@ -302,7 +302,11 @@ class FieldWriter:
                                   "nothing was saved") from None
             except OSError as err:
                 raise OutputError(f"writing {self.path}: {reason(err)}") from None
-            write_xdmf(self.path, FIELD, *self.axes, self.times)
+            try:
+                write_xdmf(self.path, FIELD, *self.axes, self.times)
+            except OSError as err:      # the HDF5 file is complete; only the ParaView sidecar is missing
+                print(f"warning: could not write the XDMF sidecar of {self.path}: {reason(err)}",
+                      file=sys.stderr, flush=True)
         if self.comm is not None:
             self.comm.Barrier()
 

@@ -46,7 +46,7 @@ def assert_rerun_succeeds(directory, cfg_path, out):
     with h5py.File(out, "r") as f:
         assert f.attrs["complete"] == 1 and f["time"][-1] == pytest.approx(0.1)
         assert np.isfinite(f["C"][-1]).all()
-    assert sorted(p.name for p in directory.iterdir() if p.name.startswith("out")) == ["out.h5"]
+    assert sorted(p.name for p in directory.iterdir() if p.name.startswith("out")) == ["out.h5", "out.xdmf"]
     info = read_cli("info", out, cwd=directory)
     assert info.returncode == 0 and "complete" in info.stdout
 

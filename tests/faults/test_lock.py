@@ -6,11 +6,12 @@ import numpy as np
 
 from faultkit import LONG, config, finish, one_line, partial_grown, read_cli, start, wait_for
 
-SHORT = {**LONG, "time": {"dt": 0.01, "t_end": 40.0}}      # 4000 steps, about a second
+SHORT = {**LONG, "time": {"dt": 0.01, "t_end": 40.0}}      # 4000 steps, a fraction of a second
+LASTING = {**LONG, "time": {"dt": 0.01, "t_end": 1000.0}}  # 100000 steps: outlives a second run's start-up
 
 
 def test_second_run_on_the_same_output_is_refused(tmp_path):
-    cfg_path = config(tmp_path, SHORT)
+    cfg_path = config(tmp_path, LASTING)
     out = tmp_path / "out.h5"
     first = start("run", cfg_path, cwd=tmp_path)
     wait_for(partial_grown(out), what="the first run's .partial", proc=first)
@@ -27,7 +28,7 @@ def test_second_run_on_the_same_output_is_refused(tmp_path):
         assert f.attrs["complete"] == 1
         assert "diffusivity: 0.0009" in f.attrs["config"]            # the first run's, not the second's
         assert np.isfinite(f["C"][:]).all()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["fault.yaml", "out.h5"]   # lock file removed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fault.yaml", "out.h5", "out.xdmf"]   # lock file removed
 
     again = read_cli("run", cfg_path, cwd=tmp_path)                  # afterwards: the ordinary refusal
     assert again.returncode == 2 and "--overwrite" in one_line(again.stderr)
@@ -45,4 +46,4 @@ def test_simultaneous_starts_one_wins(tmp_path):
     assert "being written by pid" in line or "exists" in line, line
     with h5py.File(tmp_path / "out.h5", "r") as f:
         assert f.attrs["complete"] == 1
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["fault.yaml", "out.h5"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fault.yaml", "out.h5", "out.xdmf"]
