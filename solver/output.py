@@ -95,8 +95,12 @@ class FieldWriter:
         if self.comm is not None:
             self.comm.Barrier()
 
-    def discard(self) -> None:
-        """Close without completing; the ``.partial`` file stays for inspection."""
+    def discard(self, everywhere: bool = False) -> None:
+        """Leave the file ``.partial``. Closing is collective under MPI, so it is closed only when every
+        rank discards together (``everywhere``); a failure on one rank leaves it open for ``comm.Abort``,
+        which would otherwise never be reached while the other ranks wait in an exchange."""
+        if self.comm is not None and self.comm.Get_size() > 1 and not everywhere:
+            return
         try:
             self.file.close()
         except Exception:
