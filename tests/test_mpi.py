@@ -22,9 +22,16 @@ TIMEOUT = 150            # seconds for one launch; a hang fails the test instead
 SHAPES = {n: [(px, n // px) for px in range(1, n + 1) if n % px == 0] for n in (2, 3, 4)}
 
 
+def mpi_env(**extra: str) -> dict:
+    """solver_env, plus passive OpenMP waits: up to 4 ranks x 2 threads share the cores here, and spinning
+    threads made one 4 x 2 case take 10 s instead of 0.1 s (the solver sets this itself only when its own
+    first run is oversubscribed, which is not so for the first case of a batch)."""
+    return solver_env(OMP_WAIT_POLICY="PASSIVE", **extra)
+
+
 def launch(command: list[str], env: dict | None = None, timeout: float = TIMEOUT) -> subprocess.CompletedProcess:
     """Run command in its own session; on timeout kill the whole group (mpirun and every rank) and fail."""
-    with subprocess.Popen(command, cwd=REPO, env=env or solver_env(), stdout=subprocess.PIPE,
+    with subprocess.Popen(command, cwd=REPO, env=env or mpi_env(), stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True, start_new_session=True) as process:
         try:
             out, err = process.communicate(timeout=timeout)
@@ -109,7 +116,7 @@ def test_a_failing_rank_ends_the_job_and_leaves_only_partial_output(small, tmp_p
     config, _ = small
     out = tmp_path / "fail.h5"
     result = mpirun(3, PYTHON, "-m", "solver", "run", config, "-o", out,
-                    env=solver_env(SOLVER_FAIL_AT="1:50"), timeout=30)
+                    env=mpi_env(SOLVER_FAIL_AT="1:50"), timeout=30)
     assert result.returncode != 0
     assert "rank 1: error: injected failure at step 50" in result.stderr, result.stderr[-3000:]
     assert not out.exists()
@@ -132,7 +139,7 @@ def test_mpi2d_script_runs_a_small_config(small, tmp_path):
     auto = write_config(tmp_path, "auto.yaml", parallel={"threads": "auto"})
     out = tmp_path / "script.h5"
     script = [require("bash"), str(REPO / "jobs" / "mpi2d.sh")]
-    result = succeeded(launch([*script, auto, "-o", out], env=solver_env(NP="2")))
+    result = succeeded(launch([*script, auto, "-o", out], env=mpi_env(NP="2")))
     assert "launch: mpirun -n 2 --bind-to none" in result.stderr
     assert np.array_equal(field(out), serial)
     with h5py.File(out, "r") as f:      # auto threads: the cores shared by the ranks on the node
@@ -142,7 +149,7 @@ def test_mpi2d_script_runs_a_small_config(small, tmp_path):
 
 def test_mpi2d_script_defaults_to_the_mpi2d_config_and_checks_its_settings():
     script = [require("bash"), str(REPO / "jobs" / "mpi2d.sh")]
-    result = succeeded(launch([*script, "--dry-run"], env=solver_env(NP="1")))
+    result = succeeded(launch([*script, "--dry-run"], env=mpi_env(NP="1")))
     assert "nx: 2048" in result.stdout and "results/mpi2d.h5" in result.stdout
-    result = launch([*script, "--dry-run"], env=solver_env(LAUNCHER="qsub"))
+    result = launch([*script, "--dry-run"], env=mpi_env(LAUNCHER="qsub"))
     assert result.returncode == 2 and "LAUNCHER = 'qsub'; use LAUNCHER=srun or LAUNCHER=mpirun" in result.stderr
