@@ -3,55 +3,139 @@
 
     python analysis/plot_field.py results/default.h5                  # final snapshot -> results/default.png
     python analysis/plot_field.py results/default.h5 --snapshot 0 -o first.png
+    python analysis/plot_field.py results/default.h5 --snapshot 0 --snapshot -1      # -> default-snap000.png, ...
+    python analysis/plot_field.py results/default.h5 --compare        # numerical | analytic | error side by side
+    python analysis/plot_field.py results/default.h5 --animate results/default.mp4   # every snapshot (ffmpeg)
+
+The analytic field is the solver's own Gaussian for the config stored in the file. With several snapshots,
+each PNG gets -snapNNN before the suffix of -o (or of FILE.png).
 """
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from pathlib import Path
 
-import h5py
-import matplotlib
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from analysis.common import (InputError, Output, Parser, add_file_argument, open_output,  # noqa: E402
+                             run_main)
 
 
-def plot(path: str, snapshot: int, out: str) -> str:
-    with h5py.File(path, "r") as f:
-        if not f.attrs.get("complete", 0):
-            raise SystemExit(f"error: {path} is not a complete solver output (the run did not finish)")
-        field = f["C"]
-        n = field.shape[0]
-        if not -n <= snapshot < n:
-            raise SystemExit(f"error: {path} has snapshots 0..{n - 1}; --snapshot {snapshot} is out of range")
-        data, t = field[snapshot], f["time"][snapshot]
-        x, y = f["x"][:], f["y"][:]
-        units = {name: f[name].attrs.get("units", "") for name in ("x", "y", "time")}
-        label = f"{field.attrs.get('long_name', 'C')} [{field.attrs.get('units', '')}]"
-    fig, ax = plt.subplots(figsize=(8, 8 * (y[-1] - y[0]) / (x[-1] - x[0]) * 0.8 + 1.2), layout="constrained")
-    image = ax.imshow(data, origin="lower", extent=(x[0], x[-1], y[0], y[-1]), cmap="viridis")
-    ax.set_xlabel(f"x [{units['x']}]")
-    ax.set_ylabel(f"y [{units['y']}]")
-    ax.set_title(f"{Path(path).name}: t = {t:.4g} {units['time']}")
+def _figure_size(out: Output, panels: int) -> tuple[float, float]:
+    """Width and height (inches) that fit ``panels`` plots of the domain side by side with colour bars."""
+    aspect = (out.y[-1] - out.y[0]) / (out.x[-1] - out.x[0])
+    width = 6.0 * panels + 0.5
+    return width, max(3.0, min(12.0, 6.0 * aspect * 0.85 + 1.4))
+
+
+def _panel(fig, ax, out: Output, data: np.ndarray, title: str, label: str, **style):
+    image = ax.imshow(data, origin="lower", extent=(out.x[0], out.x[-1], out.y[0], out.y[-1]),
+                      interpolation="nearest", **style)
+    ax.set_xlabel(f"x [{out.units['x']}]")
+    ax.set_ylabel(f"y [{out.units['y']}]")
+    ax.set_title(title)
     fig.colorbar(image, ax=ax, label=label, shrink=0.9)
-    fig.savefig(out, dpi=120)
+    return image
+
+
+def _time_text(out: Output, index: int) -> str:
+    return f"t = {out.time[index]:.4g} {out.units['time']}"
+
+
+def plot_snapshot(out: Output, index: int, path: str) -> str:
+    """One snapshot: the numerical field."""
+    fig, ax = plt.subplots(figsize=_figure_size(out, 1), layout="constrained")
+    _panel(fig, ax, out, out.snapshot(index), f"{Path(out.path).name}: snapshot {index}, {_time_text(out, index)}",
+           out.field_label, cmap="viridis")
+    fig.savefig(path, dpi=120)
     plt.close(fig)
-    return out
+    return path
+
+
+def plot_compare(out: Output, index: int, path: str) -> str:
+    """Numerical, analytic and error (numerical - analytic) side by side; the first two share a colour scale."""
+    numerical, exact = out.snapshot(index), out.exact(index)
+    error = numerical - exact
+    low, high = min(numerical.min(), exact.min()), max(numerical.max(), exact.max())
+    bound = float(np.max(np.abs(error))) or 1.0
+    fig, axes = plt.subplots(1, 3, figsize=_figure_size(out, 3), layout="constrained")
+    _panel(fig, axes[0], out, numerical, "numerical", out.field_label, cmap="viridis", vmin=low, vmax=high)
+    _panel(fig, axes[1], out, exact, "analytic Gaussian", out.field_label, cmap="viridis", vmin=low, vmax=high)
+    _panel(fig, axes[2], out, error, f"error (max |e| = {bound:.3g})", f"numerical - analytic [{out.units['C']}]",
+           cmap="RdBu_r", vmin=-bound, vmax=bound)
+    fig.suptitle(f"{Path(out.path).name}: snapshot {index}, {_time_text(out, index)}")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def animate(out: Output, path: str, fps: int) -> str:
+    """Every snapshot as one frame of a video (needs ffmpeg), on one fixed colour scale."""
+    from matplotlib import animation
+    if shutil.which("ffmpeg") is None or not animation.writers.is_available("ffmpeg"):
+        raise InputError("--animate needs ffmpeg on PATH: install it (Debian: apt-get install ffmpeg, "
+                         "or run 'bash jobs/setup.sh') and retry")
+    first = out.snapshot(0)
+    low, high = float(first.min()), float(first.max())
+    fig, ax = plt.subplots(figsize=_figure_size(out, 1), layout="constrained")
+    image = _panel(fig, ax, out, first, "", out.field_label, cmap="viridis", vmin=low, vmax=high)
+
+    def frame(index: int):
+        image.set_data(out.snapshot(index))
+        ax.set_title(f"{Path(out.path).name}: snapshot {index}, {_time_text(out, index)}")
+        return (image,)
+
+    movie = animation.FuncAnimation(fig, frame, frames=out.snapshots, blit=False)
+    movie.save(path, writer=animation.FFMpegWriter(fps=fps), dpi=100)
+    plt.close(fig)
+    return path
+
+
+def output_names(out: Output, indices: list[int], name: str | None, compare: bool) -> list[str]:
+    """Where each snapshot's PNG goes: -o (or FILE.png, FILE-compare.png) for one, -snapNNN added for several."""
+    tag = "-compare" if compare else ""
+    base = Path(name) if name else Path(out.path).with_suffix(".png")
+    if len(indices) == 1:
+        return [str(base) if name or not compare else str(base.with_name(base.stem + tag + ".png"))]
+    width = len(str(out.snapshots - 1))
+    return [str(base.with_name(f"{base.stem}{tag}-snap{i:0{width}d}{base.suffix or '.png'}")) for i in indices]
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("file", help="HDF5 output of the solver")
-    parser.add_argument("--snapshot", type=int, default=-1, help="snapshot index (default: the last)")
-    parser.add_argument("-o", "--output", help="PNG to write (default: FILE with .png)")
+    parser = Parser(prog="plot_field.py", description=__doc__.splitlines()[0],
+                    epilog="\n".join(__doc__.splitlines()[2:]), formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_file_argument(parser)
+    parser.add_argument("--snapshot", type=int, action="append", metavar="N",
+                        help="snapshot index, negative from the end (repeatable; default: the last)")
+    parser.add_argument("--all", action="store_true", help="every snapshot of the file")
+    parser.add_argument("--compare", action="store_true",
+                        help="numerical, analytic and error fields side by side instead of the field alone")
+    parser.add_argument("--animate", metavar="VIDEO", help="also write every snapshot as a video (.mp4; needs ffmpeg)")
+    parser.add_argument("--fps", type=int, default=4, help="frames per second of the video (default: 4)")
+    parser.add_argument("-o", "--output", help="PNG to write (default: FILE with .png, or -compare.png)")
     args = parser.parse_args(argv)
-    if not Path(args.file).is_file():
-        parser.exit(2, f"error: {args.file}: no such file\n")
-    out = args.output or str(Path(args.file).with_suffix(".png"))
-    print(f"wrote {plot(args.file, args.snapshot, out)}")
+    if args.fps < 1:
+        parser.error(f"--fps {args.fps}: needs at least 1 frame per second")
+    out = open_output(args.file)
+    if args.all:
+        indices = list(range(out.snapshots))
+    else:
+        indices = [out.check_index(i) for i in (args.snapshot or [-1])]
+    plot = plot_compare if args.compare else plot_snapshot
+    for index, name in zip(indices, output_names(out, indices, args.output, args.compare)):
+        print(f"wrote {plot(out, index, name)}")
+    if args.animate:
+        print(f"wrote {animate(out, args.animate, args.fps)} ({out.snapshots} frames)")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

@@ -28,3 +28,4 @@ if [[ -n ${SLURM_CPUS_PER_TASK:-} ]]; then
     export NUMBA_NUM_THREADS=$SLURM_CPUS_PER_TASK
 fi
 export HDF5_USE_FILE_LOCKING=${HDF5_USE_FILE_LOCKING:-FALSE}   # network file systems
+source jobs/launch.sh       # launch COMMAND...: checkpoint on USR1/TERM and requeue (see there)

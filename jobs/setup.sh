@@ -15,7 +15,7 @@ say() { printf 'setup: %s\n' "$*"; }
 die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
 
 debian_packages=(openmpi-bin libopenmpi-dev libhdf5-openmpi-dev hdf5-tools pkg-config
-                 parallel athena-jot netcdf-bin)
+                 parallel athena-jot netcdf-bin ffmpeg slurm-wlm munge)
 
 if [[ -z ${SETUP_SYSTEM:-} ]]; then
     if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then SETUP_SYSTEM=yes; else SETUP_SYSTEM=no; fi

@@ -49,6 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print the resolved config, stability, memory and output size; run nothing")
     p.add_argument("--ranks", type=int, default=None,
                    help="with --dry-run: predict for this many MPI ranks (default: the ranks launched, or 1)")
+    p.add_argument("--restart", choices=("never", "auto", "require"), default="never",
+                   help="resume from the checkpoint (checkpoint.path, default OUTPUT.ckpt.h5): auto = if one "
+                   "exists (job scripts use this), require = fail without one; default never")
+    p.add_argument("--max-steps", type=int, default=0, metavar="N",
+                   help="stop after N steps with a checkpoint and exit status 3, as on SIGUSR1/SIGTERM; "
+                   "resume with --restart auto")
 
     p = sub.add_parser("validate", help="check a config and print it resolved",
                        description="Check a config (and overrides); print the resolved YAML or one error line.")
@@ -85,10 +91,13 @@ def command_run(args) -> int:
         print(dry_run(cfg, path, args.ranks))
         return 0
     check_output(path, args.overwrite)
+    if args.max_steps < 0:
+        raise ConfigError(f"--max-steps {args.max_steps}: must be a positive step count (0: no limit)")
+    options = {"restart": args.restart, "max_steps": args.max_steps}
     if not launched_by_mpi():
-        return run_guarded(cfg, path, comm=None)
+        return run_guarded(cfg, path, comm=None, **options)
     from mpi4py import MPI
-    return run_guarded(cfg, path, comm=MPI.COMM_WORLD)
+    return run_guarded(cfg, path, comm=MPI.COMM_WORLD, **options)
 
 
 def check_output(path: str, overwrite: bool) -> None:
@@ -107,13 +116,19 @@ def check_output(path: str, overwrite: bool) -> None:
         raise ConfigError(f"output directory {directory} is not writable; choose another with -o")
 
 
-def run_guarded(cfg, path: str, comm) -> int:
+def run_guarded(cfg, path: str, comm, **options) -> int:
     """Run, turning failures into one line and an exit code; under MPI a failing rank aborts all."""
+    from .checkpoint import EXIT_REQUEUE, Stopped
     from .run import RunError, run
     rank = 0 if comm is None else comm.Get_rank()
     prefix = "" if comm is None or comm.Get_size() == 1 else f"rank {rank}: "
     try:
-        summary = run(cfg, path, comm)
+        summary = run(cfg, path, comm, **options)
+    except Stopped as stop:             # collective: every rank stops at the same step
+        if rank == 0:
+            print(f"{stop}; run again with --restart auto to resume (exit status {EXIT_REQUEUE})",
+                  file=sys.stderr, flush=True)
+        return EXIT_REQUEUE
     except ConfigError as err:          # deterministic: every rank finds the same problem
         if rank == 0:
             print(f"error: {err}", file=sys.stderr, flush=True)

@@ -5,10 +5,16 @@ import os
 
 from .config import ConfigError
 
-ORDER = ("complete", "solver_command", "start_time", "end_time", "git_commit", "git_dirty", "host",
-         "ranks", "threads_per_rank", "process_grid", "grid", "steps", "snapshots", "wall_seconds",
-         "loop_seconds", "compute_seconds", "halo_seconds", "io_seconds", "mlups", "max_error",
-         "relative_error", "peak_memory_mib_per_rank")
+SECTIONS = {
+    "run": ("solver_command", "start_time", "end_time", "host", "git_commit", "git_dirty"),
+    "parallel": ("ranks", "threads_per_rank", "process_grid"),
+    "problem": ("grid", "steps", "snapshots", "max_error", "relative_error"),
+    "timings": ("wall_seconds", "loop_seconds", "compute_seconds", "halo_seconds", "io_seconds", "mlups",
+                "peak_memory_mib_per_rank"),
+    "versions": ("python_version", "numpy_version", "numba_version", "h5py_version", "hdf5_version",
+                 "mpi4py_version", "mpi_library_version"),
+}
+HIDDEN = ("config", "complete", "Conventions")
 
 
 def read_attrs(path: str) -> dict:
@@ -31,17 +37,36 @@ def _plain(value):
 
 
 def describe(path: str) -> str:
+    """The attributes grouped under headings (run, parallel, problem, timings, versions, SLURM, other),
+    empty ones left out, then the config; a first line says whether the run finished."""
     attrs = read_attrs(path)
     if "config" not in attrs:
         raise ConfigError(f"{path}: has no solver provenance (no 'config' attribute)")
-    keys = [k for k in ORDER if k in attrs] + sorted(k for k in attrs if k not in ORDER and k != "config")
-    width = max(len(k) for k in keys)
-    lines = [f"{path}"] + [f"  {k:<{width}}  {_fmt(attrs[k])}" for k in keys if attrs[k] not in ("", None)]
-    lines += ["  config:"] + [f"    {line}" for line in str(attrs["config"]).splitlines()]
+    finished = bool(attrs.get("complete", 0))
+    lines = [f"{path}: " + ("complete" if finished else "INCOMPLETE: the run did not finish; timings are missing")]
+    sections = dict(SECTIONS)
+    sections["SLURM"] = tuple(k for k in attrs if k.startswith("slurm_"))
+    listed = {k for keys in sections.values() for k in keys}
+    sections["other"] = tuple(sorted(k for k in attrs if k not in listed and k not in HIDDEN))
+    shown = [(name, [k for k in keys if k in attrs and attrs[k] not in ("", None)]) for name, keys in sections.items()]
+    width = max((len(k) for _, keys in shown for k in keys), default=0)
+    for name, keys in shown:
+        if keys:
+            lines.append(f"{name}:")
+            lines += [f"  {k:<{width}}  {_fmt(k, attrs[k])}" for k in keys]
+    lines += ["config:"] + [f"  {line}" for line in str(attrs["config"]).splitlines()]
     return "\n".join(lines)
 
 
-def _fmt(value) -> str:
+def _fmt(key: str, value) -> str:
+    if key.endswith("_seconds"):
+        return f"{value:.4g} s"
+    if key == "git_dirty":
+        return "yes (uncommitted changes)" if value else "no"
+    if key == "peak_memory_mib_per_rank":
+        return f"{value:.0f} MiB"
     if isinstance(value, float):
         return f"{value:.6g}"
+    if isinstance(value, list):
+        return " x ".join(map(str, value)) if key == "process_grid" else str(value)
     return str(value)

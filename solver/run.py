@@ -17,12 +17,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import kernels, provenance
+from . import checkpoint, kernels, provenance
 from .config import Config, ConfigError
 from .grid import Decomposition, available_cores, init_global_grid
-from .output import FieldWriter
+from .output import FieldWriter, partial_path
 
 PROGRESS_EVERY = 0.1     # fraction of the run between progress lines
+SIGNAL_POLL_STEPS = 32   # steps between looks at the signal flag (a collective under MPI)
 FAULT_VARIABLE = "SOLVER_FAIL_AT"
 
 
@@ -171,8 +172,13 @@ def _rim(full, inner):
     return [box for box in boxes if box[0] < box[1] and box[2] < box[3]]
 
 
-def run(cfg: Config, path: str, comm=None, say=None) -> dict:
-    """Run the simulation of cfg, writing snapshots to ``path``; returns the summary (rank 0's view)."""
+def run(cfg: Config, path: str, comm=None, say=None, restart: str = "never", max_steps: int = 0) -> dict:
+    """Run the simulation of cfg, writing snapshots to ``path``; returns the summary (rank 0's view).
+
+    restart: ``never`` starts at step 0; ``auto`` resumes from the checkpoint if there is one; ``require``
+    insists on one. max_steps > 0 stops after that many steps with a checkpoint (raises Stopped), as a
+    signal does.
+    """
     say = say or _printer(comm)
     timer = Timer()
     wall_start = time.perf_counter()
@@ -188,43 +194,66 @@ def run(cfg: Config, path: str, comm=None, say=None) -> dict:
     if comm is not None:
         attrs = comm.bcast(attrs, root=0)     # identical attributes on every rank (collective writes)
 
-    # Initial condition
+    # Initial condition, or the state of a checkpoint
     u = initial_field(cfg, decomp)
-    v = u.copy()
     owned = decomp.owned
+    checkpoint_path = checkpoint.path_for(cfg, path)
+    first, snapshots = 0, None
+    if restart == "require" or restart == "auto" and _exists(checkpoint_path, comm):
+        u[owned], first, snapshots = checkpoint.load(checkpoint_path, cfg, decomp, partial_path(path))
+        attrs["restarted_from_step"] = first
+        say(f"resuming from {checkpoint_path} at step {first}")
+    v = u.copy()
 
     t0 = time.perf_counter()
-    writer = FieldWriter(path, cfg, decomp, attrs)
+    writer = FieldWriter(path, cfg, decomp, attrs, resume_at=snapshots)
     try:
-        writer.append(0.0, u[owned])
+        if snapshots is None:
+            writer.append(0.0, u[owned])
         timer.add("io", t0)
 
         # Time loop
         nsteps, every, dt = cfg.nsteps, cfg.output.every, cfg.time.dt
+        checkpoint_every = cfg.checkpoint.every
+        last = min(nsteps, first + max_steps) if max_steps > 0 else nsteps
         report_every = max(1, int(nsteps * PROGRESS_EVERY))
         loop_start = time.perf_counter()
-        step = 0
+        step = first
         say(f"running {cfg.grid.nx} x {cfg.grid.ny} nodes, {nsteps} steps, {decomp.size} rank(s) "
             f"({decomp.dims[0]} x {decomp.dims[1]}) x {threads} thread(s), kernel {cfg.numerics.kernel}")
-        while step < nsteps:
-            stop = min(nsteps, _next_multiple(step, report_every))
-            if every:
-                stop = min(stop, _next_multiple(step, every))
-            u, v = stepper.advance(u, v, stop - step)
-            step = stop
-            if fail_at is not None and step >= fail_at:
-                raise RuntimeError(f"injected failure at step {step} "
-                                   f"({FAULT_VARIABLE}={os.environ[FAULT_VARIABLE]})")
-            if every and step % every == 0 or step == nsteps:
-                t = time.perf_counter()
-                writer.append(step * dt, u[owned])
-                timer.add("io", t)
-            if step % report_every == 0 or step == nsteps:
-                check_finite(u[owned], step, cfg, comm)
-                elapsed = time.perf_counter() - loop_start
-                say(f"  step {step:>{len(str(nsteps))}}/{nsteps} ({100 * step / nsteps:5.1f} %)  "
-                    f"t = {step * dt:.6g}  elapsed {elapsed:.1f} s  "
-                    f"eta {elapsed / step * (nsteps - step):.1f} s")
+        with checkpoint.SignalFlag() as signals:
+            while step < nsteps:
+                stop = min(last, _next_multiple(step, report_every), step + SIGNAL_POLL_STEPS)
+                for period in (every, checkpoint_every):
+                    if period:
+                        stop = min(stop, _next_multiple(step, period))
+                u, v = stepper.advance(u, v, stop - step)
+                step = stop
+                if fail_at is not None and step >= fail_at:
+                    raise RuntimeError(f"injected failure at step {step} "
+                                       f"({FAULT_VARIABLE}={os.environ[FAULT_VARIABLE]})")
+                if every and step % every == 0 or step == nsteps:
+                    t = time.perf_counter()
+                    writer.append(step * dt, u[owned])
+                    timer.add("io", t)
+                if step % report_every == 0 or step == nsteps:
+                    check_finite(u[owned], step, cfg, comm)
+                    elapsed = time.perf_counter() - loop_start
+                    say(f"  step {step:>{len(str(nsteps))}}/{nsteps} ({100 * step / nsteps:5.1f} %)  "
+                        f"t = {step * dt:.6g}  elapsed {elapsed:.1f} s  "
+                        f"eta {elapsed / (step - first) * (nsteps - step):.1f} s")
+                if step == nsteps:
+                    break
+                reason = "signal" if signals.agreed(comm) else "--max-steps" if step == last else None
+                if reason or checkpoint_every and step % checkpoint_every == 0:
+                    t = time.perf_counter()
+                    check_finite(u[owned], step, cfg, comm)
+                    writer.flush()
+                    checkpoint.write(checkpoint_path, cfg, decomp, u[owned], step, writer.count)
+                    timer.add("io", t)
+                    say(f"  checkpoint at step {step}: {checkpoint_path}")
+                if reason:
+                    raise checkpoint.Stopped(step, checkpoint_path, reason)
         loop_seconds = time.perf_counter() - loop_start
 
         # Report
@@ -235,7 +264,8 @@ def run(cfg: Config, path: str, comm=None, say=None) -> dict:
         memory = provenance.peak_memory_mib()
         if comm is not None:
             memory = comm.allreduce(memory, op=_max())
-        mlups = cfg.grid.nx * cfg.grid.ny * nsteps / max(seconds["compute"] + seconds["halo"], 1e-12) / 1e6
+        steps_run = nsteps - first            # fewer than nsteps after a restart
+        mlups = cfg.grid.nx * cfg.grid.ny * steps_run / max(seconds["compute"] + seconds["halo"], 1e-12) / 1e6
         summary = {
             "grid": f"{cfg.grid.nx} x {cfg.grid.ny}", "steps": nsteps, "snapshots": writer.count,
             "ranks": decomp.size, "threads_per_rank": threads,
@@ -245,7 +275,8 @@ def run(cfg: Config, path: str, comm=None, say=None) -> dict:
             "peak_memory_mib_per_rank": memory,
         }
         writer.close({**summary, "end_time": provenance.now()})
-    except RunError:                    # found by every rank together (check_finite)
+        checkpoint.remove(checkpoint_path, decomp)
+    except (RunError, checkpoint.Stopped):      # raised by every rank together
         writer.discard(everywhere=True)
         raise
     except BaseException:
@@ -274,6 +305,12 @@ def check_finite(block: np.ndarray, step: int, cfg: Config, comm) -> None:
     if not ok:
         raise RunError(f"the field is not finite at step {step}: the run blew up; "
                        f"reduce time.dt (largest stable: {cfg.max_stable_dt:.4g})")
+
+
+def _exists(path: str, comm) -> bool:
+    """Whether path exists, as rank 0 sees it (every rank takes the same branch)."""
+    found = os.path.exists(path) if comm is None or comm.Get_rank() == 0 else None
+    return found if comm is None else comm.bcast(found, root=0)
 
 
 def _next_multiple(step: int, every: int) -> int:

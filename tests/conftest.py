@@ -74,3 +74,36 @@ def write_config(directory: Path, name: str = "small.yaml", base: dict | None = 
 @pytest.fixture
 def small_config(tmp_path) -> Path:
     return write_config(tmp_path)
+
+
+# --- SLURM: the cluster the tests submit to -----------------------------------------------------------------
+LOCAL_CLUSTER = REPO / "tests" / "slurm" / "local-cluster.sh"
+
+
+@pytest.fixture(scope="session")
+def slurm_env():
+    """Environment for sbatch, squeue and scontrol: the cluster that answers ``sinfo`` (a real one; jobs go to
+    partition $SOLVER_TEST_PARTITION if set), else a private local one started for the session and stopped
+    after it. SLURM_CONF is set for the whole session when the local cluster is used."""
+    env = solver_env()
+    answers = shutil.which("sinfo") and subprocess.run(["sinfo", "-h"], env=env, capture_output=True,
+                                                       timeout=60).returncode == 0
+    if answers:
+        yield env
+        return
+    running = subprocess.run(["bash", LOCAL_CLUSTER, "status"], capture_output=True, timeout=60).returncode == 0
+    started = subprocess.run(["bash", LOCAL_CLUSTER, "start"], capture_output=True, text=True, timeout=600)
+    if started.returncode != 0:
+        pytest.fail(f"no SLURM cluster answers sinfo and {LOCAL_CLUSTER.name} start failed:\n{started.stderr}")
+    conf = started.stdout.strip().rpartition("SLURM_CONF=")[2]
+    previous = os.environ.get("SLURM_CONF")
+    os.environ["SLURM_CONF"] = env["SLURM_CONF"] = conf
+    try:
+        yield env
+    finally:
+        if previous is None:
+            os.environ.pop("SLURM_CONF", None)
+        else:
+            os.environ["SLURM_CONF"] = previous
+        if not running:       # stop only what this session started
+            subprocess.run(["bash", LOCAL_CLUSTER, "stop"], capture_output=True, timeout=120)

@@ -1,0 +1,168 @@
+#!/usr/bin/env python
+"""Grid refinement study: run the solver on grids halved step by step and measure the order of accuracy.
+
+    python analysis/convergence.py                          # configs/convergence.yaml, 4 levels
+    python analysis/convergence.py --levels 5 --stability 0.25 -o order.png
+    python analysis/convergence.py --config configs/default.yaml --set time.t_end=0.5
+
+Level k has (nx - 1) 2^k + 1 nodes along each axis, so dx and dy halve from level to level, and
+dt = stability / (D (1/dx^2 + 1/dy^2)) (rounded down to a whole number of steps of t_end), so the stability
+number stays fixed and dt ~ dx^2: the forward-time centred-space scheme's error O(dt) + O(dx^2) then falls
+as dx^2, and the observed order log2(e_(k-1) / e_k) tends to 2. Errors are taken at t_end against the
+analytic Gaussian; the problem must keep the Gaussian away from the Dirichlet boundary (see
+configs/convergence.yaml). Each level runs in this process (solver.run.run) and keeps its output in --workdir.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import matplotlib  # noqa: E402
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from analysis.common import REPO, InputError, Parser, errors, open_output, run_main  # noqa: E402
+from solver import config as config_module  # noqa: E402
+from solver.config import Config  # noqa: E402
+
+DEFAULT_CONFIG = REPO / "configs" / "convergence.yaml"
+
+
+def level_config(base: Config, level: int, stability: float) -> Config:
+    """The config of refinement level ``level``: grid spacing / 2^level, dt at the given stability number."""
+    nx = (base.grid.nx - 1) * 2 ** level + 1
+    ny = (base.grid.ny - 1) * 2 ** level + 1
+    dx = (base.grid.x[1] - base.grid.x[0]) / (nx - 1)
+    dy = (base.grid.y[1] - base.grid.y[0]) / (ny - 1)
+    dt_stable = stability / (base.physics.diffusivity * (dx ** -2 + dy ** -2))
+    steps = math.ceil(base.time.t_end / dt_stable * (1 - 1e-12))
+    return config_module.with_values(base, {"grid.nx": nx, "grid.ny": ny, "time.dt": base.time.t_end / steps,
+                                            "output.every": 0})
+
+
+def observed_orders(spacing: list[float], error: list[float]) -> list[float]:
+    """log(e_(k-1) / e_k) / log(h_(k-1) / h_k) for each successive pair of levels."""
+    return [math.log(error[k - 1] / error[k]) / math.log(spacing[k - 1] / spacing[k])
+            for k in range(1, len(error))]
+
+
+def study(base: Config, levels: int, stability: float, workdir: str) -> tuple[list[dict], dict]:
+    """Run every level; returns one row per level (grid, dt, errors at t_end) and the outputs' units."""
+    from solver.run import run
+    os.makedirs(workdir, exist_ok=True)
+    rows = []
+    for level in range(levels):
+        cfg = level_config(base, level, stability)
+        path = os.path.join(workdir, f"level-{level}.h5")
+        started = time.perf_counter()
+        run(cfg, path, comm=None, say=lambda message, error=False: None)
+        out = open_output(path)
+        e = errors(out.snapshot(-1), out.exact(-1), cfg.dx, cfg.dy)
+        rows.append({"level": level, "nx": cfg.grid.nx, "ny": cfg.grid.ny, "dx": cfg.dx, "dy": cfg.dy,
+                     "dt": cfg.time.dt, "steps": cfg.nsteps, "stability": cfg.stability, "file": path,
+                     "l2": e["l2"], "max": e["max"]})
+        print(f"  level {level}: {cfg.grid.nx} x {cfg.grid.ny} nodes, {cfg.nsteps} steps of dt = {cfg.time.dt:.4g}: "
+              f"L2 error {e['l2']:.3e}, max error {e['max']:.3e} ({time.perf_counter() - started:.1f} s)", flush=True)
+    spacing = [r["dx"] for r in rows]
+    for norm in ("l2", "max"):
+        orders = observed_orders(spacing, [r[norm] for r in rows])
+        for row, order in zip(rows, [math.nan] + orders):
+            row[f"order_{norm}"] = order
+    return rows, out.units
+
+
+def fitted_order(rows: list[dict], norm: str) -> float:
+    """Slope of log(error) against log(dx) over all levels (least squares)."""
+    return float(np.polyfit(np.log([r["dx"] for r in rows]), np.log([r[norm] for r in rows]), 1)[0])
+
+
+def format_table(rows: list[dict], t_end: float) -> str:
+    lines = [f"errors at t_end = {t_end:g} against the analytic Gaussian "
+             f"(stability number {rows[0]['stability']:.4g} on every level)",
+             f"{'level':>5}  {'nx x ny':>11}  {'dx':>9}  {'dt':>9}  {'steps':>6}  {'L2 error':>10}  {'order':>6}  "
+             f"{'max error':>10}  {'order':>6}"]
+    for r in rows:
+        lines.append(f"{r['level']:>5}  {r['nx']:>5} x {r['ny']:<3}  {r['dx']:>9.3e}  {r['dt']:>9.3e}  {r['steps']:>6}  "
+                     f"{r['l2']:>10.3e}  {_order(r['order_l2'])}  {r['max']:>10.3e}  {_order(r['order_max'])}")
+    if len(rows) > 1:
+        lines.append(f"observed order (finest pair): L2 {rows[-1]['order_l2']:.3f}, max {rows[-1]['order_max']:.3f}; "
+                     f"least-squares fit: L2 {fitted_order(rows, 'l2'):.3f}, max {fitted_order(rows, 'max'):.3f} "
+                     "(expected 2)")
+    return "\n".join(lines)
+
+
+def _order(value: float) -> str:
+    return f"{'-':>6}" if math.isnan(value) else f"{value:>6.3f}"
+
+
+def plot(rows: list[dict], units: dict, t_end: float, path: str) -> str:
+    """Errors against dx on log-log axes, with a slope-2 reference line through the finest L2 error."""
+    dx = np.array([r["dx"] for r in rows])
+    c, length = units["C"], units["x"]
+    l2_units = length if c in ("", "1") else f"{c} {length}"     # sqrt(sum e^2 dx dy): C times a length
+    fig, ax = plt.subplots(figsize=(7, 5), layout="constrained")
+    ax.loglog(dx, [r["l2"] for r in rows], "o-", label=f"L2 error [{l2_units}] (finest order {rows[-1]['order_l2']:.2f})")
+    ax.loglog(dx, [r["max"] for r in rows], "s-", label=f"max error [{c}] (finest order {rows[-1]['order_max']:.2f})")
+    reference = rows[-1]["l2"] * (dx / dx[-1]) ** 2
+    ax.loglog(dx, reference, "k:", label="slope 2 (second order)")
+    ax.set_xlabel(f"grid spacing dx [{length}] (dy halves with it; dt ~ dx$^2$)")
+    ax.set_ylabel(f"error at t = {t_end:g} {units['time']}")
+    ax.set_title(f"Refinement study, stability number {rows[0]['stability']:.3g}")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def write_csv(rows: list[dict], path: str) -> str:
+    with open(path, "w", newline="") as stream:
+        writer = csv.DictWriter(stream, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def main(argv=None) -> int:
+    parser = Parser(prog="convergence.py", description=__doc__.splitlines()[0],
+                    epilog="\n".join(__doc__.splitlines()[2:]), formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default=str(DEFAULT_CONFIG),
+                        help="config of the coarsest level (default: configs/convergence.yaml)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one config key (repeatable), e.g. initial.sigma=0.05")
+    parser.add_argument("--levels", type=int, default=4, help="number of grids, each with half the spacing (default: 4)")
+    parser.add_argument("--stability", type=float, default=0.4,
+                        help="D dt (1/dx^2 + 1/dy^2) on every level, at most 0.5 (default: 0.4)")
+    parser.add_argument("--workdir", default="results/convergence", help="where the level outputs go")
+    parser.add_argument("-o", "--output", help="log-log PNG (default: WORKDIR/convergence.png)")
+    parser.add_argument("--csv", help="also write the table as CSV to this file")
+    args = parser.parse_args(argv)
+    if args.levels < 2:
+        parser.error(f"--levels {args.levels}: an order needs at least 2 levels")
+    if not 0 < args.stability <= 0.5:
+        parser.error(f"--stability {args.stability}: must be in (0, 0.5] for the explicit scheme")
+    base = config_module.load(args.config, args.overrides)
+    finest = (base.grid.nx - 1) * 2 ** (args.levels - 1) + 1, (base.grid.ny - 1) * 2 ** (args.levels - 1) + 1
+    if finest[0] * finest[1] > 2 ** 26:
+        raise InputError(f"--levels {args.levels} makes the finest grid {finest[0]} x {finest[1]}; "
+                         "use fewer levels or a coarser grid.nx, grid.ny")
+    print(f"refinement study of {args.config}: {args.levels} levels, stability number {args.stability:g}", flush=True)
+    rows, units = study(base, args.levels, args.stability, args.workdir)
+    print(format_table(rows, base.time.t_end))
+    print(f"wrote {plot(rows, units, base.time.t_end, args.output or os.path.join(args.workdir, 'convergence.png'))}")
+    if args.csv:
+        print(f"wrote {write_csv(rows, args.csv)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))

@@ -1,0 +1,101 @@
+#!/usr/bin/env python
+"""Verify a solver output against the analytic Gaussian: L2 and max error of every snapshot.
+
+    python analysis/verify.py results/default.h5               # table on stdout, plot -> results/default-verify.png
+    python analysis/verify.py results/default.h5 --csv errors.csv -o errors.png
+
+L2 is the grid norm sqrt(sum (C - C_exact)^2 dx dy), the discrete form of the integral; "relative" divides by
+the same norm of the analytic field. The analytic field is the solver's Gaussian on the infinite plane, so an
+error that grows as the Gaussian reaches the Dirichlet boundary is the boundary's doing, not the scheme's.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import matplotlib  # noqa: E402
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from analysis.common import (Output, Parser, add_file_argument, default_output, errors,  # noqa: E402
+                             open_output, run_main)
+
+COLUMNS = ("snapshot", "time", "l2", "l2_relative", "max", "max_relative")
+
+
+def error_table(out: Output) -> list[dict]:
+    """One row per snapshot: its time and its errors against the analytic Gaussian."""
+    rows = []
+    for index in range(out.snapshots):
+        e = errors(out.snapshot(index), out.exact(index), out.cfg.dx, out.cfg.dy)
+        rows.append({"snapshot": index, "time": float(out.time[index]), **e})
+    return rows
+
+
+def format_table(out: Output, rows: list[dict]) -> str:
+    t = out.units["time"]
+    lines = [f"{out.path}: {out.x.size} x {out.y.size} nodes, dx = {out.cfg.dx:.4g}, dy = {out.cfg.dy:.4g}, "
+             f"dt = {out.cfg.time.dt:g}",
+             f"{'snapshot':>8}  {'t [' + t + ']':>10}  {'L2 error':>10}  {'L2 rel':>9}  {'max error':>10}  "
+             f"{'max rel':>9}"]
+    for r in rows:
+        lines.append(f"{r['snapshot']:>8}  {r['time']:>10.4g}  {r['l2']:>10.3e}  {r['l2_relative']:>9.2e}  "
+                     f"{r['max']:>10.3e}  {r['max_relative']:>9.2e}")
+    return "\n".join(lines)
+
+
+def plot(out: Output, rows: list[dict], path: str) -> str:
+    """L2 and max error over time (log scale); the first snapshot is the exact initial condition (error 0)."""
+    shown = [r for r in rows if r["max"] > 0]
+    fig, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
+    if shown:
+        times = [r["time"] for r in shown]
+        c, length = out.units["C"], out.units["x"]
+        l2_units = length if c in ("", "1") else f"{c} {length}"     # sqrt(sum e^2 dx dy): C times a length
+        ax.semilogy(times, [r["l2"] for r in shown], "o-", label=f"L2 error [{l2_units}]")
+        ax.semilogy(times, [r["max"] for r in shown], "s--", label=f"max error [{out.units['C']}]")
+        ax.legend()
+    else:
+        ax.text(0.5, 0.5, "every snapshot equals the analytic field", ha="center", transform=ax.transAxes)
+    ax.set_xlabel(f"time t [{out.units['time']}]")
+    ax.set_ylabel("error against the analytic Gaussian")
+    ax.set_xlim(0, 1.04 * float(out.time[-1]) or 1.0)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.set_title(f"{Path(out.path).name}: {out.x.size} x {out.y.size} nodes, dt = {out.cfg.time.dt:g} "
+                 f"{out.units['time']}")
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def write_csv(rows: list[dict], path: str) -> str:
+    with open(path, "w", newline="") as stream:
+        writer = csv.DictWriter(stream, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def main(argv=None) -> int:
+    parser = Parser(prog="verify.py", description=__doc__.splitlines()[0],
+                    epilog="\n".join(__doc__.splitlines()[2:]), formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_file_argument(parser)
+    parser.add_argument("-o", "--output", help="PNG of the errors over time (default: FILE-verify.png)")
+    parser.add_argument("--csv", help="also write the table as CSV to this file")
+    args = parser.parse_args(argv)
+    out = open_output(args.file)
+    rows = error_table(out)
+    print(format_table(out, rows))
+    print(f"wrote {plot(out, rows, args.output or default_output(args.file, '-verify.png'))}")
+    if args.csv:
+        print(f"wrote {write_csv(rows, args.csv)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))

@@ -1,0 +1,209 @@
+"""Checkpoints: the state of a run at a step boundary, so a job can stop (time limit, signal) and resume.
+
+A checkpoint is one HDF5 file holding the owned nodes of every rank in the global layout ``C(y, x)``
+(written collectively under MPI), so a restart may use another number of ranks. Its attributes hold the
+step, the number of snapshots already in the output, a hash of the settings that determine the result
+and a checksum of the field. It is written as ``PATH.partial``, synced and renamed, so a file under the
+final name is whole; before it is trusted everything is checked, and a damaged or foreign checkpoint is
+refused with one line (a :class:`CheckpointError`, exit code 2).
+
+Signals (SIGUSR1 from ``#SBATCH --signal``, SIGTERM from ``scancel`` or the time limit) only set a flag.
+The run loop asks :meth:`SignalFlag.agreed` at step boundaries (every rank learns whether any rank got
+one), writes a checkpoint and stops with :class:`Stopped`; the command line turns that into exit status
+:data:`EXIT_REQUEUE`, which the job scripts turn into ``scontrol requeue``.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import threading
+
+import numpy as np
+import yaml
+
+from .config import Config, ConfigError
+from .grid import Decomposition
+
+FORMAT = "diffusion2d-checkpoint/1"
+FIELD = "C"
+EXIT_REQUEUE = 3                          # "checkpointed, run me again": the job script requeues
+SIGNALS = (signal.SIGUSR1, signal.SIGTERM)
+RESULT_KEYS = ("grid", "physics", "initial", "time")   # plus output.every; ranks, threads, kernel may change
+
+
+class CheckpointError(ConfigError):
+    """A checkpoint that cannot be trusted (damaged, another config, no matching output); one line."""
+
+
+class Stopped(Exception):
+    """The run wrote a checkpoint and stopped before its end (a signal, or --max-steps)."""
+
+    def __init__(self, step: int, path: str, reason: str):
+        super().__init__(f"stopped at step {step} ({reason}); checkpoint {path}")
+        self.step, self.path, self.reason = step, path, reason
+
+
+def path_for(cfg: Config, output: str) -> str:
+    """checkpoint.path, else the output path with ``.ckpt.h5`` (follows ``-o``)."""
+    if cfg.checkpoint.path:
+        return cfg.checkpoint.path
+    return os.path.splitext(output)[0] + ".ckpt.h5"
+
+
+def result_hash(cfg: Config) -> str:
+    """Hash of the settings that decide the field and the snapshots, not of how the run is parallelised."""
+    settings = {key: cfg.to_dict()[key] for key in RESULT_KEYS}
+    settings["output.every"] = cfg.output.every
+    return hashlib.sha256(yaml.safe_dump(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def checksum(block: np.ndarray, decomp: Decomposition) -> str:
+    """Position-weighted sum of the bit patterns of the owned nodes, modulo 2**64, over all ranks.
+
+    Integer sums wrap and commute, so the value does not depend on the decomposition; every weight is odd,
+    so any single changed value changes the sum. Collective under MPI.
+    """
+    rows = np.arange(*decomp.y_range, dtype=np.uint64)[:, np.newaxis]
+    cols = np.arange(*decomp.x_range, dtype=np.uint64)[np.newaxis, :]
+    weights = (rows * np.uint64(decomp.nx) + cols) * np.uint64(2) + np.uint64(1)
+    bits = np.ascontiguousarray(block, dtype=np.float64).view(np.uint64)
+    total = int(np.sum(bits * weights, dtype=np.uint64))
+    if decomp.comm is not None:
+        total = decomp.comm.allreduce(total)
+    return f"{total % 2 ** 64:016x}"
+
+
+class SignalFlag:
+    """Within ``with``: SIGUSR1 and SIGTERM set a flag instead of ending the process."""
+
+    def __init__(self):
+        self.received: int | None = None
+        self._previous = {}
+
+    def __enter__(self) -> "SignalFlag":
+        if threading.current_thread() is threading.main_thread():
+            for signum in SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+    def _handle(self, signum, frame) -> None:
+        self.received = signum
+
+    def agreed(self, comm) -> bool:
+        """True on every rank if any rank got a signal (collective under MPI)."""
+        got = self.received is not None
+        if comm is None:
+            return got
+        from mpi4py import MPI
+        return comm.allreduce(got, op=MPI.LOR)
+
+
+def write(path: str, cfg: Config, decomp: Decomposition, block: np.ndarray, step: int, snapshots: int) -> None:
+    """Write the owned ``block`` of every rank at ``step`` to ``path`` atomically (collective)."""
+    import h5py
+    comm = decomp.comm
+    parallel = comm is not None and comm.Get_size() > 1
+    total = checksum(block, decomp)
+    tmp = path + ".partial"
+    if decomp.rank == 0:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    if comm is not None:
+        comm.Barrier()
+    with h5py.File(tmp, "w", **({"driver": "mpio", "comm": comm} if parallel else {})) as f:
+        field = f.create_dataset(FIELD, shape=(decomp.ny, decomp.nx), dtype="f8")
+        rows, cols = slice(*decomp.y_range), slice(*decomp.x_range)
+        if parallel:
+            with field.collective:
+                field[rows, cols] = block
+        else:
+            field[rows, cols] = block
+        f.attrs.update(format=FORMAT, step=step, time=step * cfg.time.dt, snapshots=snapshots,
+                       result_hash=result_hash(cfg), checksum=total, nx=decomp.nx, ny=decomp.ny,
+                       ranks=decomp.size)
+    if decomp.rank == 0:
+        with open(tmp, "rb") as stream:
+            os.fsync(stream.fileno())
+        os.replace(tmp, path)
+    if comm is not None:
+        comm.Barrier()
+
+
+def load(path: str, cfg: Config, decomp: Decomposition, output_partial: str) -> tuple[np.ndarray, int, int]:
+    """This rank's owned block, the step and the output's snapshot count from a checked checkpoint.
+
+    Rank 0 checks the attributes and the unfinished output first and shares the verdict, so every rank
+    raises the same CheckpointError; the checksum is then verified over the blocks all ranks read.
+    """
+    import h5py
+    comm = decomp.comm
+    problem, meta = None, None
+    if decomp.rank == 0:
+        try:
+            meta = inspect(path, cfg, output_partial)
+        except CheckpointError as err:
+            problem = str(err)
+    if comm is not None:
+        problem, meta = comm.bcast((problem, meta), root=0)
+    if problem:
+        raise CheckpointError(problem)
+    parallel = comm is not None and comm.Get_size() > 1
+    with h5py.File(path, "r", **({"driver": "mpio", "comm": comm} if parallel else {})) as f:
+        block = f[FIELD][slice(*decomp.y_range), slice(*decomp.x_range)]
+    if checksum(block, decomp) != meta["checksum"]:
+        raise CheckpointError(f"checkpoint {path} is damaged (its field does not match the checksum); "
+                              "delete it to run from the start")
+    return block, meta["step"], meta["snapshots"]
+
+
+def inspect(path: str, cfg: Config, output_partial: str) -> dict:
+    """The checkpoint's attributes, after checking they fit cfg and the unfinished output."""
+    import h5py
+    refuse = f"checkpoint {path}"
+    restart = "delete it (and the output's .partial) to run from the start"
+    if not os.path.exists(path):
+        raise CheckpointError(f"no checkpoint {path} to resume from; run without --restart require, or set "
+                              "checkpoint.path to where it is")
+    try:
+        with h5py.File(path, "r") as f:
+            attrs = {key: f.attrs.get(key) for key in ("format", "step", "snapshots", "result_hash", "checksum")}
+            shape = f[FIELD].shape if FIELD in f else None
+    except OSError as err:
+        raise CheckpointError(f"{refuse} cannot be read ({_first_line(err)}): it is damaged or not a "
+                              f"checkpoint; {restart}") from None
+    if _text(attrs["format"]) != FORMAT or None in attrs.values() or shape is None:
+        raise CheckpointError(f"{refuse} is not a complete {FORMAT} file; {restart}")
+    if _text(attrs["result_hash"]) != result_hash(cfg):
+        raise CheckpointError(f"{refuse} was written for another config (grid, physics, initial, time or "
+                              f"output.every differ); run with the same config, or {restart}")
+    step, snapshots = int(attrs["step"]), int(attrs["snapshots"])
+    if shape != (cfg.grid.ny, cfg.grid.nx) or not 0 <= step <= cfg.nsteps:
+        raise CheckpointError(f"{refuse} does not fit the grid or the step range of the config; {restart}")
+    try:
+        with h5py.File(output_partial, "r") as f:
+            written = min(f[FIELD].shape[0], f["time"].shape[0])
+    except (OSError, KeyError) as err:
+        raise CheckpointError(f"{refuse} needs the unfinished output {output_partial} to continue, which "
+                              f"cannot be read ({_first_line(err)}); {restart}") from None
+    if written < snapshots:
+        raise CheckpointError(f"{refuse} expects {snapshots} snapshots in {output_partial}, which holds "
+                              f"{written}; {restart}")
+    return {"step": step, "snapshots": snapshots, "checksum": _text(attrs["checksum"])}
+
+
+def remove(path: str, decomp: Decomposition) -> None:
+    """Delete a checkpoint once the run it belongs to is complete."""
+    if decomp.rank == 0 and os.path.exists(path):
+        os.remove(path)
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _first_line(err: BaseException) -> str:
+    return str(err).splitlines()[0] if str(err) else type(err).__name__

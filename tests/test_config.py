@@ -1,0 +1,130 @@
+"""Configuration: defaults, overrides and one clear line for every kind of bad input."""
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from solver import config
+from solver.config import ConfigError
+
+from conftest import PYTHON, REPO, solver_env, write_config
+
+
+def test_default_config_is_the_reference_problem():
+    cfg = config.load(REPO / "configs/default.yaml")
+    assert (cfg.grid.nx, cfg.grid.ny, cfg.grid.x, cfg.grid.y) == (1024, 512, (0.0, 2.0), (0.0, 1.0))
+    assert (cfg.physics.diffusivity, cfg.time.dt, cfg.time.t_end) == (0.0009, 0.001, 5.0)
+    assert (cfg.initial.center, cfg.initial.sigma, cfg.initial.amplitude) == ((1.0, 0.5), 0.05, 1.0)
+    assert cfg.nsteps == 5000
+    assert cfg.dx == pytest.approx(2 / 1023) and cfg.dy == pytest.approx(1 / 511)   # own dx and dy
+    assert cfg.stability < 0.5
+
+
+def test_overrides_are_parsed_as_yaml():
+    cfg = config.load(REPO / "configs/default.yaml", ["time.t_end=0.5", "grid.x=[0, 4]", "parallel.threads=2"])
+    assert cfg.time.t_end == 0.5 and cfg.grid.x == (0.0, 4.0) and cfg.parallel.threads == 2
+
+
+def test_config_round_trips_through_yaml(tmp_path):
+    cfg = config.load(REPO / "configs/default.yaml")
+    path = tmp_path / "again.yaml"
+    path.write_text(cfg.to_yaml())
+    assert config.load(path) == cfg
+
+
+BAD = [
+    # (file text or None, overrides, words the message must contain)
+    ("grid: {nx: 10\n", [], ["line", "YAML syntax"]),
+    ("grid:\n  nxx: 10\n", [], ["grid.nxx", "did you mean grid.nx"]),
+    ("gird:\n  nx: 10\n", [], ["gird", "did you mean grid"]),
+    ("grid:\n  nx: ten\n", [], ["grid.nx", "whole number"]),
+    ("grid:\n  nx: 2\n", [], ["grid.nx", "at least 3"]),
+    ("grid:\n  ny: 1\n", [], ["grid.ny", "at least 3"]),
+    ("time:\n  dt: 0\n", [], ["time.dt", "positive"]),
+    ("time:\n  dt: -0.001\n", [], ["time.dt", "positive"]),
+    ("time:\n  t_end: 0\n", [], ["time.t_end", "positive"]),
+    ("physics:\n  diffusivity: -1\n", [], ["physics.diffusivity", "positive"]),
+    ("time:\n  dt: 0.002\n", [], ["unstable", "time.dt <= 0.001"]),
+    ("time:\n  t_end: 1.0005\n", [], ["whole number of steps", "t_end"]),
+    ("grid: !!python/object/apply:os.system ['true']\n", [], ["tag"]),
+    ("- 1\n- 2\n", [], ["mapping"]),
+    ("grid: 5\n", [], ["grid", "section"]),
+    (None, ["grid.nx"], ["KEY=VALUE"]),
+    (None, ["grid.nx=[1"], ["grid.nx", "YAML"]),
+    (None, ["grid.nyy=5"], ["grid.nyy", "did you mean grid.ny"]),
+    (None, ["numerics.kernel=numbaa"], ["numerics.kernel", "did you mean numba"]),
+    (None, ["parallel.threads=0"], ["parallel.threads", "at least 1"]),
+    (None, ["parallel.halo=0"], ["parallel.halo", "at least 1"]),
+    (None, ["grid.x=[1, 0]"], ["grid.x", "upper end"]),
+]
+
+
+@pytest.mark.parametrize("text, overrides, words", BAD)
+def test_bad_config_gives_one_clear_line(tmp_path, text, overrides, words):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text if text is not None else "")
+    with pytest.raises(ConfigError) as err:
+        config.load(path, overrides)
+    message = str(err.value)
+    assert "\n" not in message
+    for word in words:
+        assert word in message, message
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(ConfigError, match="no such config file"):
+        config.load(tmp_path / "nope.yaml")
+
+
+def cli(*args, cwd):
+    return subprocess.run([PYTHON, "-m", "solver", *map(str, args)], cwd=cwd, env=solver_env(),
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("text, overrides, words", [BAD[0], BAD[1], BAD[10], BAD[11], BAD[12], BAD[17]])
+def test_cli_rejects_bad_config_with_exit_2_and_no_file(tmp_path, text, overrides, words):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text or "")
+    sets = [a for o in overrides for a in ("--set", o)]
+    result = cli("run", path, *sets, "-o", tmp_path / "out.h5", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert result.stdout == ""
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    assert all(word in result.stderr for word in words), result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.yaml"]
+
+
+def test_cli_refuses_existing_output_and_unwritable_directory(tmp_path, small_config):
+    existing = tmp_path / "exists.h5"
+    existing.write_text("precious")
+    result = cli("run", small_config, "-o", existing, cwd=tmp_path)
+    assert result.returncode == 2 and "--overwrite" in result.stderr
+    assert existing.read_text() == "precious"
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    result = cli("run", small_config, "-o", blocker / "sub" / "out.h5", cwd=tmp_path)
+    assert result.returncode == 2 and "output directory" in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_cli_usage_errors_are_one_line(tmp_path):
+    for args in (["frobnicate"], ["run"], ["run", "x.yaml", "--bogus"]):
+        result = cli(*args, cwd=tmp_path)
+        assert result.returncode == 2
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_validate_prints_the_resolved_config(tmp_path):
+    path = write_config(tmp_path, grid={"nx": 33})
+    result = cli("validate", path, "--set", "time.t_end=0.5", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    resolved = config.parse_yaml(result.stdout, "stdout")
+    assert resolved["grid"]["nx"] == 33 and resolved["time"]["t_end"] == 0.5
+
+
+def test_help_everywhere(tmp_path):
+    for args in (["--help"], ["run", "--help"], ["validate", "--help"], ["info", "--help"]):
+        result = cli(*args, cwd=tmp_path)
+        assert result.returncode == 0 and "usage" in result.stdout

@@ -1,0 +1,111 @@
+"""The threaded run end to end: accuracy, invariance to threads and kernels, output layout, provenance."""
+from __future__ import annotations
+
+import subprocess
+
+import h5py
+import numpy as np
+import pytest
+import xarray as xr
+
+from solver import config
+from solver.kernels import gaussian
+
+from conftest import REPO, require, run_solver
+
+
+def final_field(path):
+    with h5py.File(path, "r") as f:
+        return f["C"][-1]
+
+
+def test_small_run_matches_the_analytic_gaussian(tmp_path, small_config):
+    result = run_solver("run", small_config, cwd=tmp_path)
+    assert "MLUPS" in result.stdout and "max error" in result.stdout
+    cfg = config.load(small_config)
+    with h5py.File(tmp_path / "out.h5", "r") as f:
+        c, t, x, y = f["C"][:], f["time"][:], f["x"][:], f["y"][:]
+        assert f.attrs["complete"] == 1
+    assert c.shape == (5, cfg.grid.ny, cfg.grid.nx)            # t = 0, 0.25, 0.5, 0.75, 1.0
+    assert np.allclose(t, [0.0, 0.25, 0.5, 0.75, 1.0])
+    exact = gaussian(x, y, t[-1], cfg.physics.diffusivity, cfg.initial.center, cfg.initial.sigma, 1.0)
+    assert np.abs(c[-1] - exact).max() < 5e-3 * exact.max()    # coarse grid: 3 nodes per sigma
+    # Dirichlet: boundary nodes keep their initial values
+    for edge in (np.s_[:, 0], np.s_[:, -1], np.s_[0, :], np.s_[-1, :]):
+        assert np.array_equal(c[-1][edge], c[0][edge])
+    # a wrong answer is detectable: the initial field is far from the final one
+    assert np.abs(c[0] - exact).max() > 0.1
+
+
+@pytest.mark.slow
+def test_reference_problem_error_below_2e3_of_the_peak(tmp_path):
+    run_solver("run", REPO / "configs/default.yaml", "-o", tmp_path / "ref.h5", "--set", "output.every=0",
+               cwd=tmp_path, timeout=600)
+    with h5py.File(tmp_path / "ref.h5", "r") as f:
+        assert f.attrs["relative_error"] < 2e-3
+        cfg = config.load(REPO / "configs/default.yaml")
+        exact = gaussian(f["x"][:], f["y"][:], 5.0, cfg.physics.diffusivity, cfg.initial.center,
+                         cfg.initial.sigma, cfg.initial.amplitude)
+        assert np.abs(f["C"][-1] - exact).max() < 2e-3 * exact.max()
+
+
+def test_threads_and_kernels_agree(tmp_path, small_config):
+    outputs = {}
+    for name, sets in {"numba1": ["parallel.threads=1"], "numba2": ["parallel.threads=2"],
+                       "numpy": ["numerics.kernel=numpy"]}.items():
+        args = [a for s in sets for a in ("--set", s)]
+        run_solver("run", small_config, *args, "-o", tmp_path / f"{name}.h5", cwd=tmp_path)
+        outputs[name] = final_field(tmp_path / f"{name}.h5")
+    assert np.array_equal(outputs["numba1"], outputs["numba2"])       # identical bits
+    assert np.abs(outputs["numba1"] - outputs["numpy"]).max() < 1e-13
+
+
+def test_output_layout_reads_in_xarray_and_h5dump(tmp_path, small_config):
+    run_solver("run", small_config, cwd=tmp_path)
+    path = tmp_path / "out.h5"
+    with xr.open_dataset(path, engine="h5netcdf") as ds:
+        assert ds["C"].dims == ("time", "y", "x")
+        assert ds["C"].attrs["units"] == "1" and ds["x"].attrs["units"] == "m"
+        assert ds["time"].attrs["units"] == "s"
+        assert ds.sizes == {"time": 5, "y": 45, "x": 61}
+        assert float(ds["C"].isel(time=0).max()) == pytest.approx(1.0, abs=1e-3)
+    with h5py.File(path, "r") as f:
+        assert f["time"].maxshape == (None,)                  # unlimited
+        assert f["x"].is_scale and f["y"].is_scale and f["time"].is_scale
+    dump = subprocess.run([require("h5dump"), "-H", str(path)], capture_output=True, text=True, timeout=60)
+    assert dump.returncode == 0 and 'DATASET "C"' in dump.stdout and "H5S_UNLIMITED" in dump.stdout
+
+
+def test_provenance_in_every_output(tmp_path, small_config):
+    run_solver("run", small_config, cwd=tmp_path)
+    with h5py.File(tmp_path / "out.h5", "r") as f:
+        attrs = dict(f.attrs)
+    stored = config.parse_yaml(attrs["config"], "attrs")
+    assert config.from_dict(stored) == config.load(small_config)
+    for key in ("python_version", "numpy_version", "numba_version", "h5py_version", "hdf5_version",
+                "git_commit", "git_dirty", "host", "ranks", "threads_per_rank", "start_time", "end_time",
+                "compute_seconds", "io_seconds", "mlups", "slurm_job_id", "peak_memory_mib_per_rank"):
+        assert key in attrs, key
+    assert attrs["ranks"] == 1 and attrs["threads_per_rank"] == 1
+    assert len(attrs["git_commit"]) == 40 or attrs["git_commit"] == "unknown"
+    info = run_solver("info", tmp_path / "out.h5", cwd=tmp_path)
+    assert "git_commit" in info.stdout and "nx: 61" in info.stdout
+
+
+def test_existing_output_replaced_only_with_overwrite(tmp_path, small_config):
+    run_solver("run", small_config, cwd=tmp_path)
+    again = run_solver("run", small_config, cwd=tmp_path, check=False)
+    assert again.returncode == 2 and "--overwrite" in again.stderr
+    run_solver("run", small_config, "--overwrite", "--set", "time.t_end=0.5", cwd=tmp_path)
+    with h5py.File(tmp_path / "out.h5", "r") as f:
+        assert f["time"][-1] == pytest.approx(0.5)
+    assert not list(tmp_path.glob("*.partial"))
+
+
+def test_dry_run_predicts_and_writes_nothing(tmp_path, small_config):
+    result = run_solver("run", small_config, "--dry-run", "--ranks", "4", cwd=tmp_path)
+    text = result.stdout
+    for word in ("dx = 0.0333333", "dy = 0.0227273", "stability", "memory per rank", "output size",
+                 "4 rank(s) as"):
+        assert word in text, text
+    assert not (tmp_path / "out.h5").exists()
