@@ -310,14 +310,18 @@ class FieldWriter:
         if self.comm is not None:
             self.comm.Barrier()
 
-    def discard(self, keep: bool = False) -> None:
+<<<<<<< HEAD
+    def discard(self, keep: bool = False, everywhere: bool = False) -> None:
         """Give up the output after a failure: a serial run closes and removes its ``.partial``, unless
         ``keep`` (a checkpoint refers to it, so a restart can resume it).
 
-        Under MPI a failure may be one rank's alone; closing is collective and would wait forever for the
-        others, so the file is left open for ``comm.Abort`` and the ``.partial`` stays (never renamed).
+        Under MPI the ``.partial`` always stays (never renamed). Closing is collective, so the file is closed
+        only when every rank discards together (``everywhere``); a failure on one rank leaves it open for
+        ``comm.Abort``, which would otherwise never be reached while the other ranks wait in a collective.
         """
         if self.parallel:
+            if everywhere:
+                self._close_after_failure()
             return
         if not keep:
             try:
@@ -326,15 +330,18 @@ class FieldWriter:
                 os.truncate(self.tmp, 0)
             except OSError:
                 pass
-        try:
-            self.file.close()
-        except AttributeError:  # never opened
-            pass
-        except Exception:       # already failing; the file is removed below unless kept
-            _unclosed.append(self)
+        self._close_after_failure()
         if keep:
             return
         try:
             os.unlink(self.tmp)
         except OSError:
             pass
+
+    def _close_after_failure(self) -> None:
+        try:
+            self.file.close()
+        except AttributeError:  # never opened
+            pass
+        except Exception:       # already failing: keep the objects alive (see closed_cleanly)
+            _unclosed.append(self)
