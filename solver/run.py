@@ -148,8 +148,11 @@ def _rim(full, inner):
     return [box for box in boxes if box[0] < box[1] and box[2] < box[3]]
 
 
-def run(cfg: Config, path: str, comm=None, say=None) -> dict:
-    """Run the simulation of cfg, writing snapshots to ``path``; returns the summary (rank 0's view)."""
+def run(cfg: Config, path: str, comm=None, say=None, attrs: dict | None = None) -> dict:
+    """Run the simulation of cfg, writing snapshots to ``path``; returns the summary (rank 0's view).
+
+    ``attrs`` are extra root attributes for the output (an ensemble member's drawn parameters, say).
+    """
     say = say or _printer(comm)
     timer = Timer()
     wall_start = time.perf_counter()
@@ -160,7 +163,7 @@ def run(cfg: Config, path: str, comm=None, say=None) -> dict:
     set_threads(threads, decomp, say)
     kernels.warm_up(cfg.numerics.kernel)
     stepper = Stepper(cfg, decomp, timer)
-    attrs = provenance.collect(cfg.to_yaml(), decomp.size, threads, decomp.dims)
+    attrs = {**provenance.collect(cfg.to_yaml(), decomp.size, threads, decomp.dims), **(attrs or {})}
     if comm is not None:
         attrs = comm.bcast(attrs, root=0)     # identical attributes on every rank (collective writes)
 
