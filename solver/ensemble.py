@@ -186,8 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", default=DEFAULT_CONFIG, help=f"ensemble config (default {DEFAULT_CONFIG})")
     parser.add_argument("--force", action="store_true", help="recompute members whose output exists")
     parser.add_argument("-v", "--verbose", action="store_true", help="show each member's progress lines")
-    parser.add_argument("--print-output-dir", action="store_true",
-                        help="print ensemble.output_dir and ensemble.members of the config and exit (for scripts)")
+    parser.add_argument("--print-settings", action="store_true",
+                        help="print ensemble.output_dir, ensemble.members and the threads per member, then exit "
+                        "(for the job scripts)")
     return parser
 
 
@@ -195,8 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         cfg = load(args.config)
-        if args.print_output_dir:
-            print(cfg.ensemble.output_dir, cfg.ensemble.members)
+        if args.print_settings:
+            print(cfg.ensemble.output_dir, cfg.ensemble.members, member_threads(cfg).parallel.threads)
             return 0
         if not args.members:
             raise UsageError("no member numbers given; e.g. python solver/ensemble.py 1 2 3, "

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Ensemble on this machine through GNU parallel, one member per core (divided by parallel.threads).
+#   jobs/ensemble.sh [FIRST [LAST]]        default 1 .. ensemble.members of $ENSEMBLE_CONFIG
+# Run it again to resume: finished members are skipped, failed ones retried. Knobs: jobs/ensemble-lib.sh,
+# ENSEMBLE_JOBS (members at once, default the cores).
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+source jobs/ensemble-lib.sh
+
+run_members "${1:-1}" "${2:-$ensemble_members}" "${ENSEMBLE_JOBS:-$(($(nproc) / ensemble_threads))}"
