@@ -369,8 +369,7 @@ def _validate_ensemble(ens: Ensemble, src: str) -> None:
         where = f"ensemble.perturb.{key}"
         parts = str(key).split(".")
         if len(parts) != 2 or parts[0] in ("ensemble", "parallel", "output", "checkpoint"):
-            raise ConfigError(f"{src}: {where}: perturb a key of grid, physics, initial, time or "
-                              "numerics such as physics.diffusivity (a pair such as initial.center as a whole)")
+            raise ConfigError(f"{src}: {where}: perturb a physics key such as physics.diffusivity")
         section = _known_key(Config, parts[0], src, "")
         _known_key(_SECTION_TYPES[section], parts[1], src, section + ".")
         if not isinstance(spec, dict) or "dist" not in spec:

@@ -251,3 +251,28 @@ def test_statistics_stream_members_and_list_missing_ones(parallel_run, tmp_path)
         assert stats.attrs["members_missing"] == "4" and stats.attrs["members_failed"] == "9"
     for png in ("stats-fields.png", "stats-scalars.png"):
         assert (tmp_path / "copy" / png).stat().st_size > 10_000
+
+
+def test_draws_depend_only_on_seed_member_and_key():
+    cfg = config_module.from_dict(yaml.safe_load(yaml.safe_dump(TINY)), "tiny")
+    first = ensemble.draw(cfg, 17)
+    assert ensemble.draw(cfg, 17) == first and ensemble.draw(cfg, 18) != first
+    assert len(first["initial.center"]) == 2 and first["initial.center"][0] != first["initial.center"][1]
+    data = yaml.safe_load(yaml.safe_dump(TINY))
+    data["ensemble"]["perturb"] = {"initial.amplitude": {"dist": "choice", "values": [1.0, 2.0]},
+                                   **dict(reversed(list(data["ensemble"]["perturb"].items())))}
+    more = ensemble.draw(config_module.from_dict(data, "tiny"), 17)
+    assert {k: v for k, v in more.items() if k in first} == first     # adding or reordering keys changes none
+    assert more["initial.amplitude"] in (1.0, 2.0)
+
+
+@pytest.mark.parametrize("spec, message", [
+    ({"physics.diffusivity": {"dist": "uniform", "low": 1, "high": 0}}, "high > low"),
+    ({"initial.center": {"dist": "normal", "mean": [1, 2, 3], "std": 0.1}}, "list of 2 numbers"),
+    ({"initial.sigma": {"dist": "lognormal", "mean": -3, "sigma": -1}}, "must not be negative"),
+    ({"initial.sigma": {"dist": "choice", "values": []}}, "non-empty list"),
+    ({"initial.sigma": {"dist": "normal", "mean": "a", "std": 1}}, "expected a number"),
+])
+def test_bad_perturbations_are_config_errors(spec, message):
+    with pytest.raises(config_module.ConfigError, match=message):
+        config_module.from_dict({"ensemble": {"perturb": spec}}, "x.yaml")
