@@ -1,7 +1,7 @@
 # Shared by jobs/ensemble.sh, jobs/ensemble.slurm and jobs/ensemble-array.slurm (source it after env.sh):
 # the ensemble's settings and the one way members are launched, through GNU parallel, resumably.
 #   ENSEMBLE_CONFIG   ensemble config (default configs/ensemble.yaml)
-#   ENSEMBLE_HALT     GNU parallel --halt policy (default soon,fail=N with N a tenth of the range, at least 2:
+#   ENSEMBLE_HALT     GNU parallel --halt policy (default soon,fail=N with N a tenth of the processes, at least 2:
 #                     that many failures mean something systematic is wrong, so start no more members and
 #                     let the running ones finish; a percentage would halt on a failure among the first jobs)
 #   ENSEMBLE_BATCH    members per process (default 1); more amortises the interpreter's start-up
@@ -40,15 +40,20 @@ run_members() {
     local first=$1 last=$2 jobs=$(($3 > 0 ? $3 : 1))
     shift 3
     check_range "$first" "$last"
-    local count=$((last - first + 1))
+    local batch=${ENSEMBLE_BATCH:-1}
+    if [[ ! $batch =~ ^[1-9][0-9]*$ ]]; then
+        echo "error: ENSEMBLE_BATCH = '$batch' must be a whole number of members per process from 1 up" >&2
+        exit 2
+    fi
+    local count=$(((last - first + batch) / batch))          # processes: batch members each
     local halt=${ENSEMBLE_HALT:-soon,fail=$((count >= 20 ? (count + 9) / 10 : 2))}
     mkdir -p "$ensemble_dir"
     local joblog
     joblog=$ensemble_dir/joblog-$(printf '%04d-%04d' "$first" "$last").tsv
-    echo "members $first..$last of $ensemble_config: $jobs at a time, ${ENSEMBLE_BATCH:-1} per process," \
+    echo "members $first..$last of $ensemble_config: $jobs at a time, $batch per process," \
          "$ensemble_threads thread(s) each; joblog $joblog"
     if ! member_sequence "$first" "$last" |
-        parallel --jobs "$jobs" --max-args "${ENSEMBLE_BATCH:-1}" --joblog "$joblog" --resume-failed \
+        parallel --jobs "$jobs" --max-args "$batch" --joblog "$joblog" --resume-failed \
                  --halt "$halt" --line-buffer \
                  "$@" python solver/ensemble.py --config "$ensemble_config"; then
         echo "error: some members failed (nonzero Exitval in $joblog, messages above);" \
