@@ -414,6 +414,8 @@ def _validate_ensemble(ens: Ensemble, src: str) -> None:
         raise ConfigError(f"{src}: ensemble.members = {ens.members} must be 0 or more")
     if ens.seed < 0:
         raise ConfigError(f"{src}: ensemble.seed = {ens.seed} must be 0 or more")
+    if not ens.output_dir:
+        raise ConfigError(f"{src}: ensemble.output_dir is empty: name a directory such as results/ensemble")
     for key, spec in ens.perturb.items():
         where = f"ensemble.perturb.{key}"
         parts = str(key).split(".")
@@ -432,6 +434,40 @@ def _validate_ensemble(ens: Ensemble, src: str) -> None:
         if have != need:
             raise ConfigError(f"{src}: {where}: {dist} takes {', '.join(sorted(need))}, got "
                               f"{', '.join(sorted(map(str, have))) or 'nothing'}")
+        _check_distribution(spec, perturbed_width(key), f"{src}: {where}")
+
+
+def perturbed_width(key: str) -> int:
+    """How many numbers a perturbed key holds: 2 for a pair such as initial.center, else 1."""
+    section, name = key.split(".")
+    return 2 if isinstance(getattr(_SECTION_TYPES[section](), name), tuple) else 1
+
+
+def _check_distribution(spec: dict, width: int, where: str) -> None:
+    """Parameters are numbers, or for a pair key numbers or pairs (one per component); ranges make sense."""
+    dist = spec["dist"]
+    if dist == "choice":
+        values = spec["values"]
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"{where}.values = {_show(values)}: expected a non-empty list of values")
+        return
+    for name in DISTRIBUTIONS[dist]:
+        value = spec[name]
+        items = value if isinstance(value, list) and width > 1 and len(value) == width else [value]
+        if any(isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) for v in items):
+            shape = "a number" if width == 1 else f"a number or a list of {width} numbers (one per component)"
+            raise ConfigError(f"{where}.{name} = {_show(value)}: expected {shape}")
+    parts = {name: components(spec[name], width) for name in DISTRIBUTIONS[dist]}
+    if dist == "uniform" and any(not high > low for low, high in zip(parts["low"], parts["high"])):
+        raise ConfigError(f"{where}: uniform needs high > low, got low = {spec['low']}, high = {spec['high']}")
+    spread = {"normal": "std", "lognormal": "sigma"}.get(dist)
+    if spread and min(parts[spread]) < 0:
+        raise ConfigError(f"{where}.{spread} = {spec[spread]} must not be negative")
+
+
+def components(value: Any, width: int) -> list:
+    """A distribution parameter per component: a list as given, a single number repeated."""
+    return list(value) if isinstance(value, list) else [value] * width
 
 
 def with_values(cfg: Config, values: dict[str, Any]) -> Config:

@@ -310,7 +310,6 @@ class FieldWriter:
         if self.comm is not None:
             self.comm.Barrier()
 
-<<<<<<< HEAD
     def discard(self, keep: bool = False, everywhere: bool = False) -> None:
         """Give up the output after a failure: a serial run closes and removes its ``.partial``, unless
         ``keep`` (a checkpoint refers to it, so a restart can resume it).

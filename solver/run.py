@@ -172,12 +172,13 @@ def _rim(full, inner):
     return [box for box in boxes if box[0] < box[1] and box[2] < box[3]]
 
 
-def run(cfg: Config, path: str, comm=None, say=None, restart: str = "never", max_steps: int = 0) -> dict:
+def run(cfg: Config, path: str, comm=None, say=None, restart: str = "never", max_steps: int = 0,
+        attrs: dict | None = None) -> dict:
     """Run the simulation of cfg, writing snapshots to ``path``; returns the summary (rank 0's view).
 
     restart: ``never`` starts at step 0; ``auto`` resumes from the checkpoint if there is one; ``require``
     insists on one. max_steps > 0 stops after that many steps with a checkpoint (raises Stopped), as a
-    signal does.
+    signal does. ``attrs`` are extra root attributes for the output (an ensemble member's drawn parameters).
     """
     say = say or _printer(comm)
     timer = Timer()
@@ -190,7 +191,7 @@ def run(cfg: Config, path: str, comm=None, say=None, restart: str = "never", max
     kernels.warm_up(cfg.numerics.kernel)
     stepper = Stepper(cfg, decomp, timer)
     fail_at = injected_fault(decomp.rank)
-    attrs = provenance.collect(cfg.to_yaml(), decomp.size, threads, decomp.dims)
+    attrs = {**provenance.collect(cfg.to_yaml(), decomp.size, threads, decomp.dims), **(attrs or {})}
     if comm is not None:
         attrs = comm.bcast(attrs, root=0)     # identical attributes on every rank (collective writes)
 

@@ -1,0 +1,69 @@
+#!/usr/bin/env python
+"""Fixed cost of one ensemble member process against the interpreter with numba and numpy imported.
+
+    python bench/ensemble_overhead.py [--rounds 7] [--config configs/ensemble.yaml]
+
+Runs, interleaved so machine noise hits all alike: ``python -c pass``, ``python -c "import numba, numpy"``
+and one member (``python solver/ensemble.py --force 1``) of the config on a tiny grid (33 x 17, 20 steps),
+with the numba kernel (from numba's cache) and with the numpy kernel. Prints median wall times and the
+member / import ratio. Hold the machine's lock while it runs; it prints figures and asserts nothing.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import yaml
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def wall(command: list[str], env: dict) -> float:
+    start = time.perf_counter()
+    subprocess.run(command, cwd=REPO, env=env, check=True, stdout=subprocess.DEVNULL, timeout=300)
+    return time.perf_counter() - start
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--config", default="configs/ensemble.yaml")
+    args = parser.parse_args()
+    env = dict(os.environ, PYTHONPATH=REPO)
+    with open(os.path.join(REPO, args.config)) as stream:
+        base = yaml.safe_load(stream)
+    with tempfile.TemporaryDirectory() as tmp:
+        commands = {"python -c pass": [sys.executable, "-c", "pass"],
+                    "import numba, numpy": [sys.executable, "-c", "import numba, numpy"]}
+        for kernel in ("numba", "numpy"):
+            data = yaml.safe_load(yaml.safe_dump(base))
+            data["grid"].update(nx=33, ny=17)
+            data["time"].update(dt=0.01, t_end=0.2)
+            data["numerics"] = {"kernel": kernel}
+            data["ensemble"]["output_dir"] = os.path.join(tmp, kernel)
+            path = os.path.join(tmp, f"{kernel}.yaml")
+            with open(path, "w") as stream:
+                yaml.safe_dump(data, stream)
+            commands[f"member, {kernel} kernel"] = [sys.executable, "solver/ensemble.py", "--config", path,
+                                                   "--force", "1"]
+        for command in commands.values():          # warm the caches (numba's, the page cache)
+            wall(command, env)
+        times = {name: [] for name in commands}
+        for _ in range(args.rounds):
+            for name, command in commands.items():
+                times[name].append(wall(command, env))
+    medians = {name: statistics.median(t) for name, t in times.items()}
+    reference = medians["import numba, numpy"]
+    print(f"median of {args.rounds} interleaved rounds, wall seconds")
+    for name, seconds in medians.items():
+        print(f"  {name:24s} {seconds:6.3f} s   {seconds / reference:4.2f} x import numba, numpy")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
