@@ -114,7 +114,8 @@ def read_member(path: str):
                 raise ValueError("file not marked complete")
             final = f[FIELD][-1]
             x, y, t = f["x"][:], f["y"][:], float(f["time"][-1])
-            keys = [k for k in str(f.attrs.get("ensemble_parameters", "")).split(",") if k]
+            names = f.attrs.get("ensemble_parameters", b"")      # text attributes come back as bytes
+            keys = [k for k in (names.decode() if isinstance(names, bytes) else str(names)).split(",") if k]
             parameters = {key: f.attrs[f"param.{key}"] for key in keys}
     except (OSError, KeyError) as err:
         raise ValueError(f"unreadable: {err}") from None

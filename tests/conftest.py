@@ -37,10 +37,15 @@ def require(executable: str) -> str:
 
 
 def solver_env(**extra: str) -> dict:
-    """Environment for solver subprocesses: this checkout first on sys.path, OpenMPI allowed as root and
-    oversubscribed (the tests start more ranks than the machine has cores)."""
+    """Environment for solver subprocesses: the test's Python first on PATH (as after activating the
+    environment, so job scripts and pipes that say ``python`` get it), this checkout first on sys.path,
+    OpenMPI allowed as root and oversubscribed (the tests start more ranks than the machine has cores)."""
     env = dict(os.environ)
-    env.update(PYTHONPATH=str(REPO) + os.pathsep + env.get("PYTHONPATH", ""),
+    bin_dir = os.path.dirname(PYTHON)
+    if os.path.exists(os.path.join(os.path.dirname(bin_dir), "pyvenv.cfg")):
+        env["VIRTUAL_ENV"] = os.path.dirname(bin_dir)
+    env.update(PATH=bin_dir + os.pathsep + env.get("PATH", ""),
+               PYTHONPATH=str(REPO) + os.pathsep + env.get("PYTHONPATH", ""),
                OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
                OMPI_MCA_rmaps_base_oversubscribe="1", PYTHONUNBUFFERED="1")
     env.update(extra)

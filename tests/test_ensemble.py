@@ -81,7 +81,7 @@ def test_parallel_writes_every_member_with_its_draws(parallel_run):
         path = member_file(cfg_path, member)
         with h5py.File(path, "r") as f:
             assert f.attrs["complete"] == 1 and f.attrs["ensemble_member"] == member
-            assert f.attrs["git_commit"] and "ensemble.py" in f.attrs["solver_command"]
+            assert f.attrs["git_commit"] and "ensemble.py" in f.attrs["solver_command"].decode()
             stored = yaml.safe_load(f.attrs["config"])
         drawn = ensemble.draw(cfg, member)
         assert parameters(path) == drawn                   # stored exactly

@@ -26,7 +26,7 @@ def test_second_run_on_the_same_output_is_refused(tmp_path):
     assert code == 0, stderr
     with h5py.File(out, "r") as f:
         assert f.attrs["complete"] == 1
-        assert "diffusivity: 0.0009" in f.attrs["config"]            # the first run's, not the second's
+        assert "diffusivity: 0.0009" in f.attrs["config"].decode()          # the first run's, not the second's
         assert np.isfinite(f["C"][:]).all()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fault.yaml", "out.h5", "out.xdmf"]   # lock file removed
 
