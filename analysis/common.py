@@ -7,6 +7,7 @@ with the config stored in the file's ``config`` attribute, so the scripts never 
 from __future__ import annotations
 
 import argparse
+import csv
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,6 +117,15 @@ def errors(numerical: np.ndarray, exact: np.ndarray, dx: float, dy: float) -> di
     l2_exact = float(np.sqrt(np.sum(exact ** 2) * dx * dy))
     max_abs = float(np.max(np.abs(diff)))
     return {"l2": l2, "max": max_abs, "l2_relative": l2 / l2_exact, "max_relative": max_abs / float(np.max(np.abs(exact)))}
+
+
+def write_csv(rows: list[dict], path: str, columns: list[str] | None = None) -> str:
+    """The table ``rows`` (dicts with the same keys) as CSV; ``columns`` picks and orders the keys."""
+    with open(path, "w", newline="") as stream:
+        writer = csv.DictWriter(stream, fieldnames=columns or list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
 
 
 def default_output(path: str, suffix: str) -> str:

@@ -15,7 +15,6 @@ configs/convergence.yaml). Each level runs in this process (solver.run.run) and 
 from __future__ import annotations
 
 import argparse
-import csv
 import math
 import os
 import sys
@@ -30,7 +29,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from analysis.common import REPO, InputError, Parser, errors, open_output, run_main  # noqa: E402
+from analysis.common import REPO, InputError, Parser, errors, open_output, run_main, write_csv  # noqa: E402
 from solver import config as config_module  # noqa: E402
 from solver.config import Config  # noqa: E402
 
@@ -121,14 +120,6 @@ def plot(rows: list[dict], units: dict, t_end: float, path: str) -> str:
     ax.legend()
     fig.savefig(path, dpi=120)
     plt.close(fig)
-    return path
-
-
-def write_csv(rows: list[dict], path: str) -> str:
-    with open(path, "w", newline="") as stream:
-        writer = csv.DictWriter(stream, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
     return path
 
 

@@ -16,7 +16,6 @@ times, for weak scaling the scaled speed-up; ideal is the number of workers in b
 from __future__ import annotations
 
 import argparse
-import csv
 import statistics
 import sys
 from pathlib import Path
@@ -29,7 +28,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from analysis.common import InputError, Parser, open_output, run_main  # noqa: E402
+from analysis.common import InputError, Parser, open_output, run_main, write_csv  # noqa: E402
 from solver import config as config_module  # noqa: E402
 
 TIMINGS = ("mlups", "compute_seconds", "halo_seconds", "io_seconds", "wall_seconds", "ranks", "threads_per_rank")
@@ -166,14 +165,6 @@ def plot(rows: list[dict], mode: str, path: str) -> str:
     fig.suptitle(f"{mode} scaling, grid {' to '.join([grids[0], grids[-1]][:len(grids)])} nodes")
     fig.savefig(path, dpi=110)
     plt.close(fig)
-    return path
-
-
-def write_csv(rows: list[dict], path: str) -> str:
-    with open(path, "w", newline="") as stream:
-        writer = csv.DictWriter(stream, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
     return path
 
 

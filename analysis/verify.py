@@ -11,7 +11,6 @@ error that grows as the Gaussian reaches the Dirichlet boundary is the boundary'
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import matplotlib  # noqa: E402
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from analysis.common import (Output, Parser, add_file_argument, default_output, errors,  # noqa: E402
+from analysis.common import (Output, Parser, write_csv, add_file_argument, default_output, errors,  # noqa: E402
                              open_output, run_main)
 
 COLUMNS = ("snapshot", "time", "l2", "l2_relative", "max", "max_relative")
@@ -73,14 +72,6 @@ def plot(out: Output, rows: list[dict], path: str) -> str:
     return path
 
 
-def write_csv(rows: list[dict], path: str) -> str:
-    with open(path, "w", newline="") as stream:
-        writer = csv.DictWriter(stream, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
-
-
 def main(argv=None) -> int:
     parser = Parser(prog="verify.py", description=__doc__.splitlines()[0],
                     epilog="\n".join(__doc__.splitlines()[2:]), formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -93,7 +84,7 @@ def main(argv=None) -> int:
     print(format_table(out, rows))
     print(f"wrote {plot(out, rows, args.output or default_output(args.file, '-verify.png'))}")
     if args.csv:
-        print(f"wrote {write_csv(rows, args.csv)}")
+        print(f"wrote {write_csv(rows, args.csv, COLUMNS)}")
     return 0
 
 

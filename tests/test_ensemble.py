@@ -56,7 +56,7 @@ def final_field(path: Path) -> np.ndarray:
 
 def parameters(path: Path) -> dict:
     with h5py.File(path, "r") as f:
-        keys = f.attrs["ensemble_parameters"].split(",")
+        keys = f.attrs["ensemble_parameters"].decode().split(",")
         return {key: np.asarray(f.attrs[f"param.{key}"]).tolist() for key in keys}
 
 
