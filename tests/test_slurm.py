@@ -175,6 +175,27 @@ def test_mpi_job_with_2_tasks(slurm_env, tmp_path):
     assert np.array_equal(field_of(out), field_of(tmp_path / "serial.h5"))
 
 
+@pytest.mark.parametrize("launcher", ["srun", "mpirun"])
+def test_one_failing_rank_ends_the_mpi_job(slurm_env, tmp_path, launcher):
+    """Rank 1 raises at step 20 (SOLVER_FAIL_AT): under srun and under mpirun the job ends as failed within
+    30 s, the rank's error is in the log, and the output stays .partial; no rank waits in a collective."""
+    config = write_config(tmp_path, time={"dt": 0.01, "t_end": 5.0})
+    out = tmp_path / "fail.h5"
+    name = f"test-{uuid.uuid4().hex[:8]}"
+    log = tmp_path / f"{name}.out"
+    command = ["sbatch", "--parsable", "--wait", *sbatch_options(log, name), "--ntasks=2", "--cpus-per-task=1",
+               str(script("mpi2d.slurm")), str(config), "--set", f"output.path={out}"]
+    started = time.monotonic()
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120,
+                            env={**slurm_env, "SOLVER_FAIL_AT": "1:20", "LAUNCHER": launcher})
+    elapsed = time.monotonic() - started
+    assert result.returncode != 0, f"the job succeeded although rank 1 failed:\n{read(log)}"
+    assert elapsed < 30, f"the job took {elapsed:.0f} s to end after a rank failed"
+    text = read(log)
+    assert f"launch: {launcher}" in text and "rank 1: error: injected failure at step" in text, text
+    assert not out.exists() and Path(f"{out}.partial").exists()
+
+
 ENSEMBLE = {**SMALL, "output": {"every": 0}, "time": {"dt": 0.01, "t_end": 0.2},
             "ensemble": {"seed": 7, "members": 4,
                          "perturb": {"physics.diffusivity": {"dist": "uniform", "low": 0.0008, "high": 0.001}}}}

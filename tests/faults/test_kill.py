@@ -87,6 +87,36 @@ def test_sigkill_inside_a_snapshot_write(tmp_path):
     assert_rerun_succeeds(tmp_path, cfg_path, out)
 
 
+CHECKPOINTED = {"grid": {"nx": 201, "ny": 201}, "time": {"dt": 0.01, "t_end": 2.0},
+                "output": {"path": "out.h5", "every": 100}, "checkpoint": {"every": 50},
+                "parallel": {"threads": 1}}
+
+
+def test_sigkill_inside_a_checkpoint_write(tmp_path):
+    """SIGKILL on the second pwrite64 into the first checkpoint's .partial: the damaged checkpoint never
+    gets its final name, --restart require refuses to go on without one, and --restart auto starts afresh
+    and gives the bits of an uninterrupted run."""
+    strace = require("strace")
+    cfg_path = config(tmp_path, CHECKPOINTED)
+    checkpoint = tmp_path / "out.ckpt.h5"
+    log = tmp_path / "strace.log"
+    command = [strace, "-f", "-qq", "-o", str(log), "-P", f"{checkpoint}.partial", "-e", "trace=pwrite64",
+               "-e", "inject=pwrite64:signal=KILL:when=2", PYTHON, "-m", "solver", "run", str(cfg_path)]
+    result = subprocess.run(command, cwd=tmp_path, env=solver_env(), capture_output=True, text=True, timeout=120)
+    trace = log.read_text()
+    assert "killed by SIGKILL" in trace, f"strace did not kill the run ({result.returncode}):\n{trace[-2000:]}"
+    assert not checkpoint.exists() and not (tmp_path / "out.h5").exists()
+
+    refused = read_cli("run", cfg_path, "--restart", "require", cwd=tmp_path)
+    assert refused.returncode == 2 and "no checkpoint" in one_line(refused.stderr), refused.stderr
+    resumed = read_cli("run", cfg_path, "--restart", "auto", cwd=tmp_path)
+    assert resumed.returncode == 0 and "resuming" not in resumed.stdout, resumed.stderr
+    clean = read_cli("run", cfg_path, "-o", tmp_path / "clean.h5", cwd=tmp_path)
+    assert clean.returncode == 0, clean.stderr
+    with h5py.File(tmp_path / "out.h5", "r") as a, h5py.File(tmp_path / "clean.h5", "r") as b:
+        assert np.array_equal(a["C"][:], b["C"][:])
+
+
 def test_sigint_ends_the_run_cleanly(tmp_path):
     """Ctrl-C: one line, exit 130, no .partial, no lock file."""
     cfg_path = config(tmp_path, LONG)
