@@ -117,15 +117,19 @@ def test_sigkill_inside_a_checkpoint_write(tmp_path):
         assert np.array_equal(a["C"][:], b["C"][:])
 
 
+def signal_mid_run(directory, signum) -> tuple[int, str, str]:
+    """Start a long run in directory, send it signum once it is in its time loop, wait for its end."""
+    cfg_path = config(directory, LONG)
+    proc = start("run", cfg_path, cwd=directory)
+    wait_for(partial_grown(directory / "out.h5"), what="the .partial file", proc=proc)
+    time.sleep(0.2)
+    proc.send_signal(signum)
+    return finish(proc)
+
+
 def test_sigint_ends_the_run_cleanly(tmp_path):
     """Ctrl-C: one line, exit 130, no .partial, no lock file."""
-    cfg_path = config(tmp_path, LONG)
-    out = tmp_path / "out.h5"
-    proc = start("run", cfg_path, cwd=tmp_path)
-    wait_for(partial_grown(out), what="the .partial file", proc=proc)
-    time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
-    code, stdout, stderr = finish(proc)
+    code, stdout, stderr = signal_mid_run(tmp_path, signal.SIGINT)
     assert code == 128 + signal.SIGINT, stderr
     line = one_line(stderr)
     assert "SIGINT" in line and "was not written" in line, line
@@ -136,13 +140,8 @@ def test_sigint_ends_the_run_cleanly(tmp_path):
 def test_sigterm_checkpoints_and_restart_finishes(tmp_path):
     """What scancel or a time limit sends: the run checkpoints, exits 3 (requeue me) keeping its .partial,
     and --restart auto finishes it into a complete file with nothing left over."""
-    cfg_path = config(tmp_path, LONG)
-    out = tmp_path / "out.h5"
-    proc = start("run", cfg_path, cwd=tmp_path)
-    wait_for(partial_grown(out), what="the .partial file", proc=proc)
-    time.sleep(0.2)
-    proc.send_signal(signal.SIGTERM)
-    code, stdout, stderr = finish(proc)
+    code, stdout, stderr = signal_mid_run(tmp_path, signal.SIGTERM)
+    cfg_path, out = tmp_path / "fault.yaml", tmp_path / "out.h5"
     assert code == 3, stderr
     assert "--restart auto" in stderr and "running" in stdout
     assert not out.exists() and (tmp_path / "out.h5.partial").exists()
