@@ -20,7 +20,7 @@ if str(REPO) not in sys.path:          # the scripts run as files: use this chec
     sys.path.insert(0, str(REPO))
 
 from solver.config import Config, ConfigError, from_dict, parse_yaml  # noqa: E402
-from solver.output import FIELD, open_complete  # noqa: E402
+from solver.output import FIELD, attribute, open_complete  # noqa: E402
 
 EXIT_USAGE = 2
 
@@ -81,9 +81,7 @@ class Output:
 
 
 def _text(value) -> str:
-    if hasattr(value, "tolist"):
-        value = value.tolist()
-    return value.decode() if isinstance(value, bytes) else str(value)
+    return str(attribute(value))
 
 
 def open_output(path: str) -> Output:
@@ -100,8 +98,7 @@ def open_output(path: str) -> Output:
                              f"({time.size}, {y.size}, {x.size}); the file is damaged")
         units = {name: _text(f[name].attrs.get("units", "")) for name in ("x", "y", "time", FIELD)}
         label = f"{_text(f[FIELD].attrs.get('long_name', FIELD))} [{units[FIELD]}]"
-        attrs = {k: _text(v) if isinstance(v, (bytes, str)) else (v.tolist() if hasattr(v, "tolist") else v)
-                 for k, v in f.attrs.items()}
+        attrs = {k: attribute(v) for k, v in f.attrs.items()}
     try:
         cfg = from_dict(parse_yaml(attrs["config"], f"{path}:config"), f"{path}:config")
     except ConfigError as err:

@@ -28,7 +28,7 @@ import numpy as np
 
 from solver.config import ConfigError, load
 from solver.ensemble import Parser, UsageError, member_path, parse_member
-from solver.output import FIELD, partial_path
+from solver.output import FIELD, attribute, partial_path
 
 SCALARS = {   # name: (long name, units)
     "peak": ("peak concentration of the final field", "1"),
@@ -114,8 +114,7 @@ def read_member(path: str):
                 raise ValueError("file not marked complete")
             final = f[FIELD][-1]
             x, y, t = f["x"][:], f["y"][:], float(f["time"][-1])
-            names = f.attrs.get("ensemble_parameters", b"")      # text attributes come back as bytes
-            keys = [k for k in (names.decode() if isinstance(names, bytes) else str(names)).split(",") if k]
+            keys = [k for k in str(attribute(f.attrs.get("ensemble_parameters", ""))).split(",") if k]
             parameters = {key: f.attrs[f"param.{key}"] for key in keys}
     except (OSError, KeyError) as err:
         raise ValueError(f"unreadable: {err}") from None

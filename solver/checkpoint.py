@@ -24,6 +24,7 @@ import yaml
 
 from .config import Config, ConfigError
 from .grid import Decomposition
+from .output import attribute
 
 FORMAT = "diffusion2d-checkpoint/1"
 FIELD = "C"
@@ -175,9 +176,9 @@ def inspect(path: str, cfg: Config, output_partial: str) -> dict:
     except OSError as err:
         raise CheckpointError(f"{refuse} cannot be read ({_first_line(err)}): it is damaged or not a "
                               f"checkpoint; {restart}") from None
-    if _text(attrs["format"]) != FORMAT or None in attrs.values() or shape is None:
+    if str(attribute(attrs["format"])) != FORMAT or None in attrs.values() or shape is None:
         raise CheckpointError(f"{refuse} is not a complete {FORMAT} file; {restart}")
-    if _text(attrs["result_hash"]) != result_hash(cfg):
+    if str(attribute(attrs["result_hash"])) != result_hash(cfg):
         raise CheckpointError(f"{refuse} was written for another config (grid, physics, initial, time or "
                               f"output.every differ); run with the same config, or {restart}")
     step, snapshots = int(attrs["step"]), int(attrs["snapshots"])
@@ -192,17 +193,13 @@ def inspect(path: str, cfg: Config, output_partial: str) -> dict:
     if written < snapshots:
         raise CheckpointError(f"{refuse} expects {snapshots} snapshots in {output_partial}, which holds "
                               f"{written}; {restart}")
-    return {"step": step, "snapshots": snapshots, "checksum": _text(attrs["checksum"])}
+    return {"step": step, "snapshots": snapshots, "checksum": str(attribute(attrs["checksum"]))}
 
 
 def remove(path: str, decomp: Decomposition) -> None:
     """Delete a checkpoint once the run it belongs to is complete."""
     if decomp.rank == 0 and os.path.exists(path):
         os.remove(path)
-
-
-def _text(value) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _first_line(err: BaseException) -> str:

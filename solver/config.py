@@ -10,7 +10,7 @@ import difflib
 import math
 import os
 import re
-from dataclasses import dataclass, field, fields, is_dataclass, replace
+from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any
 
 import yaml
@@ -117,13 +117,6 @@ class Config:
     def max_stable_dt(self) -> float:
         rate = self.physics.diffusivity * (self.dx ** -2 + self.dy ** -2)
         return 0.5 / rate if rate > 0 else math.inf
-
-    @property
-    def checkpoint_path(self) -> str:
-        if self.checkpoint.path:
-            return self.checkpoint.path
-        root, _ = os.path.splitext(self.output.path)
-        return root + ".ckpt.h5"
 
     def to_dict(self) -> dict:
         return _to_plain(self)
@@ -479,4 +472,4 @@ def with_values(cfg: Config, values: dict[str, Any]) -> Config:
     return from_dict(data, cfg.source)
 
 
-__all__ = ["Config", "ConfigError", "load", "from_dict", "set_dotted", "validate", "with_values", "replace"]
+__all__ = ["Config", "ConfigError", "load", "from_dict", "set_dotted", "validate", "with_values"]

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from .config import ConfigError
-from .output import open_complete
+from .output import attribute, open_complete
 
 SECTIONS = {
     "run": ("solver_command", "start_time", "end_time", "host", "git_commit", "git_dirty"),
@@ -19,13 +19,7 @@ HIDDEN = ("config", "complete", "Conventions")
 def read_attrs(path: str) -> dict:
     """The root attributes of a finished output; anything else is refused with one line."""
     with open_complete(path) as f:
-        return {k: _plain(v) for k, v in f.attrs.items()}
-
-
-def _plain(value):
-    if hasattr(value, "tolist"):
-        value = value.tolist()
-    return value.decode() if isinstance(value, bytes) else value
+        return {k: attribute(v) for k, v in f.attrs.items()}
 
 
 def describe(path: str) -> str:

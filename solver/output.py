@@ -56,6 +56,14 @@ class OutputError(RuntimeError):
     """Writing the output failed (disk full, directory gone, ...); the message is one line for the user."""
 
 
+def attribute(value: Any) -> Any:
+    """An attribute as plain Python: text (stored as fixed-length bytes, see :func:`set_netcdf_attrs`)
+    decoded, numpy scalars and arrays as numbers and lists. Every reader of provenance goes through here."""
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def partial_path(path: str) -> str:
     return path + ".partial"
 
