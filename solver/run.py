@@ -42,7 +42,7 @@ class Timer:
         return t
 
 
-def choose_threads(cfg: Config, decomp: Decomposition) -> int:
+def choose_threads(cfg: Config, local_ranks: int) -> int:
     """Threads per rank: the config, else SLURM_CPUS_PER_TASK, else the cores shared by the node's ranks."""
     if cfg.parallel.threads != "auto":
         return cfg.parallel.threads
@@ -52,10 +52,11 @@ def choose_threads(cfg: Config, decomp: Decomposition) -> int:
             raise ConfigError(f"SLURM_CPUS_PER_TASK = {slurm!r} is not a positive whole number; "
                               "fix the job's --cpus-per-task or unset it")
         return int(slurm)
-    return max(1, min(available_cores(), (os.cpu_count() or 1) // ranks_on_node(decomp)))
+    return max(1, min(available_cores(), (os.cpu_count() or 1) // local_ranks))
 
 
 def ranks_on_node(decomp: Decomposition) -> int:
+    """How many ranks share this node (a collective under MPI: call it once)."""
     if decomp.comm is None:
         return 1
     from mpi4py import MPI
@@ -65,13 +66,13 @@ def ranks_on_node(decomp: Decomposition) -> int:
     return count
 
 
-def set_threads(threads: int, decomp: Decomposition, say) -> None:
+def set_threads(threads: int, local_ranks: int, say) -> None:
     import numba
     limit = numba.config.NUMBA_NUM_THREADS
     if threads > limit:
         raise ConfigError(f"parallel.threads = {threads} exceeds NUMBA_NUM_THREADS = {limit}; "
                           f"export NUMBA_NUM_THREADS={threads} or ask for fewer threads")
-    total = threads * ranks_on_node(decomp)
+    total = threads * local_ranks
     if total > (os.cpu_count() or 1):
         # Waiting OpenMP threads spin; with more threads than cores they spin on the cores the others
         # need (measured here: 100x slower at 4 ranks x 2 threads on 2 cores). Read when numba starts them.
@@ -186,8 +187,9 @@ def run(cfg: Config, path: str, comm=None, say=None, restart: str = "never", max
 
     # Set-up: decomposition, threads, kernels
     decomp = init_global_grid(cfg, comm)
-    threads = choose_threads(cfg, decomp)
-    set_threads(threads, decomp, say)
+    local_ranks = ranks_on_node(decomp)
+    threads = choose_threads(cfg, local_ranks)
+    set_threads(threads, local_ranks, say)
     kernels.warm_up(cfg.numerics.kernel)
     stepper = Stepper(cfg, decomp, timer)
     fail_at = injected_fault(decomp.rank)
