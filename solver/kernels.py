@@ -2,19 +2,22 @@
 
 Every kernel advances a field by ``steps`` explicit steps of
 
-    C' = C + cx (C[j, i-1] - 2C + C[j, i+1]) + cy (C[j-1, i] - 2C + C[j+1, i])
+    C' = (1 - 2 cx - 2 cy) C + cx (C[j, i-1] + C[j, i+1]) + cy (C[j-1, i] + C[j+1, i])
 
-with ``cx = D dt / dx^2`` and ``cy = D dt / dy^2``, on the index box ``region = (j0, j1, i0, i1)`` of a
+with ``cx = D dt / dx^2`` and ``cy = D dt / dy^2`` (the centre weight computed once per call), on the index box ``region = (j0, j1, i0, i1)`` of a
 double-buffered pair ``(u, v)``; it returns ``(new, old)``. Nodes outside the box are never written, so
 boundary values (Dirichlet) and halo cells keep what the caller put there; the box must leave at least one
 node on every side of the array. ``shrink = (south, north, west, east)`` (each 0 or 1) moves that side of
 the box inwards by one node per step: a halo of width k is valid for k steps, one layer less after each
 (deep halos). Each node is computed by the same expression in the same order in every kernel (no fastmath,
 no fused multiply-add), so results do not depend on the kernel, the thread count or the decomposition.
+Written as weights times neighbour sums, an update costs four additions and three multiplications instead of
+six and three, which matters once tiles sit in cache and the arithmetic is the limit.
 
 Kernels:
 - ``numba``: the default. One compiled call runs the whole time loop; each step is a threaded sweep over
-  rows whose inner loop LLVM vectorises (row views indexed from zero, so no negative-index wraparound).
+  pairs of rows whose inner loop LLVM vectorises (row views indexed from zero, so no negative-index
+  wraparound). A pair shares two of the rows it reads: four loads per update instead of five.
 - ``tiled``: temporal blocking. Each thread copies a cache-sized tile plus an overlap of ``depth`` nodes into
   a private pair of scratch tiles, advances it ``depth`` steps there (recomputing the overlap, which
   neighbouring tiles also compute) and writes back only its own core. Memory traffic per update drops by
@@ -37,12 +40,17 @@ from numba import njit, prange
 TILE_Y, TILE_X, DEPTH = 128, 1024, 15
 
 
+def centre_weight(cx: float, cy: float) -> float:
+    """The weight of the node itself in the update, 1 - 2 cx - 2 cy: one expression, so every kernel uses
+    the same bits for it."""
+    return 1.0 - 2.0 * cx - 2.0 * cy
+
+
 @njit(cache=True, nogil=True, boundscheck=False)
-def _row(src, sj, si, dst, dj, di, n, cx, cy, two):
+def _row(src, sj, si, dst, dj, di, n, weight, cx, cy):
     """Update n nodes of row sj from column si of src into row dj from column di of dst.
 
-    Views indexed from 0 let LLVM drop the wraparound checks and vectorise. ``two`` is 2.0 passed at run
-    time: as a literal LLVM turns ``2.0 * c`` into ``c + c`` (same bits) and overloads the add units."""
+    Views indexed from 0 let LLVM drop the wraparound checks and vectorise."""
     centre = src[sj, si:si + n]
     west = src[sj, si - 1:si + n - 1]
     east = src[sj, si + 1:si + n + 1]
@@ -50,24 +58,56 @@ def _row(src, sj, si, dst, dj, di, n, cx, cy, two):
     north = src[sj + 1, si:si + n]
     out = dst[dj, di:di + n]
     for k in range(n):
-        c = centre[k]
-        out[k] = c + cx * (west[k] - two * c + east[k]) + cy * (south[k] - two * c + north[k])
+        out[k] = weight * centre[k] + cx * (west[k] + east[k]) + cy * (south[k] + north[k])
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def _row_pair(src, sj, si, dst, dj, di, n, weight, cx, cy):
+    """Rows sj and sj + 1 in one sweep, as two calls of :func:`_row` would: each row's centre is the other's
+    north or south neighbour, so the pair loads four values per update instead of five."""
+    south = src[sj - 1, si:si + n]
+    centre0 = src[sj, si:si + n]
+    west0 = src[sj, si - 1:si + n - 1]
+    east0 = src[sj, si + 1:si + n + 1]
+    centre1 = src[sj + 1, si:si + n]
+    west1 = src[sj + 1, si - 1:si + n - 1]
+    east1 = src[sj + 1, si + 1:si + n + 1]
+    north = src[sj + 2, si:si + n]
+    out0 = dst[dj, di:di + n]
+    out1 = dst[dj + 1, di:di + n]
+    for k in range(n):
+        c0 = centre0[k]
+        c1 = centre1[k]
+        out0[k] = weight * c0 + cx * (west0[k] + east0[k]) + cy * (south[k] + c1)
+        out1[k] = weight * c1 + cx * (west1[k] + east1[k]) + cy * (c0 + north[k])
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def _rows(src, sj0, sj1, si, dst, dj0, di, n, weight, cx, cy):
+    """Update rows sj0 .. sj1 - 1 (n nodes from column si) of src into rows from dj0 (column di) of dst."""
+    j = sj0
+    while j + 1 < sj1:
+        _row_pair(src, j, si, dst, dj0 + j - sj0, di, n, weight, cx, cy)
+        j += 2
+    if j < sj1:
+        _row(src, j, si, dst, dj0 + j - sj0, di, n, weight, cx, cy)
 
 
 @njit(parallel=True, cache=True, nogil=True, boundscheck=False)
-def _advance_numba(u, v, steps, cx, cy, j0, j1, i0, i1, s_south, s_north, s_west, s_east, two):
+def _advance_numba(u, v, steps, weight, cx, cy, j0, j1, i0, i1, s_south, s_north, s_west, s_east):
     for s in range(steps):
         a, b = j0 + s * s_south, j1 - s * s_north
         c, d = i0 + s * s_west, i1 - s * s_east
-        for j in prange(a, b):
-            _row(u, j, c, v, j, c, d - c, cx, cy, two)
+        for pair in prange((b - a + 1) // 2):
+            j = a + 2 * pair
+            _rows(u, j, min(j + 2, b), c, v, j, c, d - c, weight, cx, cy)
         u, v = v, u
     return u, v
 
 
 def advance_numba(u, v, steps, cx, cy, region, shrink=(0, 0, 0, 0)):
     """Advance ``steps`` steps with the threaded numba kernel; returns ``(new, old)`` buffers."""
-    return _advance_numba(u, v, steps, cx, cy, *region, *shrink, 2.0)
+    return _advance_numba(u, v, steps, centre_weight(cx, cy), cx, cy, *region, *shrink)
 
 
 @njit(cache=True, nogil=True, boundscheck=False)
@@ -87,7 +127,7 @@ def _ring(scratch, src, ej0, ej1, ei0, ei1, j0, j1, i0, i1):
 
 
 @njit(cache=True, nogil=True, boundscheck=False)
-def _tile(p, q, a, b, cx, cy, two, steps, first, region, shrink, core):
+def _tile(p, q, a, b, weight, cx, cy, steps, first, region, shrink, core):
     """Advance one tile ``steps`` (odd, at least 3) steps from the buffer p (level ``first`` of the call)
     into q, through the scratch pair (a, b): step 0 reads p, the last step writes q's core, the others stay
     in the scratch tiles. Reads q only outside the region, where nobody writes, and writes q only inside
@@ -103,8 +143,7 @@ def _tile(p, q, a, b, cx, cy, two, steps, first, region, shrink, core):
     ei1 = min(ci1 + grow, i1 - first * s_east) + 1
     _ring(a, p, ej0, ej1, ei0, ei1, j0, j1, i0, i1)
     _ring(b, q, ej0, ej1, ei0, ei1, j0, j1, i0, i1)
-    for j in range(ej0 + 1, ej1 - 1):
-        _row(p, j, ei0 + 1, b, j - ej0, 1, ei1 - ei0 - 2, cx, cy, two)
+    _rows(p, ej0 + 1, ej1 - 1, ei0 + 1, b, 1, 1, ei1 - ei0 - 2, weight, cx, cy)
     for t in range(1, steps - 1):
         s = first + t
         grow = steps - 1 - t
@@ -113,19 +152,16 @@ def _tile(p, q, a, b, cx, cy, two, steps, first, region, shrink, core):
         bi0 = max(ci0 - grow, i0 + s * s_west)
         bi1 = min(ci1 + grow, i1 - s * s_east)
         if t % 2 == 1:
-            for j in range(bj0, bj1):
-                _row(b, j - ej0, bi0 - ei0, a, j - ej0, bi0 - ei0, bi1 - bi0, cx, cy, two)
+            _rows(b, bj0 - ej0, bj1 - ej0, bi0 - ei0, a, bj0 - ej0, bi0 - ei0, bi1 - bi0, weight, cx, cy)
         else:
-            for j in range(bj0, bj1):
-                _row(a, j - ej0, bi0 - ei0, b, j - ej0, bi0 - ei0, bi1 - bi0, cx, cy, two)
+            _rows(a, bj0 - ej0, bj1 - ej0, bi0 - ei0, b, bj0 - ej0, bi0 - ei0, bi1 - bi0, weight, cx, cy)
     # steps is odd, so the last step reads a; the core is the last step's box by construction.
-    for j in range(cj0, cj1):
-        _row(a, j - ej0, ci0 - ei0, q, j, ci0, ci1 - ci0, cx, cy, two)
+    _rows(a, cj0 - ej0, cj1 - ej0, ci0 - ei0, q, cj0, ci0, ci1 - ci0, weight, cx, cy)
 
 
 @njit(parallel=True, cache=True, nogil=True, boundscheck=False)
-def _advance_tiled(u, v, steps, cx, cy, j0, j1, i0, i1, s_south, s_north, s_west, s_east,
-                   tile_y, tile_x, depth, threads, two):
+def _advance_tiled(u, v, steps, weight, cx, cy, j0, j1, i0, i1, s_south, s_north, s_west, s_east,
+                   tile_y, tile_x, depth, threads):
     region = (j0, j1, i0, i1)
     shrink = (s_south, s_north, s_west, s_east)
     side_y, side_x = tile_y + 2 * depth, tile_x + 2 * depth
@@ -141,9 +177,11 @@ def _advance_tiled(u, v, steps, cx, cy, j0, j1, i0, i1, s_south, s_north, s_west
         if b <= a or d <= c:
             n = 1        # the box vanishes within the chunk: step by step, as the plain kernel does
         if n == 1:
+            a, b = j0 + done * s_south, j1 - done * s_north
             c, d = i0 + done * s_west, i1 - done * s_east
-            for j in prange(j0 + done * s_south, j1 - done * s_north):
-                _row(u, j, c, v, j, c, d - c, cx, cy, two)
+            for pair in prange((b - a + 1) // 2):
+                j = a + 2 * pair
+                _rows(u, j, min(j + 2, b), c, v, j, c, d - c, weight, cx, cy)
         else:
             tiles_y = (b - a + tile_y - 1) // tile_y
             tiles_x = (d - c + tile_x - 1) // tile_x
@@ -153,7 +191,7 @@ def _advance_tiled(u, v, steps, cx, cy, j0, j1, i0, i1, s_south, s_north, s_west
                     ty, tx = k // tiles_x, k % tiles_x
                     core = (a + ty * tile_y, min(b, a + (ty + 1) * tile_y),
                             c + tx * tile_x, min(d, c + (tx + 1) * tile_x))
-                    _tile(u, v, scratch[2 * worker], scratch[2 * worker + 1], cx, cy, two, n, done,
+                    _tile(u, v, scratch[2 * worker], scratch[2 * worker + 1], weight, cx, cy, n, done,
                           region, shrink, core)
         u, v = v, u
         done += n
@@ -165,19 +203,20 @@ def advance_tiled(u, v, steps, cx, cy, region, shrink=(0, 0, 0, 0)):
     threads = numba.get_num_threads()
     rows = region[1] - region[0]
     tile_y = max(1, min(TILE_Y, -(-rows // (2 * threads))))     # at least two tiles per thread on small grids
-    return _advance_tiled(u, v, steps, cx, cy, *region, *shrink, tile_y, TILE_X, DEPTH, threads, 2.0)
+    return _advance_tiled(u, v, steps, centre_weight(cx, cy), cx, cy, *region, *shrink, tile_y, TILE_X, DEPTH,
+                          threads)
 
 
 def advance_numpy(u, v, steps, cx, cy, region, shrink=(0, 0, 0, 0)):
     """The same update written with numpy slices: the readable reference for tests."""
     j0, j1, i0, i1 = region
     s_south, s_north, s_west, s_east = shrink
+    weight = centre_weight(cx, cy)
     for s in range(steps):
         a, b = j0 + s * s_south, j1 - s * s_north
         c, d = i0 + s * s_west, i1 - s * s_east
-        centre = u[a:b, c:d]
-        v[a:b, c:d] = centre + cx * (u[a:b, c - 1:d - 1] - 2.0 * centre + u[a:b, c + 1:d + 1]) \
-                             + cy * (u[a - 1:b - 1, c:d] - 2.0 * centre + u[a + 1:b + 1, c:d])
+        v[a:b, c:d] = weight * u[a:b, c:d] + cx * (u[a:b, c - 1:d - 1] + u[a:b, c + 1:d + 1]) \
+                                           + cy * (u[a - 1:b - 1, c:d] + u[a + 1:b + 1, c:d])
         u, v = v, u
     return u, v
 

@@ -151,7 +151,7 @@ def test_bench_writes_json_and_png(tmp_path):
 def test_bench_mpi_times_the_solver_under_mpirun(tmp_path):
     require("mpirun")
     run_solver("bench", "--sizes", "40x31", "--kernels", "prange,numba", "--threads", "1", "--seconds", "0.01",
-               "--repeats", "1", "--copy-mib", "2", "--mpi", "--mpi-sizes", "48x37", "--mpi-steps", "10",
+               "--repeats", "1", "--copy-mib", "2", "--mpi", "--mpi-sizes", "48x37", "--mpi-steps", "200",
                "--json", tmp_path / "bench.json", timeout=300)
     rows = json.loads((tmp_path / "bench.json").read_text())["mpi"]
     assert {(r["kernel"], r["ranks"]) for r in rows} == {("numba", 1), ("numba", 2)}
