@@ -295,6 +295,11 @@ def dry_run(cfg, path: str, ranks: int | None) -> str:
     every = cfg.output.every
     snapshots = 1 + (cfg.nsteps // every + (cfg.nsteps % every > 0) if every else 1)
     field_bytes = 2 * bx * by * 8                      # the two time levels, halo included
+    scratch = ""
+    if cfg.numerics.kernel in ("auto", "tiled"):
+        from .kernels import DEPTH, TILE_X, TILE_Y
+        scratch = (f", plus {_size(2 * (TILE_Y + 2 * DEPTH) * (TILE_X + 2 * DEPTH) * 8)} of scratch tiles per "
+                   f"thread if the tiled kernel runs")
     output_bytes = snapshots * cfg.grid.nx * cfg.grid.ny * 8
     return "\n".join([
         cfg.to_yaml().rstrip(),
@@ -305,8 +310,8 @@ def dry_run(cfg, path: str, ranks: int | None) -> str:
         f"largest stable dt {cfg.max_stable_dt:.4g})",
         f"# decomposition    {ranks} rank(s) as {px} x {py}, largest block {bx - 2 * h} x {by - 2 * h} "
         f"+ halo {h}",
-        f"# memory per rank  {_size(field_bytes)} for the two field buffers "
-        f"(plus about 150 MiB for Python, numba and HDF5)",
+        f"# memory per rank  {_size(field_bytes)} for the two field buffers{scratch} "
+        f"(and about 150 MiB for Python, numba and HDF5)",
         f"# output size      {_size(output_bytes)} ({snapshots} snapshots of {cfg.grid.nx} x {cfg.grid.ny} float64)",
     ])
 

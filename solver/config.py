@@ -58,7 +58,8 @@ class Output:
 
 @dataclass(frozen=True)
 class Numerics:
-    kernel: str = "numba"                 # numba | tiled (temporal blocking) | numpy (reference)
+    kernel: str = "auto"                  # auto (tiled once the fields outgrow the cache, else numba) | numba |
+                                          # tiled (temporal blocking) | numpy (reference); all give the same bits
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,8 @@ class Config:
         return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
 
 
-KERNELS = ("numba", "tiled", "numpy")
+KERNELS = ("auto", "numba", "tiled", "numpy")
+AUTO_COUNTS = ("parallel.threads", "parallel.ranks")    # a count, or auto
 MAX_NODES = 2 ** 31 - 1     # per axis: far beyond any memory, and keeps dx and the indices sane
 MAX_STEPS = 1e15
 DISTRIBUTIONS = {"uniform": ("low", "high"), "normal": ("mean", "std"),
@@ -256,10 +258,10 @@ def _show(value: Any) -> str:
 
 
 def _coerce(value: Any, default: Any, key: str, source: str) -> Any:
-    """Check a value against the type of its default; 'auto' is allowed where the default is 'auto'."""
+    """Check a value against the type of its default; the counts that default to 'auto' also take 'auto'."""
     bad = ConfigError(f"{source}: {key} = {_show(value)}: expected "
-                      f"{_expected(default)}")
-    if default == "auto":
+                      f"{_expected(default, key)}")
+    if key in AUTO_COUNTS:
         if value == "auto":
             return value
         if key == "parallel.ranks":
@@ -326,8 +328,8 @@ def _pair(value: Any, kind: type, bad: ConfigError) -> tuple:
     return tuple(out)
 
 
-def _expected(default: Any) -> str:
-    if default == "auto":
+def _expected(default: Any, key: str) -> str:
+    if key in AUTO_COUNTS:
         return "auto or a whole number"
     if isinstance(default, bool):
         return "true or false"

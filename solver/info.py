@@ -6,7 +6,7 @@ from .output import attribute, open_complete
 
 SECTIONS = {
     "run": ("solver_command", "start_time", "end_time", "host", "git_commit", "git_dirty"),
-    "parallel": ("ranks", "threads_per_rank", "process_grid"),
+    "parallel": ("ranks", "threads_per_rank", "process_grid", "kernel"),
     "problem": ("grid", "steps", "snapshots", "max_error", "relative_error"),
     "timings": ("wall_seconds", "loop_seconds", "compute_seconds", "halo_seconds", "io_seconds", "mlups",
                 "peak_memory_mib_per_rank"),

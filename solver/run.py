@@ -14,6 +14,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -23,7 +24,8 @@ from .grid import Decomposition, available_cores, init_global_grid
 from .output import FieldWriter, partial_path
 
 PROGRESS_EVERY = 0.1     # fraction of the run between progress lines
-SIGNAL_POLL_STEPS = 32   # steps between looks at the signal flag (a collective under MPI)
+SIGNAL_POLL_STEPS = 2 * kernels.DEPTH   # steps between looks at the signal flag (a collective under MPI);
+                                        # whole chunks of the tiled kernel
 FAULT_VARIABLE = "SOLVER_FAIL_AT"
 
 
@@ -40,6 +42,32 @@ class Timer:
         t = time.perf_counter()
         self.seconds[phase] += t - since
         return t
+
+
+def last_level_cache() -> int:
+    """Bytes of the largest data cache the kernel sees (Linux sysfs); 8 MiB where the system does not say."""
+    sizes = []
+    for index in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*"):
+        try:
+            if (index / "type").read_text().strip() == "Instruction":
+                continue
+            text = (index / "size").read_text().strip()
+        except OSError:
+            continue
+        unit = {"K": 1024, "M": 1024 ** 2, "G": 1024 ** 3}.get(text[-1:], 1)
+        if text.rstrip("KMG").isdigit():
+            sizes.append(int(text.rstrip("KMG")) * unit)
+    return max(sizes, default=8 * 1024 ** 2)
+
+
+def choose_kernel(name: str, decomp: Decomposition, local_ranks: int) -> str:
+    """``auto``: the tiled kernel once the field buffers of the ranks on this node outgrow the last-level
+    cache (there it moves about a DEPTH-th of the memory per update), else the plain numba kernel, which
+    needs no scratch tiles. Both give the same bits, so the choice never changes a result."""
+    if name != "auto":
+        return name
+    ny, nx = decomp.local_shape
+    return "tiled" if local_ranks * 2 * 8 * ny * nx > last_level_cache() else "numba"
 
 
 def choose_threads(cfg: Config, local_ranks: int) -> int:
@@ -113,9 +141,9 @@ def analytic(cfg: Config, x: np.ndarray, y: np.ndarray, t: float) -> np.ndarray:
 class Stepper:
     """Advances the pair of buffers by any number of steps, exchanging halos as the decomposition needs."""
 
-    def __init__(self, cfg: Config, decomp: Decomposition, timer: Timer):
+    def __init__(self, cfg: Config, decomp: Decomposition, timer: Timer, kernel: str):
         self.decomp, self.timer = decomp, timer
-        self.kernel = kernels.KERNELS[cfg.numerics.kernel]
+        self.kernel = kernels.KERNELS[kernel]
         self.cx = cfg.physics.diffusivity * cfg.time.dt / cfg.dx ** 2
         self.cy = cfg.physics.diffusivity * cfg.time.dt / cfg.dy ** 2
         self.exchange = None
@@ -190,10 +218,12 @@ def run(cfg: Config, path: str, comm=None, say=None, restart: str = "never", max
     local_ranks = ranks_on_node(decomp)
     threads = choose_threads(cfg, local_ranks)
     set_threads(threads, local_ranks, say)
-    kernels.warm_up(cfg.numerics.kernel)
-    stepper = Stepper(cfg, decomp, timer)
+    kernel = choose_kernel(cfg.numerics.kernel, decomp, local_ranks)
+    kernels.warm_up(kernel)
+    stepper = Stepper(cfg, decomp, timer, kernel)
     fail_at = injected_fault(decomp.rank)
-    attrs = {**provenance.collect(cfg.to_yaml(), decomp.size, threads, decomp.dims), **(attrs or {})}
+    attrs = {**provenance.collect(cfg.to_yaml(), decomp.size, threads, decomp.dims), "kernel": kernel,
+             **(attrs or {})}
     if comm is not None:
         attrs = comm.bcast(attrs, root=0)     # identical attributes on every rank (collective writes)
 
@@ -223,7 +253,7 @@ def run(cfg: Config, path: str, comm=None, say=None, restart: str = "never", max
         loop_start = time.perf_counter()
         step = first
         say(f"running {cfg.grid.nx} x {cfg.grid.ny} nodes, {nsteps} steps, {decomp.size} rank(s) "
-            f"({decomp.dims[0]} x {decomp.dims[1]}) x {threads} thread(s), kernel {cfg.numerics.kernel}")
+            f"({decomp.dims[0]} x {decomp.dims[1]}) x {threads} thread(s), kernel {kernel}")
         with checkpoint.SignalFlag() as signals:
             while step < nsteps:
                 stop = min(last, _next_multiple(step, report_every), step + SIGNAL_POLL_STEPS)

@@ -132,6 +132,17 @@ def test_kernels_follow_the_analytic_gaussian(kernel):
     assert np.max(np.abs(u - exact)) > 10 * np.max(np.abs(new - exact))   # it did diffuse
 
 
+def test_auto_picks_the_tiled_kernel_only_when_the_fields_outgrow_the_cache(monkeypatch, tmp_path):
+    from solver import config, grid, run
+    assert run.last_level_cache() >= 256 * 1024            # read from sysfs here: some real cache size
+    monkeypatch.setattr(run, "last_level_cache", lambda: 64 * 1024)
+    cfg = config.load(str(write_config(tmp_path)))
+    decomp = grid.init_global_grid(cfg, None)            # 61 x 45 plus halo: 46 KiB for the two buffers
+    assert run.choose_kernel("auto", decomp, 1) == "numba"
+    assert run.choose_kernel("auto", decomp, 2) == "tiled"  # two ranks on the node share the cache
+    assert run.choose_kernel("numpy", decomp, 2) == "numpy"
+
+
 def test_bench_writes_json_and_png(tmp_path):
     result = run_solver("bench", "--sizes", "40x31,57x45", "--threads", "1,all", "--seconds", "0.01",
                         "--repeats", "1", "--copy-mib", "2", "--json", tmp_path / "bench.json",
