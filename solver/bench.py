@@ -7,7 +7,8 @@ it is measured several times, interleaved with the kernels, and the median is re
 double-buffer kernel timed in the same run is the steadier yardstick: every kernel is shown as MLUPS
 (million lattice-node updates per second, nx * ny * steps / seconds), as a percentage of the bound and as
 a ratio to that yardstick. ``--mpi`` also times the solver itself, one rank x all threads against
-``mpirun -n 2`` x one thread.
+``mpirun -n 2`` x one thread. With the bench extra, Devito and pystencils solve the same problem in the same
+table (``bench_external``).
 """
 from __future__ import annotations
 
