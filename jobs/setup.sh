@@ -53,7 +53,8 @@ pip() { "$py" -m pip --disable-pip-version-check -q "$@"; }
 stamp=$venv/.setup-stamp
 want=$(cat "$root/setup.cfg" "$root/pyproject.toml" "${BASH_SOURCE[0]}" | sha256sum | cut -d' ' -f1)
 if [[ -f $stamp && $(cat "$stamp") == "$want" ]] &&
-   "$py" -c 'import h5py, mpi4py, numba, solver; assert h5py.get_config().mpi' 2>/dev/null; then
+   "$py" -c 'import h5py, mpi4py, numba, solver; from importlib.util import find_spec as f
+assert h5py.get_config().mpi and f("devito") and f("pystencils")' 2>/dev/null; then
     say "environment up to date ($venv)"
     exit 0
 fi
@@ -79,7 +80,8 @@ if ! "$py" -c 'import h5py, sys; sys.exit(not h5py.get_config().mpi)' 2>/dev/nul
         die "h5py was built without MPI: check that HDF5 is the parallel build (HDF5_DIR or HDF5_PKGCONFIG_NAME)"
 fi
 
-say "installing the project (editable, with test extras)"
-pip install -e "$root[test]"
+# bench: Devito and pystencils, the yardsticks `solver bench` times beside our kernels (about 150 MB, 40 s)
+say "installing the project (editable, with test and bench extras)"
+pip install -e "$root[test,bench]"
 echo "$want" >"$stamp"
 say "done: activate with 'source $venv/bin/activate'"

@@ -7,7 +7,8 @@ it is measured several times, interleaved with the kernels, and the median is re
 double-buffer kernel timed in the same run is the steadier yardstick: every kernel is shown as MLUPS
 (million lattice-node updates per second, nx * ny * steps / seconds), as a percentage of the bound and as
 a ratio to that yardstick. ``--mpi`` also times the solver itself, one rank x all threads against
-``mpirun -n 2`` x one thread.
+``mpirun -n 2`` x one thread. With the bench extra, Devito and pystencils solve the same problem in the same
+table (``bench_external``).
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import bench_external
 from .config import ConfigError
 
 DEFAULT_SIZES = "1024x512,2048x2048,4096x4096"
@@ -215,12 +217,15 @@ def run_benchmark(sizes, kernel_names, thread_counts, seconds, repeats, copy_mib
                     continue
                 sample_bound(threads)                  # interleaved with the kernels
                 numba.set_num_threads(1 if name in SERIAL_ONLY else threads)
-                multiple = 2 * kernels.DEPTH if name == "tiled" else 1    # whole tiled chunks
-                result = time_kernel(table[name], ny, nx, seconds, repeats, multiple)
+                if name in bench_external.LIBRARIES:       # own process: OpenMP's thread count is set at load
+                    result = bench_external.measure(name, ny, nx, threads, seconds, repeats)
+                else:
+                    multiple = 2 * kernels.DEPTH if name == "tiled" else 1    # whole tiled chunks
+                    result = time_kernel(table[name], ny, nx, seconds, repeats, multiple)
                 row = {"kernel": name, "nx": nx, "ny": ny, "threads": 1 if name in SERIAL_ONLY else threads,
-                       **result, "peak_rss_mib": round(peak_rss_mib(), 1)}
+                       "peak_rss_mib": round(peak_rss_mib(), 1), **result}
                 rows.append(row)
-                say(f"  {nx:>5} x {ny:<5} {name:<7} {row['threads']} thr  {row['mlups']:8.0f} MLUPS "
+                say(f"  {nx:>5} x {ny:<5} {name:<10} {row['threads']} thr  {row['mlups']:8.0f} MLUPS "
                     f"({row['steps']} steps)")
     for t in thread_counts:
         sample_bound(t)
@@ -300,11 +305,11 @@ def format_table(report: dict) -> str:
     lines.append("cpu/wall: CPU seconds of this process per wall second while timing; below the thread count "
                  "means other processes took cores")
     lines.append("")
-    lines.append(f"{'grid':>11} {'kernel':<8} {'thr':>3} {'MLUPS':>8} {'% bound':>8} {'x prange':>8} "
+    lines.append(f"{'grid':>11} {'kernel':<10} {'thr':>3} {'MLUPS':>8} {'% bound':>8} {'x prange':>8} "
                  f"{'steps':>6} {'cpu/wall':>8} {'peak RSS MiB':>12}")
     for r in report["results"]:
         ratio = f"{r['ratio_to_prange']:.2f}" if r["ratio_to_prange"] is not None else "-"
-        lines.append(f"{r['nx']:>5}x{r['ny']:<5} {r['kernel']:<8} {r['threads']:>3} {r['mlups']:>8.0f} "
+        lines.append(f"{r['nx']:>5}x{r['ny']:<5} {r['kernel']:<10} {r['threads']:>3} {r['mlups']:>8.0f} "
                      f"{r['percent_of_bound']:>7.0f}% {ratio:>8} {r['steps']:>6} "
                      f"{r['cpu_seconds_per_wall_second']:>8.2f} {r['peak_rss_mib']:>12.0f}")
     if report.get("mpi"):
@@ -379,8 +384,9 @@ def _bytes_label(value, _position) -> str:
 # --- command line ---------------------------------------------------------------------------------------
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sizes", default=DEFAULT_SIZES, help=f"grids NXxNY, comma-separated (default {DEFAULT_SIZES})")
-    p.add_argument("--kernels", default=DEFAULT_KERNELS,
-                   help=f"kernels to time, comma-separated (default {DEFAULT_KERNELS}; prange is the yardstick)")
+    p.add_argument("--kernels", help=f"kernels to time, comma-separated (default {DEFAULT_KERNELS}, and "
+                   f"{','.join(bench_external.LIBRARIES)} when installed: {bench_external.INSTALL}; "
+                   "prange is the yardstick)")
     p.add_argument("--threads", default="1,all", help="thread counts, comma-separated; 'all' = NUMBA_NUM_THREADS "
                    "(default 1,all)")
     p.add_argument("--seconds", type=float, default=0.5,
@@ -400,7 +406,9 @@ def main(args: argparse.Namespace) -> int:
     import numba
     limit = numba.config.NUMBA_NUM_THREADS
     sizes = parse_sizes(args.sizes)
-    names = parse_list(args.kernels, "--kernels", list(kernel_table()))
+    default = ",".join([DEFAULT_KERNELS, *filter(bench_external.available, bench_external.LIBRARIES)])
+    names = parse_list(args.kernels or default, "--kernels", [*kernel_table(), *bench_external.LIBRARIES])
+    bench_external.check_installed(names)
     threads = parse_threads(args.threads, limit)
     if args.seconds <= 0 or args.repeats < 1 or args.copy_mib < 1 or args.mpi_steps < 1:
         raise ConfigError("--seconds, --repeats, --copy-mib and --mpi-steps must be positive")

@@ -144,7 +144,8 @@ def test_auto_picks_the_tiled_kernel_only_when_the_fields_outgrow_the_cache(monk
 
 
 def test_bench_writes_json_and_png(tmp_path):
-    result = run_solver("bench", "--sizes", "40x31,57x45", "--threads", "1,all", "--seconds", "0.01",
+    result = run_solver("bench", "--sizes", "40x31,57x45", "--kernels", "prange,numba,tiled,numpy",
+                        "--threads", "1,all", "--seconds", "0.01",
                         "--repeats", "1", "--copy-mib", "2", "--json", tmp_path / "bench.json",
                         "--plot", tmp_path / "bench.png", timeout=300)
     report = json.loads((tmp_path / "bench.json").read_text())

@@ -1,0 +1,65 @@
+"""Devito and pystencils in the benchmark: their rows appear beside ours, and a wrong result is an error, not a
+row. Both come with the bench extra (jobs/setup.sh installs it); a missing one fails here. No test looks at time."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import run_solver
+from solver import bench, bench_external
+from solver.config import ConfigError
+
+
+def test_bench_times_devito_and_pystencils_in_the_same_table(tmp_path):
+    result = run_solver("bench", "--sizes", "40x31", "--kernels", "prange,devito,pystencils", "--threads", "1,all",
+                        "--seconds", "0.01", "--repeats", "1", "--copy-mib", "2", "--json", tmp_path / "bench.json",
+                        "--plot", tmp_path / "bench.png", timeout=300)
+    rows = json.loads((tmp_path / "bench.json").read_text())["results"]
+    threads = {r["threads"] for r in rows if r["kernel"] == "prange"}
+    for name in bench_external.LIBRARIES:
+        mine = [r for r in rows if r["kernel"] == name]
+        assert {r["threads"] for r in mine} == threads
+        for row in mine:
+            assert row["library"].startswith(name + " ")
+            assert row["mlups"] > 0 and row["percent_of_bound"] > 0 and row["ratio_to_prange"] > 0
+        assert f"{name} " in result.stdout
+    assert (tmp_path / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("name", bench_external.LIBRARIES)
+def test_verify_accepts_the_library_and_catches_a_wrong_coefficient(name, monkeypatch):
+    monkeypatch.setenv("DEVITO_LOGGING", "ERROR")
+    ny, nx = 11, 14
+    advance = bench_external.BUILDERS[name](ny, nx)
+    bench_external.verify(name, advance, ny, nx)
+
+    def off_by_a_little(u, v, steps, cx, cy, region):
+        return advance(u, v, steps, cx, cy * (1 + 1e-9), region)
+
+    with pytest.raises(RuntimeError, match=f"{name} differs from the reference"):
+        bench_external.verify(name, off_by_a_little, ny, nx)
+
+
+def test_verify_catches_swapped_axes():
+    from solver.kernels import advance_numpy
+
+    def transposed(u, v, steps, cx, cy, region):
+        return advance_numpy(u, v, steps, cy, cx, region)
+
+    with pytest.raises(RuntimeError, match="differs"):
+        bench_external.verify("transposed", transposed, 11, 14)
+
+
+def test_asking_for_a_missing_library_names_the_extra(monkeypatch):
+    monkeypatch.setattr(bench_external, "available", lambda name: False)
+    with pytest.raises(ConfigError, match=r"devito needs the bench extra: pip install -e '\.\[bench\]'"):
+        bench_external.check_installed(["prange", "devito"])
+    bench_external.check_installed(["prange", "numba"])
+
+
+def test_default_kernels_include_the_installed_libraries(tmp_path):
+    run_solver("bench", "--sizes", "12x9", "--threads", "1", "--seconds", "0.01", "--repeats", "1", "--copy-mib", "2",
+               "--json", tmp_path / "bench.json", timeout=300)
+    rows = json.loads((tmp_path / "bench.json").read_text())["results"]
+    assert [r["kernel"] for r in rows] == [*bench.DEFAULT_KERNELS.split(","), *bench_external.LIBRARIES]
