@@ -227,6 +227,14 @@ def run_benchmark(sizes, kernel_names, thread_counts, seconds, repeats, copy_mib
                 rows.append(row)
                 say(f"  {nx:>5} x {ny:<5} {name:<10} {row['threads']} thr  {row['mlups']:8.0f} MLUPS "
                     f"({row['steps']} steps)")
+    ceiling = {}
+    for t in thread_counts:
+        numba.set_num_threads(t)
+        tries = [{"nx": nx_c, "ny": ny_c, **time_kernel(kernels.advance_numba, ny_c, nx_c, seconds, repeats, 1)}
+                 for ny_c, nx_c in in_cache_grids()]
+        ceiling[str(t)] = max(tries, key=lambda c: c["mlups"])
+        say(f"in-cache ceiling, {t} thread(s): numba kernel inside the last-level cache: "
+            + ", ".join(f"{c['nx']} x {c['ny']} {c['mlups']:.0f} MLUPS" for c in tries))
     for t in thread_counts:
         sample_bound(t)
     store = {}
@@ -241,8 +249,20 @@ def run_benchmark(sizes, kernel_names, thread_counts, seconds, repeats, copy_mib
         yard = [r for r in rows if r["kernel"] == "prange" and r["nx"] == row["nx"] and r["ny"] == row["ny"]
                 and r["threads"] == row["threads"]]
         row["ratio_to_prange"] = row["mlups"] / yard[0]["mlups"] if yard else None
+        row["percent_of_in_cache"] = 100.0 * row["mlups"] / ceiling[str(row["threads"])]["mlups"]
+    for t, c in ceiling.items():
+        c["percent_of_bound"] = 100.0 * c["mlups"] / bound[t]["median"]
     tiles = {"tile_y": kernels.TILE_Y, "tile_x": kernels.TILE_X, "depth": kernels.DEPTH}
-    return {"bound": bound, "store_copy": store, "results": rows, "tiled": tiles}
+    return {"bound": bound, "store_copy": store, "in_cache": ceiling, "results": rows, "tiled": tiles}
+
+
+def in_cache_grids() -> list[tuple[int, int]]:
+    """Grids whose two buffers fill a half and three quarters of the last-level cache: the kernel's arithmetic
+    rate with memory out of the way (the faster of the two), the most a temporally blocked kernel can reach.
+    1000 columns: a power-of-two row length would make rows collide in the cache sets."""
+    from .grid import last_level_cache
+    rows = last_level_cache() // (2 * 8 * 1000)
+    return [(max(16, rows // 2), 1000), (max(16, 3 * rows // 4), 1000)]
 
 
 def run_mpi(sizes, kernel_names, steps, threads, say) -> list[dict]:
@@ -302,15 +322,18 @@ def format_table(report: dict) -> str:
         lines.append(f"bound, {t} thread(s): {b['median']:.0f} MLUPS-equivalent = {b['median'] * 16 / 1000:.1f} GB/s "
                      f"copy (median of {len(b['samples'])}, range {b['min']:.0f}-{b['max']:.0f}); "
                      f"copy with ordinary stores {report['store_copy'][t]:.0f}")
+    for t, c in report["in_cache"].items():
+        lines.append(f"in-cache ceiling, {t} thread(s): {c['mlups']:.0f} MLUPS = {c['percent_of_bound']:.0f} % of the "
+                     f"bound (numba kernel on {c['nx']} x {c['ny']}, both buffers inside the last-level cache)")
     lines.append("cpu/wall: CPU seconds of this process per wall second while timing; below the thread count "
                  "means other processes took cores")
     lines.append("")
     lines.append(f"{'grid':>11} {'kernel':<10} {'thr':>3} {'MLUPS':>8} {'% bound':>8} {'x prange':>8} "
-                 f"{'steps':>6} {'cpu/wall':>8} {'peak RSS MiB':>12}")
+                 f"{'% in-cache':>10} {'steps':>6} {'cpu/wall':>8} {'peak RSS MiB':>12}")
     for r in report["results"]:
         ratio = f"{r['ratio_to_prange']:.2f}" if r["ratio_to_prange"] is not None else "-"
         lines.append(f"{r['nx']:>5}x{r['ny']:<5} {r['kernel']:<10} {r['threads']:>3} {r['mlups']:>8.0f} "
-                     f"{r['percent_of_bound']:>7.0f}% {ratio:>8} {r['steps']:>6} "
+                     f"{r['percent_of_bound']:>7.0f}% {ratio:>8} {r['percent_of_in_cache']:>9.0f}% {r['steps']:>6} "
                      f"{r['cpu_seconds_per_wall_second']:>8.2f} {r['peak_rss_mib']:>12.0f}")
     if report.get("mpi"):
         lines.append("")
@@ -353,6 +376,10 @@ def plot(report: dict, path: str) -> None:
         ax.axhline(rate, color="grey", linestyle="--", linewidth=1)
         ax.annotate(f"copy with ordinary stores (reads each line first), {top_threads} thr: {rate:.0f}",
                     (0.01, rate), xycoords=("axes fraction", "data"), va="bottom", fontsize=8, color="grey")
+        ceiling = report["in_cache"][top_threads]["mlups"]
+        ax.axhline(ceiling, color="tab:red", linestyle="-.", linewidth=1)
+        ax.annotate(f"in-cache ceiling (numba kernel, arithmetic only), {top_threads} thr: {ceiling:.0f}",
+                    (0.01, ceiling), xycoords=("axes fraction", "data"), va="bottom", fontsize=8, color="tab:red")
     for level, size in report["machine"].get("caches_per_cpu0", {}).items():
         m = re.fullmatch(r"(\d+)K", size)
         if m and level in ("L2", "L3"):

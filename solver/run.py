@@ -14,13 +14,12 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
 from . import checkpoint, kernels, provenance
 from .config import Config, ConfigError
-from .grid import Decomposition, available_cores, init_global_grid
+from .grid import Decomposition, available_cores, init_global_grid, last_level_cache
 from .output import FieldWriter, partial_path
 
 PROGRESS_EVERY = 0.1     # fraction of the run between progress lines
@@ -42,22 +41,6 @@ class Timer:
         t = time.perf_counter()
         self.seconds[phase] += t - since
         return t
-
-
-def last_level_cache() -> int:
-    """Bytes of the largest data cache the kernel sees (Linux sysfs); 8 MiB where the system does not say."""
-    sizes = []
-    for index in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*"):
-        try:
-            if (index / "type").read_text().strip() == "Instruction":
-                continue
-            text = (index / "size").read_text().strip()
-        except OSError:
-            continue
-        unit = {"K": 1024, "M": 1024 ** 2, "G": 1024 ** 3}.get(text[-1:], 1)
-        if text.rstrip("KMG").isdigit():
-            sizes.append(int(text.rstrip("KMG")) * unit)
-    return max(sizes, default=8 * 1024 ** 2)
 
 
 def choose_kernel(name: str, decomp: Decomposition, local_ranks: int) -> str:

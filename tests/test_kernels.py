@@ -134,7 +134,7 @@ def test_kernels_follow_the_analytic_gaussian(kernel):
 
 def test_auto_picks_the_tiled_kernel_only_when_the_fields_outgrow_the_cache(monkeypatch, tmp_path):
     from solver import config, grid, run
-    assert run.last_level_cache() >= 256 * 1024            # read from sysfs here: some real cache size
+    assert run.last_level_cache() >= 256 * 1024          # read from sysfs here: some real cache size
     monkeypatch.setattr(run, "last_level_cache", lambda: 64 * 1024)
     cfg = config.load(str(write_config(tmp_path)))
     decomp = grid.init_global_grid(cfg, None)            # 61 x 45 plus halo: 46 KiB for the two buffers
