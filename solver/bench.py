@@ -265,8 +265,21 @@ def in_cache_grids() -> list[tuple[int, int]]:
     return [(max(16, rows // 2), 1000), (max(16, 3 * rows // 4), 1000)]
 
 
-def run_mpi(sizes, kernel_names, steps, threads, say) -> list[dict]:
-    """The solver itself: 1 rank x ``threads`` threads against ``mpirun -n 2`` x 1 thread each."""
+def _solver_figures(command, env) -> tuple[float, float]:
+    """Run the solver once; its MLUPS and the halo exchange's share of the step time, in percent."""
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-2000:]}")
+    m = re.search(r"compute ([\d.]+), halo ([\d.]+), io ([\d.]+)\)\s+(\d+) MLUPS", done.stdout)
+    if m is None:
+        raise RuntimeError(f"no MLUPS figure in the solver's output:\n{done.stdout[-2000:]}")
+    compute, halo, _io, mlups = map(float, m.groups())
+    return mlups, 100.0 * halo / max(compute + halo, 1e-12)
+
+
+def run_mpi(sizes, kernel_names, steps, threads, repeats, say) -> list[dict]:
+    """The solver itself: 1 rank x ``threads`` threads against ``mpirun -n 2`` x 1 thread each, the median of
+    ``repeats`` runs (a run of a few hundred steps is short enough for one hiccup of the machine to show)."""
     from . import config as config_module
     mpirun = shutil.which("mpirun")
     if mpirun is None:
@@ -295,16 +308,12 @@ def run_mpi(sizes, kernel_names, steps, threads, say) -> list[dict]:
                         command += ["--set", o]
                     if ranks > 1:
                         command = [mpirun, "-n", str(ranks), "--bind-to", "none", *command]
-                    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
-                    if done.returncode != 0:
-                        raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-2000:]}")
-                    m = re.search(r"compute ([\d.]+), halo ([\d.]+), io ([\d.]+)\)\s+(\d+) MLUPS", done.stdout)
-                    if m is None:
-                        raise RuntimeError(f"no MLUPS figure in the solver's output:\n{done.stdout[-2000:]}")
-                    compute, halo_s, io_s, mlups = map(float, m.groups())
+                    samples = [_solver_figures(command, env) for _ in range(repeats)]
+                    mlups = float(np.median([m for m, _ in samples]))
                     row = {"kernel": name, "nx": nx, "ny": ny, "ranks": ranks, "threads_per_rank": per_rank,
-                           "halo": halo, "steps": steps, "mlups": mlups,
-                           "halo_percent_of_step": 100.0 * halo_s / max(compute + halo_s, 1e-12)}
+                           "halo": halo, "steps": steps, "repeats": repeats, "mlups": mlups,
+                           "mlups_samples": [round(m) for m, _ in samples],
+                           "halo_percent_of_step": float(np.median([h for _, h in samples]))}
                     out.append(row)
                     say(f"  solver {nx:>5} x {ny:<5} {name:<6} {ranks} rank(s) x {per_rank} thr, halo {halo}: "
                         f"{mlups:8.0f} MLUPS, halo {row['halo_percent_of_step']:.1f} % of step time")
@@ -424,7 +433,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mpi", action="store_true",
                    help="also time the solver: 1 rank x all threads against mpirun -n 2 x 1 thread")
     p.add_argument("--mpi-sizes", default="1024x512,2048x2048", help="grids for --mpi (default 1024x512,2048x2048)")
-    p.add_argument("--mpi-steps", type=int, default=500, help="steps of each --mpi solver run (default 500)")
+    p.add_argument("--mpi-steps", type=int, default=1000, help="steps of each --mpi solver run (default 1000)")
+    p.add_argument("--mpi-repeats", type=int, default=3,
+                   help="runs of each --mpi configuration, median reported (default 3)")
     p.add_argument("--json", metavar="PATH", help="write every figure to this JSON file")
     p.add_argument("--plot", metavar="PNG", help="write a roofline-style chart to this PNG file")
 
@@ -437,8 +448,8 @@ def main(args: argparse.Namespace) -> int:
     names = parse_list(args.kernels or default, "--kernels", [*kernel_table(), *bench_external.LIBRARIES])
     bench_external.check_installed(names)
     threads = parse_threads(args.threads, limit)
-    if args.seconds <= 0 or args.repeats < 1 or args.copy_mib < 1 or args.mpi_steps < 1:
-        raise ConfigError("--seconds, --repeats, --copy-mib and --mpi-steps must be positive")
+    if args.seconds <= 0 or min(args.repeats, args.copy_mib, args.mpi_steps, args.mpi_repeats) < 1:
+        raise ConfigError("--seconds, --repeats, --copy-mib, --mpi-steps and --mpi-repeats must be positive")
     for path in (args.json, args.plot):
         if path:
             directory = os.path.dirname(os.path.abspath(path))
@@ -455,7 +466,8 @@ def main(args: argparse.Namespace) -> int:
     report.update(run_benchmark(sizes, names, threads, args.seconds, args.repeats, args.copy_mib, say))
     report["threading_layer"] = numba.threading_layer()
     if args.mpi:
-        report["mpi"] = run_mpi(parse_sizes(args.mpi_sizes), names, args.mpi_steps, max(threads), say)
+        report["mpi"] = run_mpi(parse_sizes(args.mpi_sizes), names, args.mpi_steps, max(threads), args.mpi_repeats,
+                                say)
     report["peak_rss_mib"] = peak_rss_mib()
     report["load_average_after"] = os.getloadavg()
     print()
