@@ -297,9 +297,8 @@ def dry_run(cfg, path: str, ranks: int | None) -> str:
     field_bytes = 2 * bx * by * 8                      # the two time levels, halo included
     scratch = ""
     if cfg.numerics.kernel in ("auto", "tiled"):
-        from .kernels import DEPTH, TILE_X, TILE_Y
-        scratch = (f", plus {_size(2 * (TILE_Y + 2 * DEPTH) * (TILE_X + 2 * DEPTH) * 8)} of scratch tiles per "
-                   f"thread if the tiled kernel runs")
+        from .kernels import scratch_bytes_per_thread
+        scratch = f", plus {_size(scratch_bytes_per_thread())} of scratch tiles per thread if the tiled kernel runs"
     output_bytes = snapshots * cfg.grid.nx * cfg.grid.ny * 8
     return "\n".join([
         cfg.to_yaml().rstrip(),

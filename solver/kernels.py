@@ -15,7 +15,7 @@ Written as weights times neighbour sums, an update costs four additions and thre
 six and three, which matters once tiles sit in cache and the arithmetic is the limit.
 
 Kernels:
-- ``numba``: the default. One compiled call runs the whole time loop; each step is a threaded sweep over
+- ``numba``: the plain kernel (``auto`` in the run loop picks it in cache, ``tiled`` out of it). One compiled call runs the whole time loop; each step is a threaded sweep over
   pairs of rows whose inner loop LLVM vectorises (row views indexed from zero, so no negative-index
   wraparound). A pair shares two of the rows it reads: four loads per update instead of five.
 - ``tiled``: temporal blocking. Each thread copies a cache-sized tile plus an overlap of ``depth`` nodes into
@@ -35,9 +35,14 @@ import numpy as np
 from numba import njit, prange
 
 # Temporal blocking: tile core (rows x columns) and steps per tile (odd, see _advance_tiled). Wide tiles keep
-# the recomputed overlap small (about 12 % here); two scratch tiles of (TILE_Y + 2 DEPTH) x (TILE_X + 2 DEPTH)
-# doubles per thread (2.7 MB) stay in the L3 cache. Chosen by a sweep at 4096 x 4096 on 2 cores.
+# the recomputed overlap small (about 12 % here); the two scratch tiles per thread stay in the L3 cache.
+# Chosen by a sweep at 4096 x 4096 on 2 cores.
 TILE_Y, TILE_X, DEPTH = 128, 1024, 15
+
+
+def scratch_bytes_per_thread() -> int:
+    """Memory of the tiled kernel's two scratch tiles per thread (2.7 MB with the sizes above)."""
+    return 2 * (TILE_Y + 2 * DEPTH) * (TILE_X + 2 * DEPTH) * 8
 
 
 def centre_weight(cx: float, cy: float) -> float:

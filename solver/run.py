@@ -23,8 +23,8 @@ from .grid import Decomposition, available_cores, init_global_grid, last_level_c
 from .output import FieldWriter, partial_path
 
 PROGRESS_EVERY = 0.1     # fraction of the run between progress lines
-SIGNAL_POLL_STEPS = 2 * kernels.DEPTH   # steps between looks at the signal flag (a collective under MPI);
-                                        # whole chunks of the tiled kernel
+SIGNAL_POLL_STEPS = 2 * kernels.DEPTH   # steps between looks at the signal flag (a collective under MPI):
+                                        # whole tiled chunks, rounded up to whole halo cycles under MPI
 FAULT_VARIABLE = "SOLVER_FAIL_AT"
 
 
@@ -46,11 +46,15 @@ class Timer:
 def choose_kernel(name: str, decomp: Decomposition, local_ranks: int) -> str:
     """``auto``: the tiled kernel once the field buffers of the ranks on this node outgrow the last-level
     cache (there it moves about a DEPTH-th of the memory per update), else the plain numba kernel, which
-    needs no scratch tiles. Both give the same bits, so the choice never changes a result."""
+    needs no scratch tiles. Under MPI tiling needs a deep halo (several steps between exchanges). Decided from
+    global sizes, so every rank picks the same kernel; both give the same bits either way."""
     if name != "auto":
         return name
-    ny, nx = decomp.local_shape
-    return "tiled" if local_ranks * 2 * 8 * ny * nx > last_level_cache() else "numba"
+    if decomp.size > 1 and decomp.halo < 3:
+        return "numba"
+    px, py = decomp.dims
+    field_bytes = 2 * 8 * (decomp.ny + 2 * decomp.halo * py) * (decomp.nx + 2 * decomp.halo * px)   # all ranks
+    return "tiled" if local_ranks * field_bytes / decomp.size > last_level_cache() else "numba"
 
 
 def choose_threads(cfg: Config, local_ranks: int) -> int:
@@ -233,13 +237,14 @@ def run(cfg: Config, path: str, comm=None, say=None, restart: str = "never", max
         checkpoint_every = cfg.checkpoint.every
         last = min(nsteps, first + max_steps) if max_steps > 0 else nsteps
         report_every = max(1, int(nsteps * PROGRESS_EVERY))
+        poll_steps = _next_multiple(SIGNAL_POLL_STEPS - 1, decomp.halo)
         loop_start = time.perf_counter()
         step = first
         say(f"running {cfg.grid.nx} x {cfg.grid.ny} nodes, {nsteps} steps, {decomp.size} rank(s) "
             f"({decomp.dims[0]} x {decomp.dims[1]}) x {threads} thread(s), kernel {kernel}")
         with checkpoint.SignalFlag() as signals:
             while step < nsteps:
-                stop = min(last, _next_multiple(step, report_every), step + SIGNAL_POLL_STEPS)
+                stop = min(last, _next_multiple(step, report_every), step + poll_steps)
                 for period in (every, checkpoint_every):
                     if period:
                         stop = min(stop, _next_multiple(step, period))
