@@ -4,8 +4,8 @@ Every kernel advances a field by ``steps`` explicit steps of
 
     C' = (1 - 2 cx - 2 cy) C + cx (C[j, i-1] + C[j, i+1]) + cy (C[j-1, i] + C[j+1, i])
 
-with ``cx = D dt / dx^2`` and ``cy = D dt / dy^2`` (the centre weight computed once per call), on the index box ``region = (j0, j1, i0, i1)`` of a
-double-buffered pair ``(u, v)``; it returns ``(new, old)``. Nodes outside the box are never written, so
+with ``cx = D dt / dx^2`` and ``cy = D dt / dy^2`` (the centre weight computed once per call), on the index
+box ``region = (j0, j1, i0, i1)`` of a double-buffered pair ``(u, v)``; it returns ``(new, old)``. Nodes outside the box are never written, so
 boundary values (Dirichlet) and halo cells keep what the caller put there; the box must leave at least one
 node on every side of the array. ``shrink = (south, north, west, east)`` (each 0 or 1) moves that side of
 the box inwards by one node per step: a halo of width k is valid for k steps, one layer less after each
@@ -15,9 +15,10 @@ Written as weights times neighbour sums, an update costs four additions and thre
 six and three, which matters once tiles sit in cache and the arithmetic is the limit.
 
 Kernels:
-- ``numba``: the plain kernel (``auto`` in the run loop picks it in cache, ``tiled`` out of it). One compiled call runs the whole time loop; each step is a threaded sweep over
-  pairs of rows whose inner loop LLVM vectorises (row views indexed from zero, so no negative-index
-  wraparound). A pair shares two of the rows it reads: four loads per update instead of five.
+- ``numba``: the plain kernel (``auto`` in the run loop picks it in cache, ``tiled`` out of it). One
+  compiled call runs the whole time loop; each step is a threaded sweep over pairs of rows whose inner loop
+  LLVM vectorises (row views indexed from zero, so no negative-index wraparound). A pair shares two of the
+  rows it reads: four loads per update instead of five.
 - ``tiled``: temporal blocking. Each thread copies a cache-sized tile plus an overlap of ``depth`` nodes into
   a private pair of scratch tiles, advances it ``depth`` steps there (recomputing the overlap, which
   neighbouring tiles also compute) and writes back only its own core. Memory traffic per update drops by
