@@ -347,8 +347,9 @@ def format_table(report: dict) -> str:
                  f"{'% in-cache':>10} {'steps':>6} {'cpu/wall':>8} {'peak RSS MiB':>12}")
     for r in report["results"]:
         ratio = f"{r['ratio_to_prange']:.2f}" if r["ratio_to_prange"] is not None else "-"
+        in_cache = r.get("percent_of_in_cache", float("nan"))
         lines.append(f"{r['nx']:>5}x{r['ny']:<5} {r['kernel']:<10} {r['threads']:>3} {r['mlups']:>8.0f} "
-                     f"{r['percent_of_bound']:>7.0f}% {ratio:>8} {r.get('percent_of_in_cache', float('nan')):>9.0f}% {r['steps']:>6} "
+                     f"{r['percent_of_bound']:>7.0f}% {ratio:>8} {in_cache:>9.0f}% {r['steps']:>6} "
                      f"{r['cpu_seconds_per_wall_second']:>8.2f} {r['peak_rss_mib']:>12.0f}")
     if report.get("mpi"):
         lines.append("")

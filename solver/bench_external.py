@@ -6,9 +6,9 @@ same problem as ``solver.kernels``: float64, an ny x nx array, the update in our
 
     C' = (1 - 2 cx - 2 cy) C + cx (W + E) + cy (S + N)
 
-(four additions, not six, so they get the same arithmetic advantage as ours) on the interior with the outer ring fixed (Dirichlet), double buffered: Devito runs all steps in one call,
-pystencils one step per call of its compiled kernel. Both compile
-with -ffast-math and may use fused multiply-adds, so their bits differ from ours: before a figure is taken,
+(four additions, not six, so they get the same arithmetic advantage as ours) on the interior with the outer
+ring fixed (Dirichlet), double buffered: Devito runs all steps in one call, pystencils one step per call of
+its compiled kernel. Both compile with -ffast-math and may use fused multiply-adds, so their bits differ from ours: before a figure is taken,
 the result on the timed grid is compared with ``advance_numpy`` to 1e-12, and a mismatch is an error.
 
 OpenMP fixes its thread count when the library loads, so each (library, size, threads) measurement runs in
