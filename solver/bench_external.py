@@ -8,8 +8,9 @@ same problem as ``solver.kernels``: float64, an ny x nx array, the update in our
 
 (four additions, not six, so they get the same arithmetic advantage as ours) on the interior with the outer
 ring fixed (Dirichlet), double buffered: Devito runs all steps in one call, pystencils one step per call of
-its compiled kernel. Both compile with -ffast-math and may use fused multiply-adds, so their bits differ from ours: before a figure is taken,
-the result on the timed grid is compared with ``advance_numpy`` to 1e-12, and a mismatch is an error.
+its compiled kernel. Both compile with -ffast-math and may use fused multiply-adds, so their bits differ
+from ours: before a figure is taken, the result on the timed grid is compared with ``advance_numpy`` to
+1e-12, and a mismatch is an error.
 
 OpenMP fixes its thread count when the library loads, so each (library, size, threads) measurement runs in
 its own process with OMP_NUM_THREADS set; ``measure`` starts it and reads the figures it prints. The timing
