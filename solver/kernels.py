@@ -9,10 +9,11 @@ box ``region = (j0, j1, i0, i1)`` of a double-buffered pair ``(u, v)``; it retur
 outside the box are never written, so boundary values (Dirichlet) and halo cells keep what the caller put
 there; the box must leave at least one node on every side of the array. ``shrink = (south, north, west,
 east)`` (each 0 or 1) moves that side of the box inwards by one node per step: a halo of width k is valid for
-k steps, one layer less after each (deep halos). Each node is computed by the same expression in the same order in every kernel (no fastmath,
-no fused multiply-add), so results do not depend on the kernel, the thread count or the decomposition.
-Written as weights times neighbour sums, an update costs four additions and three multiplications instead of
-six and three, which matters once tiles sit in cache and the arithmetic is the limit.
+k steps, one layer less after each (deep halos). Each node is computed by the same expression in the same
+order in every kernel (no fastmath, no fused multiply-add), so results do not depend on the kernel, the thread
+count or the decomposition. Written as weights times neighbour sums, an update costs four additions and three
+multiplications instead of six and three, which matters once tiles sit in cache and the arithmetic is the
+limit.
 
 Kernels:
 - ``numba``: the plain kernel (``auto`` in the run loop picks it in cache, ``tiled`` out of it). One
