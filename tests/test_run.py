@@ -10,6 +10,7 @@ import xarray as xr
 
 from solver import config
 from solver.kernels import gaussian
+from solver.output import attribute
 
 from conftest import REPO, require, run_solver
 
@@ -87,9 +88,10 @@ def test_provenance_in_every_output(tmp_path, small_config):
                 "compute_seconds", "io_seconds", "mlups", "slurm_job_id", "peak_memory_mib_per_rank"):
         assert key in attrs, key
     assert attrs["ranks"] == 1 and attrs["threads_per_rank"] == 1
+    assert attribute(attrs["kernel"]) in ("numba", "tiled")   # the kernel numerics.kernel: auto chose
     assert len(attrs["git_commit"]) == 40 or attrs["git_commit"] == "unknown"
     info = run_solver("info", tmp_path / "out.h5", cwd=tmp_path)
-    assert "git_commit" in info.stdout and "nx: 61" in info.stdout
+    assert "git_commit" in info.stdout and "nx: 61" in info.stdout and "kernel" in info.stdout
 
 
 def test_existing_output_replaced_only_with_overwrite(tmp_path, small_config):
@@ -106,6 +108,6 @@ def test_dry_run_predicts_and_writes_nothing(tmp_path, small_config):
     result = run_solver("run", small_config, "--dry-run", "--ranks", "4", cwd=tmp_path)
     text = result.stdout
     for word in ("dx = 0.0333333", "dy = 0.0227273", "stability", "memory per rank", "output size",
-                 "4 rank(s) as"):
+                 "4 rank(s) as", "scratch tiles per thread"):
         assert word in text, text
     assert not (tmp_path / "out.h5").exists()
