@@ -24,7 +24,7 @@ import yaml
 
 from .config import Config, ConfigError
 from .grid import Decomposition
-from .output import attribute
+from .output import attribute, open_hdf5
 
 FORMAT = "diffusion2d-checkpoint/1"
 FIELD = "C"
@@ -106,7 +106,6 @@ class SignalFlag:
 
 def write(path: str, cfg: Config, decomp: Decomposition, block: np.ndarray, step: int, snapshots: int) -> None:
     """Write the owned ``block`` of every rank at ``step`` to ``path`` atomically (collective)."""
-    import h5py
     comm = decomp.comm
     parallel = comm is not None and comm.Get_size() > 1
     total = checksum(block, decomp)
@@ -115,7 +114,7 @@ def write(path: str, cfg: Config, decomp: Decomposition, block: np.ndarray, step
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     if comm is not None:
         comm.Barrier()
-    with h5py.File(tmp, "w", **({"driver": "mpio", "comm": comm} if parallel else {})) as f:
+    with open_hdf5(tmp, "w", comm) as f:
         field = f.create_dataset(FIELD, shape=(decomp.ny, decomp.nx), dtype="f8")
         rows, cols = slice(*decomp.y_range), slice(*decomp.x_range)
         if parallel:
@@ -140,7 +139,6 @@ def load(path: str, cfg: Config, decomp: Decomposition, output_partial: str) -> 
     Rank 0 checks the attributes and the unfinished output first and shares the verdict, so every rank
     raises the same CheckpointError; the checksum is then verified over the blocks all ranks read.
     """
-    import h5py
     comm = decomp.comm
     problem, meta = None, None
     if decomp.rank == 0:
@@ -152,8 +150,7 @@ def load(path: str, cfg: Config, decomp: Decomposition, output_partial: str) -> 
         problem, meta = comm.bcast((problem, meta), root=0)
     if problem:
         raise CheckpointError(problem)
-    parallel = comm is not None and comm.Get_size() > 1
-    with h5py.File(path, "r", **({"driver": "mpio", "comm": comm} if parallel else {})) as f:
+    with open_hdf5(path, "r", comm) as f:
         block = f[FIELD][slice(*decomp.y_range), slice(*decomp.x_range)]
     if checksum(block, decomp) != meta["checksum"]:
         raise CheckpointError(f"checkpoint {path} is damaged (its field does not match the checksum); "

@@ -94,6 +94,14 @@ def writing(path: str, what: str = "writing"):
         raise OutputError(f"{what} {path}: {reason(err)}") from None
 
 
+def open_hdf5(path: str, mode: str, comm=None, **options):
+    """h5py.File on one process, or opened by every rank of comm together (the mpio driver) under MPI."""
+    import h5py
+    if comm is not None and comm.Get_size() > 1:
+        return h5py.File(path, mode, driver="mpio", comm=comm, **options)
+    return h5py.File(path, mode, **options)
+
+
 def open_complete(path: str):
     """Open a finished output read-only; a missing, unfinished or foreign file is one ConfigError line.
 
@@ -227,15 +235,11 @@ class FieldWriter:
             raise
 
     def _create(self, cfg, attrs: dict[str, Any], resume_at: int | None) -> None:
-        import h5py
         decomp = self.decomp
         mode = "w" if resume_at is None else "r+"
         # No chunk cache: every snapshot goes to disk inside append(), so a full disk fails there (with
         # errno) and not later in a cache flush at close, after which HDF5 can crash the interpreter.
-        if self.parallel:
-            self.file = h5py.File(self.tmp, mode, driver="mpio", comm=self.comm, rdcc_nbytes=0)
-        else:
-            self.file = h5py.File(self.tmp, mode, rdcc_nbytes=0)
+        self.file = open_hdf5(self.tmp, mode, self.comm, rdcc_nbytes=0)
         nx, ny = decomp.nx, decomp.ny
         self.axes = np.linspace(*cfg.grid.x, nx), np.linspace(*cfg.grid.y, ny)
         if resume_at is not None:
