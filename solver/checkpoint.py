@@ -24,7 +24,7 @@ import yaml
 
 from .config import Config, ConfigError
 from .grid import Decomposition
-from .output import attribute, open_hdf5
+from .output import attribute, open_hdf5, reason
 
 FORMAT = "diffusion2d-checkpoint/1"
 FIELD = "C"
@@ -171,7 +171,7 @@ def inspect(path: str, cfg: Config, output_partial: str) -> dict:
             attrs = {key: f.attrs.get(key) for key in ("format", "step", "snapshots", "result_hash", "checksum")}
             shape = f[FIELD].shape if FIELD in f else None
     except OSError as err:
-        raise CheckpointError(f"{refuse} cannot be read ({_first_line(err)}): it is damaged or not a "
+        raise CheckpointError(f"{refuse} cannot be read ({reason(err)}): it is damaged or not a "
                               f"checkpoint; {restart}") from None
     if str(attribute(attrs["format"])) != FORMAT or None in attrs.values() or shape is None:
         raise CheckpointError(f"{refuse} is not a complete {FORMAT} file; {restart}")
@@ -186,7 +186,7 @@ def inspect(path: str, cfg: Config, output_partial: str) -> dict:
             written = min(f[FIELD].shape[0], f["time"].shape[0])
     except (OSError, KeyError) as err:
         raise CheckpointError(f"{refuse} needs the unfinished output {output_partial} to continue, which "
-                              f"cannot be read ({_first_line(err)}); {restart}") from None
+                              f"cannot be read ({reason(err)}); {restart}") from None
     if written < snapshots:
         raise CheckpointError(f"{refuse} expects {snapshots} snapshots in {output_partial}, which holds "
                               f"{written}; {restart}")
@@ -198,6 +198,3 @@ def remove(path: str, decomp: Decomposition) -> None:
     if decomp.rank == 0 and os.path.exists(path):
         os.remove(path)
 
-
-def _first_line(err: BaseException) -> str:
-    return str(err).splitlines()[0] if str(err) else type(err).__name__
