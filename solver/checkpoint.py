@@ -197,4 +197,3 @@ def remove(path: str, decomp: Decomposition) -> None:
     """Delete a checkpoint once the run it belongs to is complete."""
     if decomp.rank == 0 and os.path.exists(path):
         os.remove(path)
-

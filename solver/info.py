@@ -24,12 +24,11 @@ def read_attrs(path: str) -> dict:
 
 def describe(path: str) -> str:
     """The attributes grouped under headings (run, parallel, problem, timings, versions, SLURM, other),
-    empty ones left out, then the config; a first line says whether the run finished."""
+    empty ones left out, then the config. Only finished outputs get here (see read_attrs)."""
     attrs = read_attrs(path)
     if "config" not in attrs:
         raise ConfigError(f"{path}: has no solver provenance (no 'config' attribute)")
-    finished = bool(attrs.get("complete", 0))
-    lines = [f"{path}: " + ("complete" if finished else "INCOMPLETE: the run did not finish; timings are missing")]
+    lines = [f"{path}: complete"]
     sections = dict(SECTIONS)
     sections["SLURM"] = tuple(k for k in attrs if k.startswith("slurm_"))
     listed = {k for keys in sections.values() for k in keys}

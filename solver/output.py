@@ -36,7 +36,7 @@ def set_netcdf_attrs(attrs, values: dict[str, Any]) -> None:
     """Store attributes in types of the netCDF classic data model: text as fixed-length UTF-8 (NC_CHAR, not
     h5py's variable-length NC_STRING), whole numbers as 32-bit NC_INT, floats as NC_DOUBLE, None as "".
     With NC_STRING and int64 the file is netCDF-4 only: ``nccopy -k nc7`` and classic-model tools refuse it.
-    h5py reads such text back as bytes (solver.info.read_attrs decodes it)."""
+    h5py reads such text back as bytes (:func:`attribute` decodes it)."""
     import h5py
     for key, value in values.items():
         if value is None:
