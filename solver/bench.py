@@ -181,17 +181,8 @@ def machine() -> dict:
                 break
     except OSError:
         pass
-    caches = {}
-    for index in sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):
-        try:
-            level = (index / "level").read_text().strip()
-            kind = (index / "type").read_text().strip()
-            size = (index / "size").read_text().strip()
-        except OSError:
-            continue
-        if kind != "Instruction":
-            caches[f"L{level}"] = size
-    info["caches_per_cpu0"] = caches
+    from .grid import data_caches
+    info["caches_per_cpu0"] = {level: f"{size // 1024}K" for level, size in data_caches().items()}
     return info
 
 

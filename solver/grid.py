@@ -150,20 +150,26 @@ def init_global_grid(cfg: Config, comm: Any = None) -> Decomposition:
                          neighbours, cart, cart.Get_rank(), size)
 
 
-def last_level_cache() -> int:
-    """Bytes of the largest data cache the kernel sees (Linux sysfs); 8 MiB where the system does not say."""
-    sizes = []
-    for index in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*"):
+def data_caches() -> dict[str, int]:
+    """The data caches of the first CPU from Linux sysfs, level name -> bytes, e.g. {'L1': 32768, ...}."""
+    caches = {}
+    for index in sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):
         try:
             if (index / "type").read_text().strip() == "Instruction":
                 continue
+            level = (index / "level").read_text().strip()
             text = (index / "size").read_text().strip()
         except OSError:
             continue
         unit = {"K": 1024, "M": 1024 ** 2, "G": 1024 ** 3}.get(text[-1:], 1)
         if text.rstrip("KMG").isdigit():
-            sizes.append(int(text.rstrip("KMG")) * unit)
-    return max(sizes, default=8 * 1024 ** 2)
+            caches[f"L{level}"] = int(text.rstrip("KMG")) * unit
+    return caches
+
+
+def last_level_cache() -> int:
+    """Bytes of the largest data cache the kernel sees; 8 MiB where the system does not say."""
+    return max(data_caches().values(), default=8 * 1024 ** 2)
 
 
 def available_cores() -> int:
