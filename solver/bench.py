@@ -212,14 +212,15 @@ def run_benchmark(sizes, kernel_names, thread_counts, seconds, repeats, copy_mib
             for name in kernel_names:
                 if name in SERIAL_ONLY and threads != thread_counts[0]:
                     continue
-                sample_bound(1 if name in SERIAL_ONLY else threads)      # interleaved with the kernels
-                numba.set_num_threads(1 if name in SERIAL_ONLY else threads)
+                used = 1 if name in SERIAL_ONLY else threads
+                sample_bound(used)                    # interleaved with the kernels
+                numba.set_num_threads(used)
                 if name in bench_external.LIBRARIES:       # own process: OpenMP's thread count is set at load
                     result = bench_external.measure(name, ny, nx, threads, seconds, repeats)
                 else:
                     multiple = 2 * kernels.DEPTH if name == "tiled" else 1    # whole tiled chunks
                     result = time_kernel(table[name], ny, nx, seconds, repeats, multiple)
-                row = {"kernel": name, "nx": nx, "ny": ny, "threads": 1 if name in SERIAL_ONLY else threads,
+                row = {"kernel": name, "nx": nx, "ny": ny, "threads": used,
                        "peak_rss_mib": round(peak_rss_mib(), 1), **result}
                 rows.append(row)
                 say(f"  {nx:>5} x {ny:<5} {name:<10} {row['threads']} thr  {row['mlups']:8.0f} MLUPS "
