@@ -100,21 +100,34 @@ def _rows(src, sj0, sj1, si, dst, dj0, di, n, weight, cx, cy):
         _row(src, j, si, dst, dj0 + j - sj0, di, n, weight, cx, cy)
 
 
+@njit(cache=True, nogil=True)
+def _box(region, shrink, s):
+    """The box of step s: the region moved inwards by s nodes on each shrinking side."""
+    j0, j1, i0, i1 = region
+    s_south, s_north, s_west, s_east = shrink
+    return j0 + s * s_south, j1 - s * s_north, i0 + s * s_west, i1 - s * s_east
+
+
 @njit(parallel=True, cache=True, nogil=True, boundscheck=False)
-def _advance_numba(u, v, steps, weight, cx, cy, j0, j1, i0, i1, s_south, s_north, s_west, s_east):
+def _sweep(u, v, box, weight, cx, cy):
+    """One step on ``box`` from u into v: a threaded sweep over pairs of rows."""
+    a, b, c, d = box
+    for pair in prange((b - a + 1) // 2):
+        j = a + 2 * pair
+        _rows(u, j, min(j + 2, b), c, v, j, c, d - c, weight, cx, cy)
+
+
+@njit(cache=True, nogil=True)
+def _advance_numba(u, v, steps, weight, cx, cy, region, shrink):
     for s in range(steps):
-        a, b = j0 + s * s_south, j1 - s * s_north
-        c, d = i0 + s * s_west, i1 - s * s_east
-        for pair in prange((b - a + 1) // 2):
-            j = a + 2 * pair
-            _rows(u, j, min(j + 2, b), c, v, j, c, d - c, weight, cx, cy)
+        _sweep(u, v, _box(region, shrink, s), weight, cx, cy)
         u, v = v, u
     return u, v
 
 
 def advance_numba(u, v, steps, cx, cy, region, shrink=(0, 0, 0, 0)):
     """Advance ``steps`` steps with the threaded numba kernel; returns ``(new, old)`` buffers."""
-    return _advance_numba(u, v, steps, centre_weight(cx, cy), cx, cy, *region, *shrink)
+    return _advance_numba(u, v, steps, centre_weight(cx, cy), cx, cy, tuple(region), tuple(shrink))
 
 
 @njit(cache=True, nogil=True, boundscheck=False)
@@ -167,10 +180,7 @@ def _tile(p, q, a, b, weight, cx, cy, steps, first, region, shrink, core):
 
 
 @njit(parallel=True, cache=True, nogil=True, boundscheck=False)
-def _advance_tiled(u, v, steps, weight, cx, cy, j0, j1, i0, i1, s_south, s_north, s_west, s_east,
-                   tile_y, tile_x, depth, threads):
-    region = (j0, j1, i0, i1)
-    shrink = (s_south, s_north, s_west, s_east)
+def _advance_tiled(u, v, steps, weight, cx, cy, region, shrink, tile_y, tile_x, depth, threads):
     side_y, side_x = tile_y + 2 * depth, tile_x + 2 * depth
     scratch = np.empty((2 * threads, side_y, side_x))
     done = 0
@@ -178,17 +188,11 @@ def _advance_tiled(u, v, steps, weight, cx, cy, j0, j1, i0, i1, s_south, s_north
         n = min(depth, steps - done)
         if n % 2 == 0:
             n -= 1       # odd chunks: the result lands in the other buffer, so tiles never race
-        last = done + n - 1
-        a, b = j0 + last * s_south, j1 - last * s_north
-        c, d = i0 + last * s_west, i1 - last * s_east
+        a, b, c, d = _box(region, shrink, done + n - 1)      # the chunk's last step
         if b <= a or d <= c:
             n = 1        # the box vanishes within the chunk: step by step, as the plain kernel does
         if n == 1:
-            a, b = j0 + done * s_south, j1 - done * s_north
-            c, d = i0 + done * s_west, i1 - done * s_east
-            for pair in prange((b - a + 1) // 2):
-                j = a + 2 * pair
-                _rows(u, j, min(j + 2, b), c, v, j, c, d - c, weight, cx, cy)
+            _sweep(u, v, _box(region, shrink, done), weight, cx, cy)
         else:
             tiles_y = (b - a + tile_y - 1) // tile_y
             tiles_x = (d - c + tile_x - 1) // tile_x
@@ -210,8 +214,8 @@ def advance_tiled(u, v, steps, cx, cy, region, shrink=(0, 0, 0, 0)):
     threads = numba.get_num_threads()
     rows = region[1] - region[0]
     tile_y = max(1, min(TILE_Y, -(-rows // (2 * threads))))     # at least two tiles per thread on small grids
-    return _advance_tiled(u, v, steps, centre_weight(cx, cy), cx, cy, *region, *shrink, tile_y, TILE_X, DEPTH,
-                          threads)
+    return _advance_tiled(u, v, steps, centre_weight(cx, cy), cx, cy, tuple(region), tuple(shrink), tile_y, TILE_X,
+                          DEPTH, threads)
 
 
 def advance_numpy(u, v, steps, cx, cy, region, shrink=(0, 0, 0, 0)):
