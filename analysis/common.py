@@ -19,21 +19,16 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:          # the scripts run as files: use this checkout's solver package
     sys.path.insert(0, str(REPO))
 
+from solver import cli  # noqa: E402
 from solver.config import Config, ConfigError, from_dict, parse_yaml  # noqa: E402
 from solver.output import FIELD, attribute, open_complete  # noqa: E402
 
-EXIT_USAGE = 2
+EXIT_USAGE = cli.EXIT_USAGE
+Parser = cli.Parser      # argparse with one-line errors and exit code 2, as the solver's command line
 
 
 class InputError(Exception):
     """Bad input to an analysis script; the message is one line for the user."""
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse whose errors are one line with exit code 2, like the solver's command line."""
-
-    def error(self, message: str):
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def run_main(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
