@@ -53,6 +53,7 @@ class Output:
     units: dict            # 'x', 'y', 'time' and the field's name -> units string
     field_label: str       # e.g. "concentration [1]"
     field: str             # the field the script looks at (the model's first unless --field)
+    _warned: bool = False  # said once that the model file changed since the run
 
     @property
     def snapshots(self) -> int:
@@ -80,6 +81,11 @@ class Output:
         from solver.grid import init_global_grid
         from solver.run import exact_field
         self.require_exact("this comparison")
+        recorded, model = self.attrs.get("model_source_sha256"), self.cfg.model_impl
+        if recorded and recorded != model.source_hash and not self._warned:
+            print(f"warning: {self.path} was written by another version of {model.file} (source "
+                  f"{recorded}, now {model.source_hash}): the exact field is today's", file=sys.stderr)
+            self._warned = True
         fields = exact_field(self.cfg, init_global_grid(self.cfg), float(self.time[index]))
         return fields[list(self.cfg.model_impl.fields).index(self.field)]
 

@@ -120,7 +120,7 @@ def _main(argv: list[str] | None) -> int:
         if args.command == "validate":
             cfg = config_module.load(args.config, args.overrides)
             print(cfg.to_yaml(), end="")
-            print(f"# {args.config}: valid; {describe_model(cfg)}; {cfg.nsteps} steps, dt = "
+            print(f"# {args.config}: valid; model {describe_model(cfg)}; {cfg.nsteps} steps, dt = "
                   f"{cfg.stability:.3f} of the largest stable dt")
             return 0
         if args.command == "bench":
@@ -284,7 +284,7 @@ def format_summary(s: dict, path: str) -> str:
 def describe_model(cfg) -> str:
     """The model and the file the run imports: a model file in a config is code that runs."""
     model = cfg.model_impl
-    return f"model {model.name} from {model.file} (fields {', '.join(model.fields)})"
+    return f"{model.name} from {model.file} (fields {', '.join(model.fields)})"
 
 
 def dry_run(cfg, path: str, ranks: int | None) -> str:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import re
 import sys
 import tempfile
 
@@ -88,11 +89,22 @@ def _floats(k) -> tuple[float, ...]:
 
 
 def warm_up(model: Model, name: str) -> None:
-    """Compile (or load from cache) a kernel on a tiny grid, so the first timed step is not a compile."""
+    """Compile (or load from cache) a kernel on a tiny grid, so the first timed step is not a compile; an
+    update numba cannot compile is one line naming the model file."""
     k = model.coefficients(*_warm_up_args(model))
     u = np.zeros((len(model.fields), 4, 4))
-    get(model, name)(u, u.copy(), 1, k, (1, 3, 1, 3))
-    get(model, name)(u, u.copy(), 3, k, (1, 3, 1, 3))
+    try:
+        get(model, name)(u, u.copy(), 1, k, (1, 3, 1, 3))
+        get(model, name)(u, u.copy(), 3, k, (1, 3, 1, 3))
+    except Exception as err:
+        if name == "numpy" or not type(err).__module__.startswith("numba"):
+            raise
+        from .config import ConfigError
+        lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in str(err).splitlines()]
+        cause = next((line for line in lines if line and not line.startswith(("Failed in", "During:"))), "")
+        raise ConfigError(f"model {model.name} ({model.file}): numba cannot compile its update for the {name} "
+                          f"kernel: {cause[:200]}; call only @njit functions and module constants from update "
+                          "(docs/models.md)") from None
 
 
 def _warm_up_args(model: Model):

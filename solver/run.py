@@ -195,8 +195,8 @@ class Stepper:
         # zero-flux boundaries are filled every step; neighbours and periodic wraps every ``halo`` steps.
         self.cycle = 1 if "zero_flux" in decomp.boundary.values() else decomp.halo
         self.exchange = None
-        if decomp.size > 1:
-            from .halo import HaloExchange
+        if any(decomp.has(side) for side in ("west", "east", "south", "north")):   # ranks, or one across a
+            from .halo import HaloExchange                                             # periodic axis
             self.exchange = HaloExchange(decomp, len(model.fields))
 
     def advance(self, u: np.ndarray, v: np.ndarray, steps: int) -> tuple[np.ndarray, np.ndarray]:
