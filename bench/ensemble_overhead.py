@@ -1,12 +1,13 @@
 #!/usr/bin/env python
-"""Fixed cost of one ensemble member process against the interpreter with numba and numpy imported.
+"""Fixed cost of one ensemble member process against the interpreter with its libraries imported.
 
     python bench/ensemble_overhead.py [--rounds 7] [--config configs/ensemble.yaml]
 
-Runs, interleaved so machine noise hits all alike: ``python -c pass``, ``python -c "import numba, numpy"``
-and one member (``python solver/ensemble.py --force 1``) of the config on a tiny grid (33 x 17, 20 steps),
-with the numba kernel (from numba's cache) and with the numpy kernel. Prints median wall times and the
-member / import ratio. Hold the machine's lock while it runs; it prints figures and asserts nothing.
+Runs, interleaved so machine noise hits all alike: ``python -c pass``, ``python -c "import numpy, h5py"``,
+``python -c "import numba, numpy"`` and one member (``python solver/ensemble.py --force 1``) of the config on a
+tiny grid (33 x 17, 20 steps), with the numba kernel (from numba's cache) and with the numpy kernel (which
+imports no numba). Prints median wall times and each one's ratio to ``import numpy, h5py`` (the least a member
+that writes HDF5 needs) and to ``import numba, numpy``. Hold the machine's lock while it runs; it prints figures and asserts nothing.
 """
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ def main() -> int:
         base = yaml.safe_load(stream)
     with tempfile.TemporaryDirectory() as tmp:
         commands = {"python -c pass": [sys.executable, "-c", "pass"],
+                    "import numpy, h5py": [sys.executable, "-c", "import numpy, h5py"],
                     "import numba, numpy": [sys.executable, "-c", "import numba, numpy"]}
         for kernel in ("numba", "numpy"):
             data = yaml.safe_load(yaml.safe_dump(base))
@@ -58,10 +60,11 @@ def main() -> int:
             for name, command in commands.items():
                 times[name].append(wall(command, env))
     medians = {name: statistics.median(t) for name, t in times.items()}
-    reference = medians["import numba, numpy"]
+    light, heavy = medians["import numpy, h5py"], medians["import numba, numpy"]
     print(f"median of {args.rounds} interleaved rounds, wall seconds")
     for name, seconds in medians.items():
-        print(f"  {name:24s} {seconds:6.3f} s   {seconds / reference:4.2f} x import numba, numpy")
+        print(f"  {name:24s} {seconds:6.3f} s   {seconds / light:4.2f} x import numpy, h5py   "
+              f"{seconds / heavy:4.2f} x import numba, numpy")
     return 0
 
 

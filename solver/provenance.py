@@ -21,24 +21,28 @@ def now() -> str:
 
 
 def git_state() -> tuple[str, bool]:
-    """(commit, dirty) of the repository holding the solver; ('unknown', False) outside git."""
+    """(commit, dirty) of the repository holding the solver; ('unknown', False) outside git. One git call
+    (it counts in a small ensemble member's start-up)."""
     try:
-        head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--verify", "-q", "HEAD"],
-                              capture_output=True, text=True, timeout=10)
-        commit = head.stdout.strip() if head.returncode == 0 else ""
-        status = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
-                                capture_output=True, text=True, timeout=10).stdout.strip()
+        done = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain=v2", "--branch",
+                               "--untracked-files=no"], capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
         return "unknown", False
-    return (commit or "unknown"), bool(status)
+    if done.returncode != 0:
+        return "unknown", False
+    lines = done.stdout.splitlines()
+    commit = next((line.split()[2] for line in lines if line.startswith("# branch.oid ")), "unknown")
+    dirty = any(not line.startswith("#") for line in lines)
+    return ("unknown" if commit == "(initial)" else commit), dirty
 
 
 def versions(mpi: bool) -> dict[str, str]:
     import h5py
-    import numba
     import numpy
+    numba = sys.modules.get("numba")        # the numpy kernel never imports it: then it played no part
     out = {"python_version": platform.python_version(), "numpy_version": numpy.__version__,
-           "numba_version": numba.__version__, "h5py_version": h5py.__version__,
+           "numba_version": numba.__version__ if numba else "not imported (numpy kernel)",
+           "h5py_version": h5py.__version__,
            "hdf5_version": h5py.version.hdf5_version}
     if mpi:
         import mpi4py

@@ -291,9 +291,10 @@ def run(cfg: Config, path: str, comm=None, say=None, restart: str = "never", max
     decomp = init_global_grid(cfg, comm)
     local_ranks = ranks_on_node(decomp)
     threads = choose_threads(cfg, local_ranks)
-    set_threads(threads, local_ranks, say)
     model = cfg.model_impl
     kernel = choose_kernel(cfg.numerics.kernel, decomp, local_ranks, len(model.fields))
+    if kernel != "numpy":       # the numpy kernel never imports numba (a small ensemble member's start-up)
+        set_threads(threads, local_ranks, say)
     kernels.warm_up(model, kernel)
     stepper = Stepper(cfg, decomp, timer, kernel)
     fail_at = test_hook(FAULT_VARIABLE, decomp.rank)

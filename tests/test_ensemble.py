@@ -154,6 +154,19 @@ def test_member_path_imports_no_mpi4py_and_loads_cached_kernels(parallel_run):
     assert "data loaded" in result.stdout and "data saved" not in result.stdout   # numba's cache, no compile
 
 
+def test_a_numpy_kernel_member_imports_no_numba(tmp_path):
+    """The numpy kernel (configs/ensemble.yaml's) needs no numba: its import alone costs a small member 2x."""
+    cfg = tiny_config(tmp_path, "numpy.yaml")
+    data = yaml.safe_load(cfg.read_text())
+    data["numerics"] = {"kernel": "numpy"}
+    cfg.write_text(yaml.safe_dump(data))
+    result = subprocess.run([PYTHON, "-X", "importtime", "solver/ensemble.py", "--config", str(cfg), "--force", "2"],
+                            cwd=REPO, env=solver_env(), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time")}
+    assert "h5py" in imported and "numba" not in imported and "mpi4py" not in imported
+
+
 def failing_config(directory: Path) -> tuple[Path, int]:
     """A tiny ensemble whose diffusivity is unstable for exactly one member (found by the real validation)."""
     perturb = {"physics.diffusivity": {"dist": "uniform", "low": 0.001, "high": 0.1}}
