@@ -120,6 +120,15 @@ def write_csv(rows: list[dict], path: str, columns: list[str] | None = None) -> 
     return path
 
 
+def check_outputs(inputs: list[str], *outputs: tuple[str | None, str, tuple[str, ...]]) -> None:
+    """Refuse, before any work, outputs (path, option, extensions) that are directories, have another
+    extension, are inputs or would replace a file of another kind (solver.files.check_analysis_output)."""
+    from solver.files import check_analysis_output
+    for path, option, extensions in outputs:
+        if path is not None:
+            check_analysis_output(path, [str(name) for name in inputs], extensions, option)
+
+
 def default_output(path: str, suffix: str) -> str:
     """FILE.h5 -> FILE<suffix> next to it, e.g. results/default-verify.png."""
     p = Path(path)

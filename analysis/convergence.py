@@ -29,7 +29,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from analysis.common import REPO, InputError, Parser, errors, open_output, run_main, write_csv  # noqa: E402
+from analysis.common import (REPO, InputError, Parser, check_outputs, errors, open_output, run_main,  # noqa: E402
+                             write_csv)
 from solver import config as config_module  # noqa: E402
 from solver.config import Config  # noqa: E402
 
@@ -142,6 +143,8 @@ def main(argv=None) -> int:
     if not 0 < args.stability <= 0.5:
         parser.error(f"--stability {args.stability}: must be in (0, 0.5] for the explicit scheme")
     base = config_module.load(args.config, args.overrides)
+    png = args.output or os.path.join(args.workdir, 'convergence.png')
+    check_outputs([args.config], (png, "-o", (".png",)), (args.csv, "--csv", (".csv",)))
     finest = (base.grid.nx - 1) * 2 ** (args.levels - 1) + 1, (base.grid.ny - 1) * 2 ** (args.levels - 1) + 1
     if finest[0] * finest[1] > 2 ** 26:
         raise InputError(f"--levels {args.levels} makes the finest grid {finest[0]} x {finest[1]}; "
@@ -149,7 +152,7 @@ def main(argv=None) -> int:
     print(f"refinement study of {args.config}: {args.levels} levels, stability number {args.stability:g}", flush=True)
     rows, units = study(base, args.levels, args.stability, args.workdir)
     print(format_table(rows, base.time.t_end))
-    print(f"wrote {plot(rows, units, base.time.t_end, args.output or os.path.join(args.workdir, 'convergence.png'))}")
+    print(f"wrote {plot(rows, units, base.time.t_end, png)}")
     if args.csv:
         print(f"wrote {write_csv(rows, args.csv)}")
     return 0

@@ -25,7 +25,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from analysis.common import (InputError, Output, Parser, add_file_argument, open_output,  # noqa: E402
+from analysis.common import (InputError, Output, Parser, add_file_argument, check_outputs, open_output,  # noqa: E402
                              run_main)
 
 
@@ -124,13 +124,16 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.fps < 1:
         parser.error(f"--fps {args.fps}: needs at least 1 frame per second")
+    check_outputs([args.file], (args.output, "-o", (".png",)), (args.animate, "--animate", (".mp4",)))
     out = open_output(args.file)
     if args.all:
         indices = list(range(out.snapshots))
     else:
         indices = [out.check_index(i) for i in (args.snapshot or [-1])]
     plot = plot_compare if args.compare else plot_snapshot
-    for index, name in zip(indices, output_names(out, indices, args.output, args.compare)):
+    names = output_names(out, indices, args.output, args.compare)
+    check_outputs([args.file], *((name, "-o", (".png",)) for name in names))
+    for index, name in zip(indices, names):
         print(f"wrote {plot(out, index, name)}")
     if args.animate:
         print(f"wrote {animate(out, args.animate, args.fps)} ({out.snapshots} frames)")

@@ -21,8 +21,8 @@ import matplotlib  # noqa: E402
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from analysis.common import (Output, Parser, write_csv, add_file_argument, default_output, errors,  # noqa: E402
-                             open_output, run_main)
+from analysis.common import (Output, Parser, write_csv, add_file_argument, check_outputs,  # noqa: E402
+                             default_output, errors, open_output, run_main)
 
 COLUMNS = ("snapshot", "time", "l2", "l2_relative", "max", "max_relative")
 
@@ -79,10 +79,12 @@ def main(argv=None) -> int:
     parser.add_argument("-o", "--output", help="PNG of the errors over time (default: FILE-verify.png)")
     parser.add_argument("--csv", help="also write the table as CSV to this file")
     args = parser.parse_args(argv)
+    png = args.output or default_output(args.file, '-verify.png')
+    check_outputs([args.file], (png, "-o", (".png",)), (args.csv, "--csv", (".csv",)))
     out = open_output(args.file)
     rows = error_table(out)
     print(format_table(out, rows))
-    print(f"wrote {plot(out, rows, args.output or default_output(args.file, '-verify.png'))}")
+    print(f"wrote {plot(out, rows, png)}")
     if args.csv:
         print(f"wrote {write_csv(rows, args.csv, COLUMNS)}")
     return 0

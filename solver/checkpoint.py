@@ -194,6 +194,7 @@ def inspect(path: str, cfg: Config, output_partial: str) -> dict:
 
 
 def remove(path: str, decomp: Decomposition) -> None:
-    """Delete a checkpoint once the run it belongs to is complete."""
-    if decomp.rank == 0 and os.path.exists(path):
+    """Delete a checkpoint once the run it belongs to is complete (only a checkpoint: see solver.files)."""
+    from .files import CHECKPOINT, kind
+    if decomp.rank == 0 and kind(path) == CHECKPOINT:
         os.remove(path)

@@ -149,7 +149,8 @@ def command_run(args) -> int:
     if launched_by_mpi():
         from mpi4py import MPI
         comm = MPI.COMM_WORLD
-    lock = claim_output(path, args.overwrite, comm, resuming=args.restart != "never")
+    lock = claim_output(path, args.overwrite, comm, resuming=args.restart != "never",
+                        checkpoint=checkpoint_path(cfg, path), config=args.config)
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return run_guarded(cfg, path, comm, **options)
@@ -163,13 +164,22 @@ def _terminate(signum, frame):
     raise Terminated(signum)
 
 
-def claim_output(path: str, overwrite: bool, comm, resuming: bool = False):
-    """Check the output may be written and lock it for this run; rank 0 does it and tells the others."""
+def checkpoint_path(cfg, path: str) -> str:
+    from .checkpoint import path_for
+    return path_for(cfg, path)
+
+
+def claim_output(path: str, overwrite: bool, comm, resuming: bool = False, checkpoint: str | None = None,
+                 config: str | None = None):
+    """Check the output may be written and lock it for this run; rank 0 does it and tells the others.
+    Every file the run may replace or delete must be missing or its own (solver.files.check_run_paths)."""
+    from .files import check_run_paths
     from .output import OutputLock, partial_path
     lock, problem = None, None
     if comm is None or comm.Get_rank() == 0:
         try:
             check_output(path, overwrite)
+            check_run_paths(path, checkpoint or os.path.splitext(path)[0] + ".ckpt.h5", config, overwrite)
             lock = OutputLock(path)
             lock.acquire()
             check_output(path, overwrite)       # again: a run that held the lock may just have finished

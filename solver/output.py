@@ -161,10 +161,11 @@ class OutputLock:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
+                from .files import OutputBusy
                 holder = _holder(fd)
                 os.close(fd)
-                raise ConfigError(f"output {self.path} is being written by {holder}; wait for that run "
-                                  f"to finish or choose another output with -o") from None
+                raise OutputBusy(f"output {self.path} is being written by {holder}; wait for that run "
+                                  f"to finish or choose another output with -o", holder) from None
             except OSError as err:    # a file system without locks (some parallel ones): go on unlocked
                 os.close(fd)
                 print(f"warning: cannot lock {self.file} ({reason(err)}); make sure no other run writes "
