@@ -22,6 +22,7 @@ if str(REPO) not in sys.path:          # the scripts run as files: use this chec
 from solver import cli  # noqa: E402
 from solver.config import Config, ConfigError, from_dict, parse_yaml  # noqa: E402
 from solver.output import FIELD, attribute, open_complete  # noqa: E402
+from solver.safety import reading  # noqa: E402
 
 EXIT_USAGE = cli.EXIT_USAGE
 Parser = cli.Parser      # argparse with one-line errors and exit code 2, as the solver's command line
@@ -60,8 +61,8 @@ class Output:
     def snapshot(self, index: int) -> np.ndarray:
         """The field at snapshot ``index`` (negative counts from the end), shape (ny, nx)."""
         import h5py
-        with h5py.File(self.path, "r") as f:
-            return f[FIELD][index]
+        with reading(self.path), h5py.File(self.path, "r") as f:
+            return np.asarray(f[FIELD][index], dtype=np.float64)
 
     def exact(self, index: int) -> np.ndarray:
         """The analytic Gaussian at the time of snapshot ``index`` (infinite plane, no boundary)."""
@@ -81,6 +82,11 @@ def _text(value) -> str:
 
 def open_output(path: str) -> Output:
     """Read the axes, times, config and attributes of a finished solver output, or raise InputError."""
+    with reading(path):     # anything odd inside (types, a group for a dataset, damage): one line
+        return _open_output(path)
+
+
+def _open_output(path: str) -> Output:
     f = open_complete(path)            # missing, .partial, unfinished or not HDF5: one ConfigError line
     with f:
         missing = [name for name in (FIELD, "x", "y", "time") if name not in f]
@@ -94,6 +100,8 @@ def open_output(path: str) -> Output:
         units = {name: _text(f[name].attrs.get("units", "")) for name in ("x", "y", "time", FIELD)}
         label = f"{_text(f[FIELD].attrs.get('long_name', FIELD))} [{units[FIELD]}]"
         attrs = {k: attribute(v) for k, v in f.attrs.items()}
+    if not isinstance(attrs["config"], str):
+        raise InputError(f"{path}: its 'config' attribute is not text; pass an output of 'python -m solver run'")
     try:
         cfg = from_dict(parse_yaml(attrs["config"], f"{path}:config"), f"{path}:config")
     except ConfigError as err:

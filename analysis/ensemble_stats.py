@@ -117,8 +117,9 @@ def read_member(path: str):
             x, y, t = f["x"][:], f["y"][:], float(f["time"][-1])
             keys = [k for k in str(attribute(f.attrs.get("ensemble_parameters", ""))).split(",") if k]
             parameters = {key: f.attrs[f"param.{key}"] for key in keys}
-    except (OSError, KeyError) as err:
-        raise ValueError(f"unreadable: {err}") from None
+    except Exception as err:        # damaged, foreign or odd types: this member is listed as failed
+        detail = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        raise ValueError(f"unreadable ({type(err).__name__}: {detail})") from None
     return final, x, y, t, parameters
 
 

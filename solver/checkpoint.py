@@ -168,23 +168,27 @@ def inspect(path: str, cfg: Config, output_partial: str) -> dict:
                               "checkpoint.path to where it is")
     try:
         with h5py.File(path, "r") as f:
-            attrs = {key: f.attrs.get(key) for key in ("format", "step", "snapshots", "result_hash", "checksum")}
-            shape = f[FIELD].shape if FIELD in f else None
-    except OSError as err:
+            attrs = {key: attribute(f.attrs.get(key)) for key in ("format", "step", "snapshots", "result_hash",
+                                                                  "checksum")}
+            shape = f[FIELD].shape if isinstance(f.get(FIELD), h5py.Dataset) else None
+    except Exception as err:        # OSError, or an attribute h5py cannot convert
         raise CheckpointError(f"{refuse} cannot be read ({reason(err)}): it is damaged or not a "
                               f"checkpoint; {restart}") from None
-    if str(attribute(attrs["format"])) != FORMAT or None in attrs.values() or shape is None:
+    whole = ("step", "snapshots")
+    if (attrs["format"] != FORMAT or None in attrs.values() or shape is None
+            or any(isinstance(attrs[k], bool) or not isinstance(attrs[k], int) for k in whole)
+            or not all(isinstance(attrs[k], str) for k in ("result_hash", "checksum"))):
         raise CheckpointError(f"{refuse} is not a complete {FORMAT} file; {restart}")
     if str(attribute(attrs["result_hash"])) != result_hash(cfg):
         raise CheckpointError(f"{refuse} was written for another config (grid, physics, initial, time or "
                               f"output.every differ); run with the same config, or {restart}")
     step, snapshots = int(attrs["step"]), int(attrs["snapshots"])
-    if shape != (cfg.grid.ny, cfg.grid.nx) or not 0 <= step <= cfg.nsteps:
+    if shape != (cfg.grid.ny, cfg.grid.nx) or not 0 <= step <= cfg.nsteps or not 1 <= snapshots <= step + 1:
         raise CheckpointError(f"{refuse} does not fit the grid or the step range of the config; {restart}")
     try:
         with h5py.File(output_partial, "r") as f:
             written = min(f[FIELD].shape[0], f["time"].shape[0])
-    except (OSError, KeyError) as err:
+    except Exception as err:        # OSError, KeyError, a group where a dataset belongs
         raise CheckpointError(f"{refuse} needs the unfinished output {output_partial} to continue, which "
                               f"cannot be read ({reason(err)}); {restart}") from None
     if written < snapshots:

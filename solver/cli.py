@@ -15,6 +15,7 @@ import sys
 import traceback
 
 from . import config as config_module
+from . import safety
 from .bench import add_arguments as bench_arguments
 from .config import ConfigError
 
@@ -123,6 +124,7 @@ def _main(argv: list[str] | None) -> int:
             print(f"# {args.config}: valid; {cfg.nsteps} steps, stability number {cfg.stability:.3f} (<= 0.5)")
             return 0
         if args.command == "bench":
+            safety.started()
             from .bench import main as bench
             return bench(args)
         if args.command == "info":
@@ -138,6 +140,7 @@ def _main(argv: list[str] | None) -> int:
 def command_run(args) -> int:
     check_environment()
     cfg = config_module.load(args.config, args.overrides)
+    safety.check_problem(cfg)
     path = cfg.output.path if args.output is None else args.output
     if args.dry_run:
         print(dry_run(cfg, path, args.ranks))
@@ -149,11 +152,16 @@ def command_run(args) -> int:
     if launched_by_mpi():
         from mpi4py import MPI
         comm = MPI.COMM_WORLD
-    lock = claim_output(path, args.overwrite, comm, resuming=args.restart != "never",
-                        checkpoint=checkpoint_path(cfg, path), config=args.config)
+    agree(cfg, comm)
+    safety.started()            # from here a signal is the run's to handle (a checkpoint, a clean-up)
     previous = signal.signal(signal.SIGTERM, _terminate)
+    lock = None
     try:
+        lock = claim_output(path, args.overwrite, comm, resuming=args.restart != "never",
+                            checkpoint=checkpoint_path(cfg, path), config=args.config)
         return run_guarded(cfg, path, comm, **options)
+    except (KeyboardInterrupt, Terminated) as err:      # before the run began: nothing to clean up
+        return _interrupted(_signal_behind(err), path, "", comm)
     finally:
         signal.signal(signal.SIGTERM, previous)
         if lock is not None:
@@ -289,22 +297,81 @@ def format_summary(s: dict, path: str) -> str:
             f"      wrote {path} ({s['snapshots']} snapshots)")
 
 
-def dry_run(cfg, path: str, ranks: int | None) -> str:
-    """What a run would do and need, without running it."""
+MAX_RANKS = 2 ** 22      # more MPI ranks than any machine runs; also bounds the process-grid search
+
+
+def launched_ranks() -> int:
+    return int(os.environ.get("OMPI_COMM_WORLD_SIZE") or os.environ.get("PMI_SIZE") or 1)
+
+
+def footprint(cfg, ranks: int) -> tuple[int, int, int, int, int]:
+    """(px, py, bx, by, bytes): the process grid, the largest stored block (halo included) and the bytes
+    of its two field buffers. Refuses rank counts and halo widths the grid cannot hold, before any
+    allocation or any long search."""
     from .grid import process_grid, split
-    if ranks is None:
-        ranks = int(os.environ.get("OMPI_COMM_WORLD_SIZE") or os.environ.get("PMI_SIZE") or 1)
+    nx, ny = cfg.grid.nx, cfg.grid.ny
     if ranks < 1:
         raise ConfigError(f"--ranks {ranks}: needs at least 1 rank")
-    px, py = process_grid(ranks, cfg.grid.nx, cfg.grid.ny) if cfg.parallel.ranks == "auto" else cfg.parallel.ranks
+    if ranks > min(MAX_RANKS, nx * ny):
+        raise ConfigError(f"{ranks} ranks: more than the {min(MAX_RANKS, nx * ny)} this grid (or any machine) "
+                          "can use; use fewer ranks")
+    px, py = process_grid(ranks, nx, ny) if cfg.parallel.ranks == "auto" else cfg.parallel.ranks
     if px * py != ranks:
         raise ConfigError(f"{cfg.source}: parallel.ranks = [{px}, {py}] needs {px * py} ranks, not {ranks}")
     h = cfg.parallel.halo
-    bx = split(cfg.grid.nx, px, 0)[1] + 2 * h        # the largest block is the first
-    by = split(cfg.grid.ny, py, 0)[1] + 2 * h
+    smallest = min(split(nx, px, px - 1)[1] - split(nx, px, px - 1)[0],
+                   split(ny, py, py - 1)[1] - split(ny, py, py - 1)[0])
+    if h > smallest:
+        raise ConfigError(f"{cfg.source}: parallel.halo = {h} is wider than the smallest block ({smallest} "
+                          f"nodes on {ranks} rank(s)); use parallel.halo <= {max(1, smallest)}")
+    bx = split(nx, px, 0)[1] + 2 * h        # the largest block is the first
+    by = split(ny, py, 0)[1] + 2 * h
+    return px, py, bx, by, 2 * bx * by * 8  # the two time levels, halo included
+
+
+def agree(cfg, comm) -> None:
+    """Before anything is allocated or written: the run fits in memory on every rank, and every rank
+    resolved the same config (a file edited while the job started, or an MPMD launch, would otherwise hang
+    the ranks in mismatched collectives). Collective under MPI: every rank raises the same ConfigError."""
+    import hashlib
+    problem = None
+    try:
+        check_fits(cfg, 1 if comm is None else comm.Get_size())
+    except ConfigError as err:
+        problem = str(err)
+    if comm is None or comm.Get_size() == 1:
+        if problem:
+            raise ConfigError(problem)
+        return
+    digest = hashlib.sha256(cfg.to_yaml().encode()).hexdigest()[:16]
+    answers = comm.allgather((digest, problem))
+    differing = [rank for rank, (other, _) in enumerate(answers) if other != answers[0][0]]
+    if differing:
+        raise ConfigError(f"the ranks resolved different configs (rank {differing[0]}'s differs from rank 0's: "
+                          "the file changed while the job started, or ranks got other arguments); start every "
+                          "rank with the same config and overrides")
+    problem = next((p for _, p in answers if p), None)
+    if problem:
+        raise ConfigError(problem)
+
+
+def check_fits(cfg, ranks: int, warn=None) -> None:
+    """Refuse (or warn, for --dry-run) a run whose per-rank fields cannot fit in the memory it may use:
+    the two buffers plus the initial condition's temporaries, about twice the buffers."""
+    from .safety import check_memory
+    ranks_here = int(os.environ.get("OMPI_COMM_WORLD_LOCAL_SIZE") or 1)
+    check_memory(2 * footprint(cfg, ranks)[4], ranks_here, warn)
+
+
+def dry_run(cfg, path: str, ranks: int | None) -> str:
+    """What a run would do and need, without running it."""
+    if ranks is None:
+        ranks = launched_ranks()
+    px, py, bx, by, field_bytes = footprint(cfg, ranks)
+    h = cfg.parallel.halo
+    check_fits(cfg, ranks, warn=lambda message: print(message, file=sys.stderr, flush=True))
     every = cfg.output.every
     snapshots = 1 + (cfg.nsteps // every + (cfg.nsteps % every > 0) if every else 1)
-    field_bytes = 2 * bx * by * 8                      # the two time levels, halo included
     scratch = ""
     if cfg.numerics.kernel in ("auto", "tiled"):
         from .kernels import scratch_bytes_per_thread

@@ -133,7 +133,10 @@ def check_run_paths(output: str, checkpoint: str, config: str | None, overwrite:
     again with ``--force``); it must still be a solver output, never a config, a FIFO, a link or a device.
     """
     from .output import lock_path, partial_path
+    from .safety import encodable
     from .xdmf import sidecar_path
+    for role, path in (("output", output), ("checkpoint", checkpoint), ("config", config or "")):
+        encodable(path, role)
     roles = {"output": output, "the output's unfinished file": partial_path(output),
              "the output's lock": lock_path(output), "the output's XDMF sidecar": sidecar_path(output),
              "checkpoint": checkpoint, "the checkpoint's unfinished file": partial_path(checkpoint)}
@@ -165,7 +168,9 @@ ANALYSIS_KINDS = {".png": ("a PNG image",), ".csv": ("a text file",), ".mp4": ("
 def check_analysis_output(path: str, inputs: list[str], extensions: tuple[str, ...], option: str) -> None:
     """Refuse an analysis output that is a directory, has another extension, is one of the inputs or is
     an existing file of another kind (a solver output, a config, a FIFO ...); one line naming the fix."""
+    from .safety import encodable
     path = str(path)
+    encodable(path, option)
     example = f"results/plot{extensions[0]}"
     if not path:
         raise ConfigError(f"{option}: the name is empty; name a file such as {example}")
