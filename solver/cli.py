@@ -186,8 +186,9 @@ def claim_output(path: str, overwrite: bool, comm, resuming: bool = False, check
     lock, problem = None, None
     if comm is None or comm.Get_rank() == 0:
         try:
-            check_output(path, overwrite)
+            check_output(path, overwrite, create=False)
             check_run_paths(path, checkpoint or os.path.splitext(path)[0] + ".ckpt.h5", config, overwrite)
+            check_output(path, overwrite)       # only now create the output's directory
             lock = OutputLock(path)
             lock.acquire()
             check_output(path, overwrite)       # again: a run that held the lock may just have finished
@@ -205,7 +206,7 @@ def claim_output(path: str, overwrite: bool, comm, resuming: bool = False, check
     return lock
 
 
-def check_output(path: str, overwrite: bool) -> None:
+def check_output(path: str, overwrite: bool, create: bool = True) -> None:
     """Refuse an existing output (unless overwrite) and an unwritable directory, before any work."""
     if not path:
         raise ConfigError("the output name is empty; name a file such as -o results/run.h5")
@@ -213,6 +214,8 @@ def check_output(path: str, overwrite: bool) -> None:
         raise ConfigError(f"output {path} is a directory; name a file such as {os.path.join(path, 'run.h5')}")
     if os.path.exists(path) and not overwrite:
         raise ConfigError(f"output {path} exists; pass --overwrite to replace it or choose another with -o")
+    if not create:
+        return
     directory = os.path.dirname(path) or "."
     try:
         os.makedirs(directory, exist_ok=True)
