@@ -152,7 +152,12 @@ def command_run(args) -> int:
     if launched_by_mpi():
         from mpi4py import MPI
         comm = MPI.COMM_WORLD
-    agree(cfg, comm)
+    try:
+        agree(cfg, comm)
+    except ConfigError:
+        if comm is not None and comm.Get_rank() != 0:
+            return EXIT_USAGE            # every rank found the same problem: rank 0 says it, once
+        raise
     safety.started()            # from here a signal is the run's to handle (a checkpoint, a clean-up)
     previous = signal.signal(signal.SIGTERM, _terminate)
     lock = None
