@@ -109,6 +109,8 @@ def joblog_failures(directory: str) -> dict[int, str]:
 def read_member(path: str):
     """(final field, x, y, time, parameters) of a complete member file; raises ValueError saying why not."""
     import h5py
+    if not os.path.isfile(path):
+        raise ValueError("not a regular file")
     try:
         with h5py.File(path, "r") as f:
             if not f.attrs.get("complete", 0):

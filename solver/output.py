@@ -118,6 +118,8 @@ def open_complete(path: str):
         partial = partial_path(path)
         hint = f" ({partial} exists: that run did not finish, or is still running)" if os.path.exists(partial) else ""
         raise ConfigError(f"{path}: no such file{hint}")
+    if not os.path.isfile(path):     # a directory, a FIFO (opening it would wait for a writer), a device
+        raise ConfigError(f"{path}: not a regular file; pass an output of 'python -m solver run'")
     try:
         f = h5py.File(path, "r")
     except OSError as err:

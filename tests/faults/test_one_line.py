@@ -203,3 +203,14 @@ def test_signal_while_starting_is_one_line(tmp_path, signum):
     assert code == 128 + signum, (code, out, err)
     assert signal.Signals(signum).name in one_line(err)
     assert "out.h5" not in os.listdir(tmp_path)
+
+
+@pytest.mark.parametrize("make", ["fifo", "directory"])
+@pytest.mark.parametrize("reader", ["info", "analysis/verify.py"])
+def test_readers_refuse_what_is_not_a_file_without_waiting(tmp_path, make, reader):
+    """A FIFO would block the HDF5 open until a writer came; a directory is no output either."""
+    target = tmp_path / "x.h5"
+    os.mkfifo(target) if make == "fifo" else target.mkdir()
+    result = read_cli("info", target, cwd=tmp_path) if reader == "info" else \
+        read_cli(target, cwd=tmp_path, script=reader)
+    refused(result, "x.h5")
