@@ -20,6 +20,8 @@ if __name__ == "__main__" and not __package__:
     # Run as a file, sys.path[0] is solver/ (whose config.py, output.py ... would shadow top-level
     # modules); make it the repository root so ``solver`` is the package next to this file.
     sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    from solver.safety import quiet_start
+    quiet_start()       # Ctrl-C or SIGTERM while importing: one line (solver.safety)
 
 import argparse
 import re
@@ -174,6 +176,10 @@ def run_member(cfg: Config, member: int, force: bool = False, say: Callable | No
             return skipped
         member_cfg, values = member_config(cfg, member)
         member_cfg = member_threads(member_cfg)
+        from solver.cli import check_fits
+        from solver.safety import check_problem
+        check_problem(member_cfg)           # the drawn values may make the reference degenerate
+        check_fits(member_cfg, 1)
         os.makedirs(cfg.ensemble.output_dir, exist_ok=True)
         # Only the member's own files are replaced, and one process at a time computes a member
         files.check_run_paths(path, path_for(member_cfg, path), config_path or cfg.source, overwrite=True)
@@ -263,11 +269,19 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, UsageError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
-    failed = 0
-    for member in members:
-        outcome = run_member(cfg, member, args.force, _loud if args.verbose else None, args.config)
-        report(outcome)
-        failed += outcome.status == "failed"
+    from solver.safety import started
+    started()
+    failed, done = 0, 0
+    try:
+        for member in members:
+            outcome = run_member(cfg, member, args.force, _loud if args.verbose else None, args.config)
+            report(outcome)
+            failed += outcome.status == "failed"
+            done += 1
+    except KeyboardInterrupt:           # the member's own files are cleaned up by its run
+        print(f"interrupted by SIGINT after {done} of {len(members)} member(s); run the same command again "
+              "to resume", file=sys.stderr, flush=True)
+        return 130
     return EXIT_FAILED if failed else 0
 
 

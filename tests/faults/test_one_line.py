@@ -214,3 +214,28 @@ def test_readers_refuse_what_is_not_a_file_without_waiting(tmp_path, make, reade
     result = read_cli("info", target, cwd=tmp_path) if reader == "info" else \
         read_cli(target, cwd=tmp_path, script=reader)
     refused(result, "x.h5")
+
+
+ENSEMBLE = {**TINY, "ensemble": {"members": 3, "output_dir": "ens", "perturb": {
+    "physics.diffusivity": {"dist": "uniform", "low": 0.0005, "high": 0.001}}}}
+
+
+def test_member_that_cannot_fit_fails_alone_in_one_line(tmp_path):
+    config(tmp_path, {**ENSEMBLE, "parallel": {"threads": 1, "halo": 10 ** 9}}, "ens.yaml")
+    result = subprocess.run([PYTHON, "solver/ensemble.py", "--config", str(tmp_path / "ens.yaml"), "1"],
+                            cwd=Path(__file__).resolve().parents[2], env=solver_env(), capture_output=True,
+                            text=True, timeout=120)
+    refused(result, "member 1", "parallel.halo", code=1)
+
+
+def test_ctrl_c_during_a_member_is_one_line_and_leaves_nothing(tmp_path):
+    from faultkit import LONG, held, hold_env
+    config(tmp_path, {**ENSEMBLE, **{k: LONG[k] for k in ("grid", "time")}}, "ens.yaml")
+    proc = subprocess.Popen([PYTHON, str(Path(__file__).resolve().parents[2] / "solver" / "ensemble.py"),
+                             "--config", "ens.yaml", "1", "2"], cwd=tmp_path, env=hold_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    held(proc)
+    proc.send_signal(signal.SIGINT)
+    code, _, err = finish(proc)
+    assert code == 130 and "resume" in one_line(err), err
+    assert sorted(p.name for p in (tmp_path / "ens").iterdir()) == []
