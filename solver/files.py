@@ -45,7 +45,7 @@ def kind(path: str) -> str:
     """What ``path`` holds, by its content: one of the constants above, or a short description."""
     try:
         info = os.lstat(path)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):     # nothing there (a file stands in for a directory)
         return MISSING
     except OSError as err:
         return f"unreadable ({err.strerror})"
