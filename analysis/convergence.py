@@ -57,12 +57,16 @@ def observed_orders(spacing: list[float], error: list[float]) -> list[float]:
 
 def study(base: Config, levels: int, stability: float, workdir: str) -> tuple[list[dict], dict]:
     """Run every level; returns one row per level (grid, dt, errors at t_end) and the outputs' units."""
+    from solver.checkpoint import path_for
+    from solver.files import check_run_paths
     from solver.run import run
+    configs = [level_config(base, level, stability) for level in range(levels)]
+    paths = [os.path.join(workdir, f"level-{level}.h5") for level in range(levels)]
+    for cfg, path in zip(configs, paths):       # a study replaces only its own (earlier) level outputs
+        check_run_paths(path, path_for(cfg, path), base.source, overwrite=True)
     os.makedirs(workdir, exist_ok=True)
     rows = []
-    for level in range(levels):
-        cfg = level_config(base, level, stability)
-        path = os.path.join(workdir, f"level-{level}.h5")
+    for level, cfg, path in zip(range(levels), configs, paths):
         started = time.perf_counter()
         run(cfg, path, comm=None, say=lambda message, error=False: None)
         out = open_output(path)

@@ -206,3 +206,13 @@ def test_member_ranges_beyond_the_ensemble_are_refused_at_once(tmp_path, args, s
     else:
         result = read_cli("--config", "ens.yaml", *args, cwd=tmp_path, script="analysis/ensemble_stats.py")
     refused(result, "ensemble.members")
+
+
+def test_convergence_study_replaces_only_its_own_level_outputs(tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "level-1.h5").write_text("my own notes\n")
+    before = snapshot(tmp_path)
+    result = read_cli("--levels", "2", "--workdir", work, cwd=tmp_path, script="analysis/convergence.py")
+    refused(result, "level-1.h5", "text file")
+    assert snapshot(tmp_path) == before
