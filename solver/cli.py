@@ -400,8 +400,4 @@ def dry_run(cfg, path: str, ranks: int | None) -> str:
     ])
 
 
-def _size(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.1f} {unit}"
-        n /= 1024
+_size = safety.size_text

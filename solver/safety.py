@@ -148,15 +148,16 @@ def check_memory(needed: int, ranks_here: int = 1, warn=None) -> None:
     limit, where = memory_limit()
     if limit is None or needed * ranks_here <= limit:
         return
-    message = (f"the fields need {_size(needed * ranks_here)} on this node but {where} is {_size(limit)}; "
-               "use more ranks or nodes, a coarser grid, or a job with more memory (--mem)")
+    message = (f"the fields need {size_text(needed * ranks_here)} on this node but {where} is "
+               f"{size_text(limit)}; use more ranks or nodes, a coarser grid, or a job with more memory (--mem)")
     if warn is not None:
         warn(f"warning: {message}")
         return
     raise ConfigError(message)
 
 
-def _size(n: float) -> str:
+def size_text(n: float) -> str:
+    """Bytes in the largest binary unit below 1024, e.g. '1.2 TiB'."""
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if n < 1024 or unit == "TiB":
             return f"{n:.1f} {unit}"

@@ -87,7 +87,10 @@ def state(directory: Path) -> dict:
     return seen
 
 
-@settings(max_examples=int(os.environ.get("PROPERTY_EXAMPLES", 40)), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+EXAMPLES = int(os.environ.get("PROPERTY_EXAMPLES", 40))     # about 0.5 s each; raise it to hunt locally
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(config=st.sampled_from(["good"] * 6 + sorted(CONFIGS)),        # mostly runs that may succeed
        overrides=st.sampled_from([[]] * 4 + OVERRIDES[:2] * 2 + OVERRIDES),
        output=st.sampled_from(["new.h5", "prev.h5", "sub/deeper/new.h5"] * 2 + TARGETS),
