@@ -22,6 +22,7 @@ if str(REPO) not in sys.path:          # the scripts run as files: use this chec
 from solver import cli  # noqa: E402
 from solver.config import Config, ConfigError, from_dict, parse_yaml  # noqa: E402
 from solver.output import attribute, open_complete  # noqa: E402
+from solver.safety import reading  # noqa: E402
 
 EXIT_USAGE = cli.EXIT_USAGE
 Parser = cli.Parser      # argparse with one-line errors and exit code 2, as the solver's command line
@@ -62,8 +63,8 @@ class Output:
     def snapshot(self, index: int) -> np.ndarray:
         """The field at snapshot ``index`` (negative counts from the end), shape (ny, nx)."""
         import h5py
-        with h5py.File(self.path, "r") as f:
-            return f[self.field][index]
+        with reading(self.path), h5py.File(self.path, "r") as f:
+            return np.asarray(f[self.field][index], dtype=np.float64)
 
     @property
     def has_exact(self) -> bool:
@@ -103,12 +104,19 @@ def _text(value) -> str:
 def open_output(path: str, field: str | None = None) -> Output:
     """Read the axes, times, config and attributes of a finished solver output, or raise InputError.
     ``field`` picks one of the model's fields (default: the first)."""
+    with reading(path):     # anything odd inside (types, a group for a dataset, damage): one line
+        return _open_output(path, field)
+
+
+def _open_output(path: str, field: str | None) -> Output:
     f = open_complete(path)            # missing, .partial, unfinished or not HDF5: one ConfigError line
     with f:
         if "config" not in f.attrs:
             raise InputError(f"{path}: not a solver output (no 'config' attribute); pass an output of "
                              "'python -m solver run'")
         attrs = {k: attribute(v) for k, v in f.attrs.items()}
+        if not isinstance(attrs["config"], str):
+            raise InputError(f"{path}: its 'config' attribute is not text; pass an output of 'python -m solver run'")
         try:
             cfg = from_dict(parse_yaml(attrs["config"], f"{path}:config"), f"{path}:config")
         except ConfigError as err:
@@ -152,6 +160,15 @@ def write_csv(rows: list[dict], path: str, columns: list[str] | None = None) -> 
         writer.writeheader()
         writer.writerows(rows)
     return path
+
+
+def check_outputs(inputs: list[str], *outputs: tuple[str | None, str, tuple[str, ...]]) -> None:
+    """Refuse, before any work, outputs (path, option, extensions) that are directories, have another
+    extension, are inputs or would replace a file of another kind (solver.files.check_analysis_output)."""
+    from solver.files import check_analysis_output
+    for path, option, extensions in outputs:
+        if path is not None:
+            check_analysis_output(path, [str(name) for name in inputs], extensions, option)
 
 
 def default_output(path: str, suffix: str) -> str:

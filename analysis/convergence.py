@@ -30,7 +30,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from analysis.common import REPO, InputError, Parser, errors, open_output, run_main, write_csv  # noqa: E402
+from analysis.common import (REPO, InputError, Parser, check_outputs, errors, open_output, run_main,  # noqa: E402
+                             write_csv)
 from solver import config as config_module  # noqa: E402
 from solver.config import Config  # noqa: E402
 
@@ -64,12 +65,16 @@ def observed_orders(spacing: list[float], error: list[float]) -> list[float]:
 
 def study(base: Config, levels: int, stability: float, workdir: str) -> tuple[list[dict], dict]:
     """Run every level; returns one row per level (grid, dt, errors at t_end) and the outputs' units."""
+    from solver.checkpoint import path_for
+    from solver.files import check_run_paths
     from solver.run import run
+    configs = [level_config(base, level, stability) for level in range(levels)]
+    paths = [os.path.join(workdir, f"level-{level}.h5") for level in range(levels)]
+    for cfg, path in zip(configs, paths):       # a study replaces only its own (earlier) level outputs
+        check_run_paths(path, path_for(cfg, path), base.source, overwrite=True)
     os.makedirs(workdir, exist_ok=True)
     rows = []
-    for level in range(levels):
-        cfg = level_config(base, level, stability)
-        path = os.path.join(workdir, f"level-{level}.h5")
+    for level, cfg, path in zip(range(levels), configs, paths):
         started = time.perf_counter()
         run(cfg, path, comm=None, say=lambda message, error=False: None)
         out = open_output(path)
@@ -155,6 +160,8 @@ def main(argv=None) -> int:
     if not base.model_impl.has_exact:
         raise InputError(f"{args.config}: the {base.model_impl.name} model has no exact solution to measure the "
                          "order against; add an exact() to the model (docs/models.md) or pick another config")
+    png = args.output or os.path.join(args.workdir, 'convergence.png')
+    check_outputs([args.config], (png, "-o", (".png",)), (args.csv, "--csv", (".csv",)))
     finest = refined(base, "x", args.levels - 1)[0], refined(base, "y", args.levels - 1)[0]
     if finest[0] * finest[1] > 2 ** 26:
         raise InputError(f"--levels {args.levels} makes the finest grid {finest[0]} x {finest[1]}; "
@@ -163,7 +170,7 @@ def main(argv=None) -> int:
           f"{args.stability:g} of the largest stable dt", flush=True)
     rows, units = study(base, args.levels, args.stability, args.workdir)
     print(format_table(rows, base.time.t_end))
-    print(f"wrote {plot(rows, units, base.time.t_end, args.output or os.path.join(args.workdir, 'convergence.png'))}")
+    print(f"wrote {plot(rows, units, base.time.t_end, png)}")
     if args.csv:
         print(f"wrote {write_csv(rows, args.csv)}")
     return 0

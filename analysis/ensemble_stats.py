@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from solver.config import ConfigError, load
-from solver.ensemble import Parser, UsageError, member_path, parse_member
+from solver.files import check_analysis_output
+from solver.ensemble import Parser, UsageError, check_range, member_path, parse_member
 from solver.output import FIELD, attribute, partial_path
 
 SCALARS = {   # name: (long name, units)
@@ -108,6 +109,8 @@ def joblog_failures(directory: str) -> dict[int, str]:
 def read_member(path: str):
     """(final field, x, y, time, parameters) of a complete member file; raises ValueError saying why not."""
     import h5py
+    if not os.path.isfile(path):
+        raise ValueError("not a regular file")
     try:
         with h5py.File(path, "r") as f:
             if not f.attrs.get("complete", 0):
@@ -116,8 +119,9 @@ def read_member(path: str):
             x, y, t = f["x"][:], f["y"][:], float(f["time"][-1])
             keys = [k for k in str(attribute(f.attrs.get("ensemble_parameters", ""))).split(",") if k]
             parameters = {key: f.attrs[f"param.{key}"] for key in keys}
-    except (OSError, KeyError) as err:
-        raise ValueError(f"unreadable: {err}") from None
+    except Exception as err:        # damaged, foreign or odd types: this member is listed as failed
+        detail = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        raise ValueError(f"unreadable ({type(err).__name__}: {detail})") from None
     return final, x, y, t, parameters
 
 
@@ -296,7 +300,8 @@ def plot(out_prefix: str, found: Members, stats: Welford, quantiles: list[float]
 
 
 # --- command line -----------------------------------------------------------------------------
-def parse_range(text: str, members: int) -> list[int]:
+def parse_range(text: str, cfg) -> list[int]:
+    members = cfg.ensemble.members
     if text is None:
         if not members:
             raise UsageError("ensemble.members is 0: give the members with --members FIRST-LAST")
@@ -306,6 +311,7 @@ def parse_range(text: str, members: int) -> list[int]:
     b = parse_member(last) if sep else a
     if b < a:
         raise UsageError(f"--members {text}: the range runs backwards; write {b}-{a}")
+    check_range(cfg, a, b, text)
     return list(range(a, b + 1))
 
 
@@ -342,16 +348,20 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         cfg = load(args.config)
-        numbers = parse_range(args.members, cfg.ensemble.members)
+        numbers = parse_range(args.members, cfg)
         if any(not 0 <= q <= 1 for q in args.quantiles):
             raise UsageError(f"--quantiles {args.quantiles}: each must lie in [0, 1]")
         if args.memory_mib <= 0:
             raise UsageError("--memory-mib must be positive")
+        out = args.output or os.path.join(cfg.ensemble.output_dir, "stats.h5")
+        pngs = [] if args.no_plots else [f"{os.path.splitext(out)[0]}-{name}.png" for name in ("fields", "scalars")]
+        check_analysis_output(out, [args.config], (".h5",), "-o")
+        for png in pngs:
+            check_analysis_output(png, [args.config], (".png",), "-o (its plots)")
     except (ConfigError, UsageError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     quantiles = sorted(set(args.quantiles))
-    out = args.output or os.path.join(cfg.ensemble.output_dir, "stats.h5")
 
     def say(message):
         print(message, flush=True)

@@ -28,7 +28,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from analysis.common import (InputError, Output, Parser, add_field_argument, add_file_argument,  # noqa: E402
-                             open_output, run_main)
+                             check_outputs, open_output, run_main)
 
 
 def _figure_size(out: Output, panels: int) -> tuple[float, float]:
@@ -134,6 +134,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.fps < 1:
         parser.error(f"--fps {args.fps}: needs at least 1 frame per second")
+    check_outputs([args.file], (args.output, "-o", (".png",)), (args.animate, "--animate", (".mp4",)))
     out = open_output(args.file, args.field)
     names = [args.field] if args.field else list(out.cfg.model_impl.fields)
     outs = [out, *(open_output(args.file, name) for name in names[1:])]
@@ -146,8 +147,10 @@ def main(argv=None) -> int:
     else:
         indices = [out.check_index(i) for i in (args.snapshot or [-1])]
     plot = plot_compare if args.compare else plot_snapshot
-    for index, name in zip(indices, output_names(out, indices, args.output, args.compare)):
-        print(f"wrote {plot(outs, index, name)}")
+    pngs = output_names(out, indices, args.output, args.compare)
+    check_outputs([args.file], *((png, "-o", (".png",)) for png in pngs))
+    for index, png in zip(indices, pngs):
+        print(f"wrote {plot(outs, index, png)}")
     if args.animate:
         print(f"wrote {animate(out, args.animate, args.fps)} ({out.snapshots} frames)")
     return 0

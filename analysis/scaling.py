@@ -28,7 +28,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from analysis.common import InputError, Parser, open_output, run_main, write_csv  # noqa: E402
+from analysis.common import InputError, Parser, check_outputs, open_output, run_main, write_csv  # noqa: E402
 from solver import config as config_module  # noqa: E402
 
 TIMINGS = ("mlups", "compute_seconds", "halo_seconds", "io_seconds", "wall_seconds", "ranks", "threads_per_rank")
@@ -199,9 +199,10 @@ def main(argv=None) -> int:
         cfg = config_module.load(args.config, args.overrides)
         print("\n".join(plan(cfg, args.mode, args.ranks, args.threads, args.max_workers)))
         return 0
+    out = args.output or str(Path(args.files[0]).with_name(f"{args.mode}-scaling.png"))
+    check_outputs(args.files, (out, "-o", (".png",)), (args.csv, "--csv", (".csv",)))
     rows = combine(read_runs(args.files), args.mode)
     print(format_table(rows, args.mode))
-    out = args.output or str(Path(args.files[0]).with_name(f"{args.mode}-scaling.png"))
     print(f"wrote {plot(rows, args.mode, out)}")
     if args.csv:
         print(f"wrote {write_csv(rows, args.csv)}")

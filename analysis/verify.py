@@ -23,8 +23,8 @@ import matplotlib  # noqa: E402
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from analysis.common import (Output, Parser, add_field_argument, add_file_argument, default_output,  # noqa: E402
-                             errors, open_output, run_main, write_csv)
+from analysis.common import (Output, Parser, add_field_argument, add_file_argument, check_outputs,  # noqa: E402
+                             default_output, errors, open_output, run_main, write_csv)
 
 COLUMNS = ("snapshot", "time", "l2", "l2_relative", "max", "max_relative")
 
@@ -82,11 +82,13 @@ def main(argv=None) -> int:
     parser.add_argument("--csv", help="also write the table as CSV to this file")
     add_field_argument(parser)
     args = parser.parse_args(argv)
+    png = args.output or default_output(args.file, '-verify.png')
+    check_outputs([args.file], (png, "-o", (".png",)), (args.csv, "--csv", (".csv",)))
     out = open_output(args.file, args.field)
     out.require_exact("verify.py")
     rows = error_table(out)
     print(format_table(out, rows))
-    print(f"wrote {plot(out, rows, args.output or default_output(args.file, '-verify.png'))}")
+    print(f"wrote {plot(out, rows, png)}")
     if args.csv:
         print(f"wrote {write_csv(rows, args.csv, COLUMNS)}")
     return 0

@@ -23,10 +23,20 @@ member_sequence() {
     fi
 }
 
+# check_count WHAT VALUE: VALUE is a whole number from 1 up, written plainly: no sign, no leading zero (bash
+# would read 08 as octal), at most 9 digits (bash arithmetic would wrap around), so arithmetic on it is safe
+check_count() {
+    if [[ ! $2 =~ ^[1-9][0-9]{0,8}$ ]]; then
+        echo "error: $1 = '$2' is not a whole number from 1 to 999999999 (no sign, no leading zeros)" >&2
+        exit 2
+    fi
+}
+
 # check_range FIRST LAST: both whole numbers from 1 up, FIRST <= LAST
 check_range() {
-    if [[ ! $1 =~ ^[0-9]+$ || ! $2 =~ ^[0-9]+$ || $1 -lt 1 || $1 -gt $2 ||
-          ($ensemble_members -gt 0 && $2 -gt $ensemble_members) ]]; then
+    check_count "the first member" "$1"
+    check_count "the last member" "$2"
+    if (($1 > $2 || (ensemble_members > 0 && $2 > ensemble_members))); then
         echo "error: member range '$1' .. '$2' is not FIRST LAST with 1 <= FIRST <= LAST <= ensemble.members" \
              "= $ensemble_members ($ensemble_config)" >&2
         exit 2
@@ -37,16 +47,20 @@ check_range() {
 # LAUNCHER (srun under SLURM). The joblog is named after the range, so running the same range again
 # resumes it: members that finished are not started again, failed ones are retried (--resume-failed).
 run_members() {
-    local first=$1 last=$2 jobs=$(($3 > 0 ? $3 : 1))
+    local first=$1 last=$2 jobs=$3
     shift 3
     check_range "$first" "$last"
+    [[ $jobs != 0 ]] || jobs=1      # fewer cores than threads per member: one at a time
+    check_count ENSEMBLE_JOBS "$jobs"
     local batch=${ENSEMBLE_BATCH:-1}
-    if [[ ! $batch =~ ^[1-9][0-9]*$ ]]; then
-        echo "error: ENSEMBLE_BATCH = '$batch' must be a whole number of members per process from 1 up" >&2
-        exit 2
-    fi
+    check_count ENSEMBLE_BATCH "$batch"
     local count=$(((last - first + batch) / batch))          # processes: batch members each
     local halt=${ENSEMBLE_HALT:-soon,fail=$((count >= 20 ? (count + 9) / 10 : 2))}
+    if [[ ! $halt =~ ^(never|(now|soon),(fail|success|done)=([1-9][0-9]{0,8}|[1-9][0-9]?%|100%))$ ]]; then
+        echo "error: ENSEMBLE_HALT = '$halt' is not a GNU parallel --halt policy such as soon,fail=5," \
+             "now,fail=10% or never" >&2
+        exit 2
+    fi
     mkdir -p "$ensemble_dir"
     local joblog
     joblog=$ensemble_dir/joblog-$(printf '%04d-%04d' "$first" "$last").tsv
@@ -78,10 +92,7 @@ need_slurm() {
 # the members FIRST..LAST in blocks of BLOCK (index 0 from FIRST); block_first > block_last when none is left.
 array_block() {
     check_range "$1" "$2"
-    if [[ ! $3 =~ ^[0-9]+$ || $3 -lt 1 ]]; then
-        echo "error: ENSEMBLE_BLOCK = '$3' must be a whole number of members from 1 up" >&2
-        exit 2
-    fi
+    check_count ENSEMBLE_BLOCK "$3"
     block_first=$(($1 + SLURM_ARRAY_TASK_ID * $3))
     block_last=$((block_first + $3 - 1 < $2 ? block_first + $3 - 1 : $2))
     local covered=$(($1 + (SLURM_ARRAY_TASK_MAX + 1) * $3 - 1))

@@ -8,4 +8,9 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 source jobs/ensemble-lib.sh
 
-run_members "${1:-1}" "${2:-$ensemble_members}" "${ENSEMBLE_JOBS:-$(($(nproc) / ensemble_threads))}"
+if (($# > 2)); then
+    echo "error: jobs/ensemble.sh takes at most FIRST and LAST, got $# arguments" >&2
+    exit 2
+fi
+cores=$(($(nproc) / ensemble_threads))
+run_members "${1:-1}" "${2:-$ensemble_members}" "${ENSEMBLE_JOBS:-$((cores > 0 ? cores : 1))}"

@@ -5,7 +5,9 @@
 #   #SBATCH --open-mode=append   ... and its log continues
 #
 # The signal reaches the batch shell, not the solver, so `launch` runs COMMAND in the background and forwards
-# USR1 and TERM (Ctrl-C as TERM) to it; mpirun and srun pass them on to the ranks. The solver writes a
+# USR1, TERM and Ctrl-C to it, always as USR1: mpirun passes USR1 on to the ranks, while TERM makes it kill
+# them (it sends SIGCONT, TERM, KILL and exits 1, so the requeue status 3 would be lost); to the solver
+# the two mean the same (checkpoint at the next step boundary). The solver writes a
 # checkpoint at the next step boundary and exits with status 3; inside a job `launch` then requeues the job,
 # and the requeued job (run with --restart auto) resumes from the checkpoint. Outside SLURM 3 is passed on.
 # shellcheck shell=bash
@@ -16,8 +18,7 @@ launch() {
     local child status forwarded
     "$@" &
     child=$!
-    trap 'forwarded=1; kill -USR1 "$child" 2>/dev/null || true' USR1
-    trap 'forwarded=1; kill -TERM "$child" 2>/dev/null || true' TERM INT   # background jobs ignore SIGINT
+    trap 'forwarded=1; kill -USR1 "$child" 2>/dev/null || true' USR1 TERM INT   # see above: USR1 for all
     while :; do                         # a trapped signal ends `wait` early: wait again for the real status
         forwarded=0 status=0
         wait "$child" || status=$?

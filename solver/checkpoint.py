@@ -172,25 +172,30 @@ def inspect(path: str, cfg: Config, output_partial: str) -> dict:
                               "checkpoint.path to where it is")
     try:
         with h5py.File(path, "r") as f:
-            attrs = {key: f.attrs.get(key) for key in ("format", "step", "snapshots", "result_hash", "checksum")}
-            shapes = {f[name].shape if name in f else None for name in cfg.model_impl.fields}
+            attrs = {key: attribute(f.attrs.get(key)) for key in ("format", "step", "snapshots", "result_hash",
+                                                                  "checksum")}
+            shapes = {f[name].shape if isinstance(f.get(name), h5py.Dataset) else None
+                      for name in cfg.model_impl.fields}
             shape = shapes.pop() if len(shapes) == 1 else None
-    except OSError as err:
+    except Exception as err:        # OSError, or an attribute h5py cannot convert
         raise CheckpointError(f"{refuse} cannot be read ({reason(err)}): it is damaged or not a "
                               f"checkpoint; {restart}") from None
-    if str(attribute(attrs["format"])) != FORMAT or None in attrs.values() or shape is None:
+    whole = ("step", "snapshots")
+    if (attrs["format"] != FORMAT or None in attrs.values() or shape is None
+            or any(isinstance(attrs[k], bool) or not isinstance(attrs[k], int) for k in whole)
+            or not all(isinstance(attrs[k], str) for k in ("result_hash", "checksum"))):
         raise CheckpointError(f"{refuse} is not a complete {FORMAT} file; {restart}")
     if str(attribute(attrs["result_hash"])) != result_hash(cfg):
         raise CheckpointError(f"{refuse} was written for another config (the model or its source, grid, physics, "
                               f"initial, boundary, time or output.every differ); run with the same config, "
                               f"or {restart}")
     step, snapshots = int(attrs["step"]), int(attrs["snapshots"])
-    if shape != (cfg.grid.ny, cfg.grid.nx) or not 0 <= step <= cfg.nsteps:
+    if shape != (cfg.grid.ny, cfg.grid.nx) or not 0 <= step <= cfg.nsteps or not 1 <= snapshots <= step + 1:
         raise CheckpointError(f"{refuse} does not fit the grid or the step range of the config; {restart}")
     try:
         with h5py.File(output_partial, "r") as f:
             written = min(*(f[name].shape[0] for name in cfg.model_impl.fields), f["time"].shape[0])
-    except (OSError, KeyError) as err:
+    except Exception as err:        # OSError, KeyError, a group where a dataset belongs
         raise CheckpointError(f"{refuse} needs the unfinished output {output_partial} to continue, which "
                               f"cannot be read ({reason(err)}); {restart}") from None
     if written < snapshots:
@@ -200,6 +205,7 @@ def inspect(path: str, cfg: Config, output_partial: str) -> dict:
 
 
 def remove(path: str, decomp: Decomposition) -> None:
-    """Delete a checkpoint once the run it belongs to is complete."""
-    if decomp.rank == 0 and os.path.exists(path):
+    """Delete a checkpoint once the run it belongs to is complete (only a checkpoint: see solver.files)."""
+    from .files import CHECKPOINT, kind
+    if decomp.rank == 0 and kind(path) == CHECKPOINT:
         os.remove(path)

@@ -15,6 +15,7 @@ import sys
 import traceback
 
 from . import config as config_module
+from . import safety
 from .bench import add_arguments as bench_arguments
 from .config import ConfigError
 
@@ -124,6 +125,7 @@ def _main(argv: list[str] | None) -> int:
                   f"{cfg.stability:.3f} of the largest stable dt")
             return 0
         if args.command == "bench":
+            safety.started()
             from .bench import main as bench
             return bench(args)
         if args.command == "info":
@@ -150,10 +152,21 @@ def command_run(args) -> int:
     if launched_by_mpi():
         from mpi4py import MPI
         comm = MPI.COMM_WORLD
-    lock = claim_output(path, args.overwrite, comm, resuming=args.restart != "never")
-    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
+        agree(cfg, comm)
+    except ConfigError:
+        if comm is not None and comm.Get_rank() != 0:
+            return EXIT_USAGE            # every rank found the same problem: rank 0 says it, once
+        raise
+    safety.started()            # from here a signal is the run's to handle (a checkpoint, a clean-up)
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    lock = None
+    try:
+        lock = claim_output(path, args.overwrite, comm, resuming=args.restart != "never",
+                            checkpoint=checkpoint_path(cfg, path), config=args.config)
         return run_guarded(cfg, path, comm, **options)
+    except (KeyboardInterrupt, Terminated) as err:      # before the run began: nothing to clean up
+        return _interrupted(_signal_behind(err), path, "", comm)
     finally:
         signal.signal(signal.SIGTERM, previous)
         if lock is not None:
@@ -164,13 +177,23 @@ def _terminate(signum, frame):
     raise Terminated(signum)
 
 
-def claim_output(path: str, overwrite: bool, comm, resuming: bool = False):
-    """Check the output may be written and lock it for this run; rank 0 does it and tells the others."""
+def checkpoint_path(cfg, path: str) -> str:
+    from .checkpoint import path_for
+    return path_for(cfg, path)
+
+
+def claim_output(path: str, overwrite: bool, comm, resuming: bool = False, checkpoint: str | None = None,
+                 config: str | None = None):
+    """Check the output may be written and lock it for this run; rank 0 does it and tells the others.
+    Every file the run may replace or delete must be missing or its own (solver.files.check_run_paths)."""
+    from .files import check_run_paths
     from .output import OutputLock, partial_path
     lock, problem = None, None
     if comm is None or comm.Get_rank() == 0:
         try:
-            check_output(path, overwrite)
+            check_output(path, overwrite, create=False)
+            check_run_paths(path, checkpoint or os.path.splitext(path)[0] + ".ckpt.h5", config, overwrite)
+            check_output(path, overwrite)       # only now create the output's directory
             lock = OutputLock(path)
             lock.acquire()
             check_output(path, overwrite)       # again: a run that held the lock may just have finished
@@ -188,7 +211,7 @@ def claim_output(path: str, overwrite: bool, comm, resuming: bool = False):
     return lock
 
 
-def check_output(path: str, overwrite: bool) -> None:
+def check_output(path: str, overwrite: bool, create: bool = True) -> None:
     """Refuse an existing output (unless overwrite) and an unwritable directory, before any work."""
     if not path:
         raise ConfigError("the output name is empty; name a file such as -o results/run.h5")
@@ -196,6 +219,8 @@ def check_output(path: str, overwrite: bool) -> None:
         raise ConfigError(f"output {path} is a directory; name a file such as {os.path.join(path, 'run.h5')}")
     if os.path.exists(path) and not overwrite:
         raise ConfigError(f"output {path} exists; pass --overwrite to replace it or choose another with -o")
+    if not create:
+        return
     directory = os.path.dirname(path) or "."
     try:
         os.makedirs(directory, exist_ok=True)
@@ -287,23 +312,82 @@ def describe_model(cfg) -> str:
     return f"{model.name} from {model.file} (fields {', '.join(model.fields)})"
 
 
-def dry_run(cfg, path: str, ranks: int | None) -> str:
-    """What a run would do and need, without running it."""
+MAX_RANKS = 2 ** 22      # more MPI ranks than any machine runs; also bounds the process-grid search
+
+
+def launched_ranks() -> int:
+    return int(os.environ.get("OMPI_COMM_WORLD_SIZE") or os.environ.get("PMI_SIZE") or 1)
+
+
+def footprint(cfg, ranks: int) -> tuple[int, int, int, int, int]:
+    """(px, py, bx, by, bytes): the process grid, the largest stored block (halo included) and the bytes
+    of its two field buffers. Refuses rank counts and halo widths the grid cannot hold, before any
+    allocation or any long search."""
     from .grid import process_grid, split
-    if ranks is None:
-        ranks = int(os.environ.get("OMPI_COMM_WORLD_SIZE") or os.environ.get("PMI_SIZE") or 1)
+    nx, ny = cfg.grid.nx, cfg.grid.ny
     if ranks < 1:
         raise ConfigError(f"--ranks {ranks}: needs at least 1 rank")
-    px, py = process_grid(ranks, cfg.grid.nx, cfg.grid.ny) if cfg.parallel.ranks == "auto" else cfg.parallel.ranks
+    if ranks > min(MAX_RANKS, nx * ny):
+        raise ConfigError(f"{ranks} ranks: more than the {min(MAX_RANKS, nx * ny)} this grid (or any machine) "
+                          "can use; use fewer ranks")
+    px, py = process_grid(ranks, nx, ny) if cfg.parallel.ranks == "auto" else cfg.parallel.ranks
     if px * py != ranks:
         raise ConfigError(f"{cfg.source}: parallel.ranks = [{px}, {py}] needs {px * py} ranks, not {ranks}")
     h = cfg.parallel.halo
-    bx = split(cfg.grid.nx, px, 0)[1] + 2 * h        # the largest block is the first
-    by = split(cfg.grid.ny, py, 0)[1] + 2 * h
+    smallest = min(split(nx, px, px - 1)[1] - split(nx, px, px - 1)[0],
+                   split(ny, py, py - 1)[1] - split(ny, py, py - 1)[0])
+    if h > smallest:
+        raise ConfigError(f"{cfg.source}: parallel.halo = {h} is wider than the smallest block ({smallest} "
+                          f"nodes on {ranks} rank(s)); use parallel.halo <= {max(1, smallest)}")
+    bx = split(nx, px, 0)[1] + 2 * h        # the largest block is the first
+    by = split(ny, py, 0)[1] + 2 * h
+    return px, py, bx, by, 2 * len(cfg.model_impl.fields) * bx * by * 8  # two time levels of every field
+
+
+def agree(cfg, comm) -> None:
+    """Before anything is allocated or written: the run fits in memory on every rank, and every rank
+    resolved the same config (a file edited while the job started, or an MPMD launch, would otherwise hang
+    the ranks in mismatched collectives). Collective under MPI: every rank raises the same ConfigError."""
+    import hashlib
+    problem = None
+    try:
+        check_fits(cfg, 1 if comm is None else comm.Get_size())
+    except ConfigError as err:
+        problem = str(err)
+    if comm is None or comm.Get_size() == 1:
+        if problem:
+            raise ConfigError(problem)
+        return
+    digest = hashlib.sha256(cfg.to_yaml().encode()).hexdigest()[:16]
+    answers = comm.allgather((digest, problem))
+    differing = [rank for rank, (other, _) in enumerate(answers) if other != answers[0][0]]
+    if differing:
+        raise ConfigError(f"the ranks resolved different configs (rank {differing[0]}'s differs from rank 0's: "
+                          "the file changed while the job started, or ranks got other arguments); start every "
+                          "rank with the same config and overrides")
+    problem = next((p for _, p in answers if p), None)
+    if problem:
+        raise ConfigError(problem)
+
+
+def check_fits(cfg, ranks: int, warn=None) -> None:
+    """Refuse (or warn, for --dry-run) a run whose per-rank fields cannot fit in the memory it may use:
+    the two buffers plus the initial condition's temporaries, about twice the buffers."""
+    from .safety import check_memory
+    ranks_here = int(os.environ.get("OMPI_COMM_WORLD_LOCAL_SIZE") or 1)
+    check_memory(2 * footprint(cfg, ranks)[4], ranks_here, warn)
+
+
+def dry_run(cfg, path: str, ranks: int | None) -> str:
+    """What a run would do and need, without running it."""
+    if ranks is None:
+        ranks = launched_ranks()
+    px, py, bx, by, field_bytes = footprint(cfg, ranks)
+    h = cfg.parallel.halo
+    check_fits(cfg, ranks, warn=lambda message: print(message, file=sys.stderr, flush=True))
     every = cfg.output.every
     snapshots = 1 + (cfg.nsteps // every + (cfg.nsteps % every > 0) if every else 1)
     fields = len(cfg.model_impl.fields)
-    field_bytes = 2 * fields * bx * by * 8             # the two time levels, halo included
     scratch = ""
     if cfg.numerics.kernel in ("auto", "tiled"):
         from .kernels import scratch_bytes_per_thread
@@ -326,8 +410,4 @@ def dry_run(cfg, path: str, ranks: int | None) -> str:
     ])
 
 
-def _size(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.1f} {unit}"
-        n /= 1024
+_size = safety.size_text

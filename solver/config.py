@@ -192,6 +192,9 @@ def load(path: str | os.PathLike | None, overrides: list[str] = ()) -> Config:
             raise ConfigError(f"{source}: not UTF-8 text (byte {err.start}); is it a YAML config?") from None
         except OSError as err:
             raise ConfigError(f"{source}: cannot read the config: {err.strerror}") from None
+        if _safe_load(text, source) is None:
+            raise ConfigError(f"{source}: the config is empty; write {{}} in it to run every default, or "
+                              "name the keys that differ (configs/ has examples)")
         data = parse_yaml(text, source)
     for item in overrides:
         set_dotted(data, item, source)
@@ -209,11 +212,51 @@ def parse_yaml(text: str, source: str) -> dict:
     return data
 
 
+MAX_YAML_VALUES = 100_000     # values of a config with its aliases expanded: far beyond any real config
+
+
+def _check_nodes(text: str, source: str) -> None:
+    """Before anything is constructed: no mapping names a key twice (YAML would keep the last silently),
+    and aliases do not expand to more than MAX_YAML_VALUES values (an alias bomb)."""
+    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    sizes: dict[int, int] = {}
+
+    def size(node) -> int:          # values once every alias is expanded, each shared node counted once
+        if id(node) in sizes:
+            return sizes[id(node)]
+        sizes[id(node)] = 1          # a node reached again while being sized (a recursive alias)
+        total = 1
+        if isinstance(node, yaml.MappingNode):
+            seen = {}
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+                    if key.value in seen:
+                        raise ConfigError(f"{source} (line {key.start_mark.line + 1}): the key {key.value!r} "
+                                          f"appears twice in one mapping (also line {seen[key.value]}); "
+                                          "keep one of them")
+                    seen[key.value] = key.start_mark.line + 1
+                total += size(key) + size(value)
+        elif isinstance(node, yaml.SequenceNode):
+            total += sum(size(item) for item in node.value)
+        if total > MAX_YAML_VALUES:
+            raise ConfigError(f"{source}: the YAML expands to more than {MAX_YAML_VALUES} values (aliases "
+                              "repeated inside aliases?); a config is a few sections of plain keys")
+        sizes[id(node)] = total
+        return total
+
+    if root is not None:
+        size(root)
+
+
 def _safe_load(text: str, source: str) -> Any:
     """yaml.safe_load with every failure as one ConfigError line (PyYAML also raises ValueError for a
-    date like 2001-02-30 or ``!!int abc``, KeyError for ``!!bool maybe``, RecursionError for deep nesting)."""
+    date like 2001-02-30 or ``!!int abc``, KeyError for ``!!bool maybe``, RecursionError for deep nesting).
+    Duplicate keys and alias bombs are refused before anything is built (_check_nodes)."""
     try:
+        _check_nodes(text, source)
         return yaml.safe_load(text)
+    except ConfigError:
+        raise
     except yaml.constructor.ConstructorError as err:
         line = f" (line {err.problem_mark.line + 1})" if err.problem_mark else ""
         hint = "configs hold plain YAML values only, remove the tag" if "tag" in str(err.problem) \

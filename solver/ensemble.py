@@ -20,6 +20,8 @@ if __name__ == "__main__" and not __package__:
     # Run as a file, sys.path[0] is solver/ (whose config.py, output.py ... would shadow top-level
     # modules); make it the repository root so ``solver`` is the package next to this file.
     sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    from solver.safety import quiet_start
+    quiet_start()       # Ctrl-C or SIGTERM while importing: one line (solver.safety)
 
 import argparse
 import re
@@ -61,6 +63,44 @@ def check_member(cfg: Config, member: int) -> None:
     if members and member > members:
         raise UsageError(f"member {member} is beyond ensemble.members = {members} in {cfg.source}; "
                          f"use 1..{members} or raise ensemble.members")
+
+
+MAX_RANGE = 10 ** 6     # members in one range A-B: a list of them is built before any runs
+
+
+def check_range(cfg: Config, first: int, last: int, text: str) -> None:
+    """Refuse a range A-B beyond ensemble.members or too long to list, before it is listed."""
+    check_member(cfg, last)
+    if last - first + 1 > MAX_RANGE:
+        raise UsageError(f"member range {text!r} holds {last - first + 1} members, more than {MAX_RANGE} "
+                         "at once; split it into smaller ranges or set ensemble.members")
+
+
+def check_setup(cfg: Config) -> None:
+    """Refuse, once and up front, what would fail every member the same way: the environment, an
+    output_dir that cannot hold the members, a shared checkpoint.path, a key the distribution cannot draw."""
+    from solver.cli import check_environment
+    check_environment()
+    src = cfg.source
+    if cfg.checkpoint.path:
+        raise ConfigError(f"{src}: checkpoint.path = {cfg.checkpoint.path!r} would be shared by every member; "
+                          "leave it empty (member-NNNN.h5 checkpoints to member-NNNN.ckpt.h5)")
+    directory = cfg.ensemble.output_dir
+    if os.path.lexists(directory) and not os.path.isdir(directory):
+        raise ConfigError(f"{src}: ensemble.output_dir = {directory} is a file, not a directory; "
+                          "remove it or choose another directory")
+    existing = directory
+    while not os.path.lexists(existing):        # the members create the rest
+        existing = os.path.dirname(os.path.abspath(existing))
+    if not os.path.isdir(existing) or not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{src}: ensemble.output_dir = {directory} cannot be created or written ({existing} "
+                          "is not a writable directory); choose another directory")
+    for key, spec in cfg.ensemble.perturb.items():
+        section, name = key.split(".")
+        base = getattr(getattr(cfg, section), name)
+        if spec["dist"] != "choice" and isinstance(base, int) and not isinstance(base, bool):
+            raise ConfigError(f"{src}: ensemble.perturb.{key}: {key} is a whole number, which {spec['dist']} "
+                              "does not draw; use dist: choice with a list of values")
 
 
 def draw(cfg: Config, member: int) -> dict[str, Any]:
@@ -126,15 +166,29 @@ def run_member(cfg: Config, member: int, force: bool = False, say: Callable | No
     """Run (or skip) one member; a failure of this member is returned, not raised."""
     start = time.perf_counter()
     path = member_path(cfg, member)
+    lock = None
     try:
-        if os.path.isdir(path):
-            raise ConfigError(f"{path} is a directory; remove it or choose another ensemble.output_dir")
-        from solver.output import is_complete
-        if not force and os.path.exists(path) and is_complete(path):
-            return Outcome(member, "skipped", f"member {member}: skipped, {path} is complete (--force reruns it)")
+        from solver import files
+        from solver.checkpoint import path_for
+        from solver.output import OutputLock
+        skipped = Outcome(member, "skipped", f"member {member}: skipped, {path} is complete (--force reruns it)")
+        if not force and files.kind(path) == files.OUTPUT:
+            return skipped
         member_cfg, values = member_config(cfg, member)
         member_cfg = member_threads(member_cfg)
+        from solver.cli import check_fits
+        check_fits(member_cfg, 1)
         os.makedirs(cfg.ensemble.output_dir, exist_ok=True)
+        # Only the member's own files are replaced, and one process at a time computes a member
+        files.check_run_paths(path, path_for(member_cfg, path), config_path or cfg.source, overwrite=True)
+        lock = OutputLock(path)
+        try:
+            lock.acquire()
+        except files.OutputBusy as err:
+            lock = None
+            return Outcome(member, "skipped", f"member {member}: skipped, {err.holder} is computing it")
+        if not force and files.kind(path) == files.OUTPUT:      # finished while we waited for the lock
+            return skipped
         attrs = {"ensemble_member": member, "ensemble_seed": cfg.ensemble.seed,
                  "ensemble_config": config_path or cfg.source,
                  "ensemble_parameters": ",".join(values)}
@@ -147,6 +201,9 @@ def run_member(cfg: Config, member: int, force: bool = False, say: Callable | No
     except Exception as err:     # RunError, OSError ...: this member fails, the others go on
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
         return Outcome(member, "failed", f"error: member {member}: {first}", time.perf_counter() - start)
+    finally:
+        if lock is not None:
+            lock.release()
     seconds = time.perf_counter() - start
     drawn = ", ".join(f"{k} = {_short(v)}" for k, v in values.items())
     return Outcome(member, "done", f"member {member}: done in {seconds:.2f} s "
@@ -197,6 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = load(args.config)
         if args.print_settings:
+            check_setup(cfg)
             print(cfg.ensemble.output_dir, cfg.ensemble.members, member_threads(cfg).parallel.threads)
             return 0
         if not args.members:
@@ -205,14 +263,23 @@ def main(argv: list[str] | None = None) -> int:
         members = [parse_member(text) for text in args.members]
         for member in members:
             check_member(cfg, member)
+        check_setup(cfg)
     except (ConfigError, UsageError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
-    failed = 0
-    for member in members:
-        outcome = run_member(cfg, member, args.force, _loud if args.verbose else None, args.config)
-        report(outcome)
-        failed += outcome.status == "failed"
+    from solver.safety import started
+    started()
+    failed, done = 0, 0
+    try:
+        for member in members:
+            outcome = run_member(cfg, member, args.force, _loud if args.verbose else None, args.config)
+            report(outcome)
+            failed += outcome.status == "failed"
+            done += 1
+    except KeyboardInterrupt:           # the member's own files are cleaned up by its run
+        print(f"interrupted by SIGINT after {done} of {len(members)} member(s); run the same command again "
+              "to resume", file=sys.stderr, flush=True)
+        return 130
     return EXIT_FAILED if failed else 0
 
 

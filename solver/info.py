@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from .config import ConfigError
 from .output import attribute, open_complete
+from .safety import reading
 
 SECTIONS = {
     "run": ("solver_command", "start_time", "end_time", "host", "git_commit", "git_dirty"),
@@ -18,16 +19,21 @@ HIDDEN = ("config", "complete", "Conventions")
 
 def read_attrs(path: str) -> dict:
     """The root attributes of a finished output; anything else is refused with one line."""
-    with open_complete(path) as f:
+    with reading(path), open_complete(path) as f:
         return {k: attribute(v) for k, v in f.attrs.items()}
 
 
 def describe(path: str) -> str:
     """The attributes grouped under headings (run, parallel, problem, timings, versions, SLURM, other),
     empty ones left out, then the config. Only finished outputs get here (see read_attrs)."""
-    attrs = read_attrs(path)
-    if "config" not in attrs:
-        raise ConfigError(f"{path}: has no solver provenance (no 'config' attribute)")
+    with reading(path):
+        return _describe(path, read_attrs(path))
+
+
+def _describe(path: str, attrs: dict) -> str:
+    if not isinstance(attrs.get("config"), str):
+        raise ConfigError(f"{path}: has no solver provenance (no 'config' text attribute); pass an output "
+                          "of 'python -m solver run'")
     lines = [f"{path}: complete"]
     sections = dict(SECTIONS)
     sections["SLURM"] = tuple(k for k in attrs if k.startswith("slurm_"))

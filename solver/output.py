@@ -119,6 +119,8 @@ def open_complete(path: str):
         partial = partial_path(path)
         hint = f" ({partial} exists: that run did not finish, or is still running)" if os.path.exists(partial) else ""
         raise ConfigError(f"{path}: no such file{hint}")
+    if not os.path.isfile(path):     # a directory, a FIFO (opening it would wait for a writer), a device
+        raise ConfigError(f"{path}: not a regular file; pass an output of 'python -m solver run'")
     try:
         f = h5py.File(path, "r")
     except OSError as err:
@@ -162,10 +164,11 @@ class OutputLock:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
+                from .files import OutputBusy
                 holder = _holder(fd)
                 os.close(fd)
-                raise ConfigError(f"output {self.path} is being written by {holder}; wait for that run "
-                                  f"to finish or choose another output with -o") from None
+                raise OutputBusy(f"output {self.path} is being written by {holder}; wait for that run "
+                                  f"to finish or choose another output with -o", holder) from None
             except OSError as err:    # a file system without locks (some parallel ones): go on unlocked
                 os.close(fd)
                 print(f"warning: cannot lock {self.file} ({reason(err)}); make sure no other run writes "

@@ -19,8 +19,9 @@ from solver.config import ConfigError, load
 EXIT_USAGE, EXIT_FAILED = 2, 1
 
 
-def parse_members(items: list[str], members: int) -> list[int]:
+def parse_members(items: list[str], cfg) -> list[int]:
     """Member numbers and ranges ``A-B``; none means 1..ensemble.members."""
+    members = cfg.ensemble.members
     if not items:
         if not members:
             raise ensemble.UsageError("no members given and ensemble.members is 0; "
@@ -33,6 +34,7 @@ def parse_members(items: list[str], members: int) -> list[int]:
             a, b = ensemble.parse_member(first), ensemble.parse_member(last)
             if b < a:
                 raise ensemble.UsageError(f"member range {item!r} runs backwards; write it as {b}-{a}")
+            ensemble.check_range(cfg, a, b, item)
             out.extend(range(a, b + 1))
         else:
             out.append(ensemble.parse_member(item))
@@ -68,9 +70,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         cfg = load(args.config)
-        members = parse_members(args.members, cfg.ensemble.members)
+        members = parse_members(args.members, cfg)
         for member in members:
             ensemble.check_member(cfg, member)
+        ensemble.check_setup(cfg)
         if args.jobs < 0:
             raise ensemble.UsageError(f"--jobs {args.jobs}: give a positive number of workers, or 0 for auto")
     except (ConfigError, ensemble.UsageError) as err:

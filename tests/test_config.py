@@ -63,7 +63,7 @@ BAD = [
 @pytest.mark.parametrize("text, overrides, words", BAD)
 def test_bad_config_gives_one_clear_line(tmp_path, text, overrides, words):
     path = tmp_path / "bad.yaml"
-    path.write_text(text if text is not None else "")
+    path.write_text(text if text is not None else "{}\n")
     with pytest.raises(ConfigError) as err:
         config.load(path, overrides)
     message = str(err.value)
@@ -85,7 +85,7 @@ def cli(*args, cwd):
 @pytest.mark.parametrize("text, overrides, words", [BAD[0], BAD[1], BAD[10], BAD[11], BAD[12], BAD[17]])
 def test_cli_rejects_bad_config_with_exit_2_and_no_file(tmp_path, text, overrides, words):
     path = tmp_path / "bad.yaml"
-    path.write_text(text or "")
+    path.write_text(text if text is not None else "{}\n")
     sets = [a for o in overrides for a in ("--set", o)]
     result = cli("run", path, *sets, "-o", tmp_path / "out.h5", cwd=tmp_path)
     assert result.returncode == 2, result.stderr

@@ -113,10 +113,10 @@ def test_bad_dry_run_ranks(tmp_path, args):
 
 
 def test_grid_bigger_than_memory(tmp_path):
-    """A valid config no machine can hold: one line naming the memory, exit 1, no output."""
+    """A valid config no machine can hold: refused before allocating, one line naming the memory, exit 2."""
     cfg_path = config(tmp_path, TINY)
     sets = ["grid.nx=2000000", "grid.ny=2000000", "time.dt=1e-10", "time.t_end=1e-10"]
     result = read_cli("run", cfg_path, *[a for s in sets for a in ("--set", s)], cwd=tmp_path)
-    assert result.returncode == 1, result.stderr
-    assert "out of memory" in one_line(result.stderr) and "TiB" in result.stderr
+    assert result.returncode == 2, result.stderr
+    assert "memory" in one_line(result.stderr) and "TiB" in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fault.yaml"]

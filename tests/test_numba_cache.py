@@ -1,0 +1,74 @@
+"""numba's on-disk kernel cache from cold: several processes compiling at once (as ``mpirun -n 4`` or
+``parallel -P8`` on a fresh clone do), in both kernel orders, all get the numpy reference's bits; and a kernel
+file edited in place (same size, same modification time, as a checkout that keeps times can leave it) is
+compiled again, never served from the stale cache."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from conftest import PYTHON, REPO, solver_env
+
+# Advance a small field with each kernel named in argv[1] (in that order) and the numpy reference; print
+# whether each gives the reference's bits, and a fingerprint of the numba result.
+SCRIPT = """
+import sys, zlib
+import numpy as np
+from solver import kernels
+ny, nx, steps = 37, 29, 7
+j, i = np.mgrid[0:ny, 0:nx]
+start = np.sin(0.3 * j) * np.cos(0.2 * i) + 0.01 * j
+region = (1, ny - 1, 1, nx - 1)
+ref, _ = kernels.KERNELS["numpy"](start.copy(), start.copy(), steps, 0.2, 0.1, region)
+for name in sys.argv[1].split(","):
+    out, _ = kernels.KERNELS[name](start.copy(), start.copy(), steps, 0.2, 0.1, region)
+    print(name, "same" if np.array_equal(out, ref) else "differs", zlib.crc32(out.tobytes()))
+"""
+
+
+def start(order: str, env: dict, cwd=REPO) -> subprocess.Popen:
+    return subprocess.Popen([PYTHON, "-c", SCRIPT, order], cwd=cwd, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def outcome(proc: subprocess.Popen) -> dict:
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, f"exit {proc.returncode} (a crash in cached machine code?):\n{err[-3000:]}"
+    return {name: (verdict, crc) for name, verdict, crc in (line.split() for line in out.splitlines())}
+
+
+@pytest.mark.slow
+def test_cold_cache_compiled_by_several_processes_at_once_in_both_orders(tmp_path):
+    env = solver_env(NUMBA_CACHE_DIR=str(tmp_path / "cache"), NUMBA_NUM_THREADS="2", OMP_WAIT_POLICY="PASSIVE")
+    procs = [start(order, env) for order in ("numba,tiled", "tiled,numba", "numba,tiled", "tiled,numba")]
+    results = [outcome(proc) for proc in procs]
+    for result in results:
+        assert {name: verdict for name, (verdict, _) in result.items()} == {"numba": "same", "tiled": "same"}
+    assert any(tmp_path.joinpath("cache").rglob("*.nbi")), "nothing was cached"
+    warm = [outcome(start(order, env)) for order in ("tiled,numba", "numba,tiled")]     # from the cache now
+    assert all(result == results[0] for result in warm)
+
+
+@pytest.mark.slow
+def test_kernel_edited_in_place_is_compiled_again(tmp_path):
+    package = tmp_path / "checkout"
+    shutil.copytree(REPO / "solver", package / "solver", ignore=shutil.ignore_patterns("__pycache__"))
+    env = solver_env(NUMBA_CACHE_DIR=str(tmp_path / "cache"), NUMBA_NUM_THREADS="1")
+    env["PYTHONPATH"] = str(package)
+    before = outcome(start("numba", env, cwd=package))
+    assert before["numba"][0] == "same"
+
+    kernels = package / "solver" / "kernels.py"
+    text, stat = kernels.read_text(), kernels.stat()
+    edited = text.replace("cy * (south[k] + north[k])", "cy * (south[k] - north[k])") \
+                 .replace("cy * (south[k] + c1)", "cy * (south[k] - c1)").replace("cy * (c0 + north[k])",
+                                                                                  "cy * (c0 - north[k])")
+    assert edited != text and len(edited) == len(text), "the stencil lines changed: update this test's edit"
+    kernels.write_text(edited)
+    os.utime(kernels, ns=(stat.st_atime_ns, stat.st_mtime_ns))    # same size, same time: only the bytes differ
+    after = outcome(start("numba", env, cwd=package))
+    assert after["numba"][0] == "differs" and after["numba"][1] != before["numba"][1], \
+        "the edited kernel ran the machine code cached for the old one"
