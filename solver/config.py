@@ -143,7 +143,8 @@ class Config:
     @property
     def stability(self) -> float:
         """dt as a fraction of the largest stable dt: the run is stable up to 1."""
-        return self.time.dt / self.max_stable_dt
+        limit = self.max_stable_dt
+        return self.time.dt / limit if limit > 0 else math.inf
 
     def coefficients(self) -> tuple[float, ...]:
         """The model's coefficients for this grid and time step, passed to every point update."""
@@ -511,7 +512,7 @@ def validate(cfg: Config) -> None:
     limit = cfg.max_stable_dt
     if not cfg.time.dt <= limit:
         fail(f"time.dt = {cfg.time.dt} is unstable for the {model.name} model on this grid "
-             f"({cfg.time.dt / limit:.3g} times the largest stable dt); use time.dt <= {limit:.4g}")
+             f"({cfg.stability:.3g} times the largest stable dt); use time.dt <= {limit:.4g}")
     _validate_ensemble(cfg, src)
 
 

@@ -31,8 +31,8 @@ class Initial:
 def check(physics: Physics, initial: Initial) -> str | None:
     if not physics.diffusivity >= 0:
         return f"physics.diffusivity = {physics.diffusivity} must be 0 (pure advection) or positive"
-    if not initial.sigma ** 2 > 0:
-        return f"initial.sigma = {initial.sigma} must be positive and large enough that sigma^2 is not 0"
+    if not (initial.sigma > 0 and 0 < initial.sigma * initial.sigma < math.inf):
+        return f"initial.sigma = {initial.sigma} must be positive, and its square a finite, non-zero number"
     if initial.amplitude == 0:
         return f"initial.amplitude = {initial.amplitude} gives no Gaussian to follow; use a nonzero amplitude"
     return None
