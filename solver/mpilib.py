@@ -64,7 +64,7 @@ def version(library: str) -> str:
         ctypes.CDLL(library).MPI_Get_library_version(buffer, ctypes.byref(length))
         text = buffer.value.decode(errors="replace")
     lines = text.replace("\0", "").strip().splitlines()
-    return lines[0].strip() if lines else "unknown"
+    return " ".join(lines[0].split()) if lines else "unknown"     # MPICH's has a tab
 
 
 def in_use() -> dict[str, str]:
