@@ -19,7 +19,7 @@ if [[ -z ${VIRTUAL_ENV:-} ]]; then
     source .venv/bin/activate
 fi
 
-# OpenMPI refuses root and oversubscription unless told; containers and CI often run as root.
+# Open MPI refuses root unless told (other MPIs ignore the variables); containers and CI often run as root.
 if [[ $(id -u) == 0 ]]; then
     export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 fi
