@@ -20,6 +20,7 @@ from .config import ConfigError
 
 EXIT_USAGE = 2
 MPI_LAUNCHER_VARIABLES = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "PMI_RANK", "MPI_LOCALNRANKS")
+MPI_SIZE_VARIABLES = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE")    # Open MPI; Hydra (MPICH, Intel MPI), srun PMI-1/2
 
 # Environment variables the solver (or numba underneath it) reads as counts: name -> (least value, fix).
 COUNT_VARIABLES = {
@@ -59,6 +60,24 @@ def check_environment(environ=os.environ) -> None:
 def launched_by_mpi() -> bool:
     """True under mpirun/mpiexec/srun with an MPI plugin; a plain process never imports mpi4py."""
     return any(os.environ.get(v) for v in MPI_LAUNCHER_VARIABLES)
+
+
+def launcher_size() -> int | None:
+    """The rank count the launcher says it started, where it says so (not every launcher does)."""
+    sizes = [int(os.environ[v]) for v in MPI_SIZE_VARIABLES if os.environ.get(v, "").strip().isdigit()]
+    return sizes[0] if sizes else None
+
+
+def world(MPI):
+    """COMM_WORLD, refused when it is smaller than the launch: mpirun of one MPI starts ranks that each find
+    themselves alone under mpi4py built for another (N serial copies of the run, all writing one file)."""
+    from .mpilib import version
+    comm, launched = MPI.COMM_WORLD, launcher_size()
+    if launched is not None and comm.Get_size() != launched:
+        raise ConfigError(f"the launcher started {launched} ranks but MPI sees {comm.Get_size()}: the launcher and "
+                          f"mpi4py ({version()}) are different MPIs; use the mpirun of the MPI mpi4py was built with, "
+                          "or activate the environment set up for this one (jobs/setup.sh, VENV)")
+    return comm
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -148,7 +167,7 @@ def command_run(args) -> int:
     comm = None
     if launched_by_mpi():
         from mpi4py import MPI
-        comm = MPI.COMM_WORLD
+        comm = world(MPI)
     lock = claim_output(path, args.overwrite, comm, resuming=args.restart != "never")
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
@@ -283,7 +302,7 @@ def dry_run(cfg, path: str, ranks: int | None) -> str:
     """What a run would do and need, without running it."""
     from .grid import process_grid, split
     if ranks is None:
-        ranks = int(os.environ.get("OMPI_COMM_WORLD_SIZE") or os.environ.get("PMI_SIZE") or 1)
+        ranks = launcher_size() or 1
     if ranks < 1:
         raise ConfigError(f"--ranks {ranks}: needs at least 1 rank")
     px, py = process_grid(ranks, cfg.grid.nx, cfg.grid.ny) if cfg.parallel.ranks == "auto" else cfg.parallel.ranks

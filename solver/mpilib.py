@@ -54,8 +54,9 @@ def linked(extension: str) -> list[str]:
     return sorted(found)
 
 
-def version(library: str) -> str:
-    """First line of ``MPI_Get_library_version`` of a loaded library (callable before MPI_Init)."""
+def version(library: str = "") -> str:
+    """First line of ``MPI_Get_library_version``: mpi4py's once imported, else that of a loaded library
+    (callable before MPI_Init)."""
     mpi = sys.modules.get("mpi4py.MPI")
     if mpi is not None:
         text = mpi.Get_library_version()
