@@ -50,7 +50,7 @@ case $launcher in
         command -v srun >/dev/null || mpi_launch_fail "LAUNCHER=srun but srun is not found; use LAUNCHER=mpirun"
         if [[ -z $srun_mpi ]]; then
             if [[ $mpi_family == open-mpi ]]; then
-                offers pmix && srun_mpi=pmix
+                if offers pmix; then srun_mpi=pmix; fi
             elif [[ $mpi_family == none ]] && offers cray_shasta; then
                 srun_mpi=cray_shasta
             elif offers pmi2; then

@@ -10,7 +10,7 @@
 # SETUP_EXTRAS: the project's extras to install (default test,bench; bench adds Devito and pystencils).
 #
 # It ends by checking that mpi4py and h5py use one and the same MPI library, and says which. A changed
-# MPI or HDF5 (another module loaded) rebuilds mpi4py and h5py, never reports "up to date".
+# MPI (another module loaded) rebuilds mpi4py and h5py, a changed HDF5 h5py: never "up to date".
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -48,16 +48,17 @@ else
 fi
 command -v mpirun >/dev/null || command -v srun >/dev/null || die "neither mpirun nor srun found: install or load an MPI"
 
-# The MPI and HDF5 this build compiles against: the wrapper and what it links, the HDF5 location.
+# The MPI and the HDF5 this build compiles against: the wrapper and what it links; the HDF5 location.
 mpicc=${MPICC:-mpicc}
-if [[ -n ${HDF5_DIR:-} ]]; then
-    hdf5="HDF5_DIR=$HDF5_DIR"
-else
-    hdf5_pc=${HDF5_PKGCONFIG_NAME:-hdf5}
-    hdf5="pkg-config $hdf5_pc $(pkg-config --modversion "$hdf5_pc" 2>/dev/null) $(pkg-config --libs "$hdf5_pc" 2>/dev/null)"
-fi
 wrapper=$(command -v "$mpicc" || true)
-build="MPI $(realpath "${wrapper:-$mpicc}"): $("$mpicc" -show 2>/dev/null || "$mpicc" --showme 2>/dev/null || true); $hdf5"
+mpi_build="MPI $(realpath "${wrapper:-$mpicc}"): $("$mpicc" -show 2>/dev/null || "$mpicc" --showme 2>/dev/null || true)"
+if [[ -n ${HDF5_DIR:-} ]]; then
+    hdf5_build="HDF5 HDF5_DIR=$HDF5_DIR"
+else
+    pc=${HDF5_PKGCONFIG_NAME:-hdf5}     # h5py's own default
+    hdf5_build="HDF5 pkg-config $pc $(pkg-config --modversion "$pc" 2>/dev/null) $(pkg-config --libs "$pc" 2>/dev/null)"
+fi
+mpi_build=${mpi_build//$'\n'/ } hdf5_build=${hdf5_build//$'\n'/ }     # one stamp line each
 
 # --- virtual environment --------------------------------------------------------------------
 if [[ ! -x $venv/bin/python ]]; then
@@ -71,12 +72,13 @@ pip() { "$py" -m pip --disable-pip-version-check -q "$@"; }
 mpi_check() { PYTHONPATH=$root "$py" -m solver.mpilib check | sed 's/^/setup: /'; }
 
 # Re-install only when the requirements, the extras, the MPI or the HDF5 changed since the last successful
-# setup. The stamp holds a hash of all of them, then the build line (the MPI and HDF5 compiled against).
+# setup. The stamp holds a hash of all of them, then the MPI and the HDF5 lines compiled against.
 stamp=$venv/.setup-stamp
-want=$(cat "$root/setup.cfg" "$root/pyproject.toml" "${BASH_SOURCE[0]}" <(echo "$extras $build") |
+want=$(cat "$root/setup.cfg" "$root/pyproject.toml" "${BASH_SOURCE[0]}" <(echo "$extras $mpi_build $hdf5_build") |
        sha256sum | cut -d' ' -f1)
 stamped=$(sed -n 1p "$stamp" 2>/dev/null || true)
-stamped_build=$(sed -n 2p "$stamp" 2>/dev/null || true)
+stamped_mpi=$(sed -n 2p "$stamp" 2>/dev/null || true)
+stamped_hdf5=$(sed -n 3p "$stamp" 2>/dev/null || true)
 modules=(h5py mpi4py numba solver)
 [[ ,$extras, == *,bench,* ]] && modules+=(devito pystencils)
 if [[ $stamped == "$want" ]] && "$py" -c 'import sys; from importlib.util import find_spec as f
@@ -85,18 +87,22 @@ import h5py; assert h5py.get_config().mpi and all(map(f, sys.argv[1:]))' "${modu
     say "environment up to date ($venv)"
     exit 0
 fi
-# Another MPI or HDF5 than the last build's (modules switched), or a build that mixes two: compile again.
-rebuild=no
-if [[ -n $stamped_build && $stamped_build != "$build" ]] ||
+# Another MPI than the last build's (modules switched), or a build that mixes two: compile both again;
+# another HDF5 alone: h5py.
+rebuild_mpi4py=no rebuild_h5py=no
+if [[ -n $stamped_mpi && $stamped_mpi != "$mpi_build" ]] ||
    { "$py" -c 'import h5py' 2>/dev/null && ! mpi_check >/dev/null 2>&1; }; then
-    rebuild=yes
-    say "rebuilding mpi4py and h5py for $build"
+    rebuild_mpi4py=yes rebuild_h5py=yes
+    say "rebuilding mpi4py and h5py for $mpi_build; $hdf5_build"
+elif [[ -n $stamped_hdf5 && $stamped_hdf5 != "$hdf5_build" ]]; then
+    rebuild_h5py=yes
+    say "rebuilding h5py for $hdf5_build"
 fi
 
 say "installing build requirements"
 pip install 'pip>=24' 'setuptools>=77' wheel 'numpy>=2,<3' 'Cython>=3,<4' 'pkgconfig>=1.5.5'
 if [[ $mpi4py_from_source == yes ]]; then
-    force=(); [[ $rebuild == no ]] || force=(--force-reinstall --no-deps)
+    force=(); [[ $rebuild_mpi4py == no ]] || force=(--force-reinstall --no-deps)
     MPICC=$mpicc pip install --no-cache-dir --no-binary=mpi4py "${force[@]}" mpi4py
 else
     pip install mpi4py
@@ -104,7 +110,7 @@ fi
 
 # h5py from source against parallel HDF5 (PyPI has no MPI wheel). Build isolation would build its
 # own mpi4py (slow), the wheel cache could hand back a serial build: both are switched off.
-if [[ $rebuild == yes ]] || ! "$py" -c 'import h5py, sys; sys.exit(not h5py.get_config().mpi)' 2>/dev/null; then
+if [[ $rebuild_h5py == yes ]] || ! "$py" -c 'import h5py, sys; sys.exit(not h5py.get_config().mpi)' 2>/dev/null; then
     say "building h5py against parallel HDF5 (2-3 minutes)"
     pip uninstall -y h5py >/dev/null 2>&1 || true
     extra=$(mktemp); printf '[build_ext]\nparallel=%s\n' "$(nproc)" >"$extra"
@@ -119,5 +125,5 @@ mpi_check || exit 1           # the one line above says what is mixed and what t
 # bench: Devito and pystencils, the yardsticks `solver bench` times beside our kernels (about 150 MB, 40 s)
 say "installing the project (editable, with the extras $extras)"
 pip install -e "$root[$extras]"
-printf '%s\n%s\n' "$want" "$build" >"$stamp"
+printf '%s\n%s\n%s\n' "$want" "$mpi_build" "$hdf5_build" >"$stamp"
 say "done: activate with 'source $venv/bin/activate'"
