@@ -10,16 +10,18 @@ if [[ ! -f solver/__main__.py ]]; then
     echo "error: $repo is not the solver repository; submit from the repository root or set SOLVER_REPO" >&2
     exit 2
 fi
+# The environment: an activated one, else VENV (as given to jobs/setup.sh, say one per MPI), else .venv.
 if [[ -z ${VIRTUAL_ENV:-} ]]; then
-    if [[ ! -f .venv/bin/activate ]]; then
-        echo "error: no environment at $repo/.venv; run 'bash jobs/setup.sh' (or 'make setup') first" >&2
+    venv=${VENV:-.venv}
+    if [[ ! -f $venv/bin/activate ]]; then
+        echo "error: no environment at $venv; run 'VENV=$venv bash jobs/setup.sh' (or 'make setup') first" >&2
         exit 2
     fi
-    # shellcheck disable=SC1091
-    source .venv/bin/activate
+    # shellcheck disable=SC1090,SC1091
+    source "$venv/bin/activate"
 fi
 
-# OpenMPI refuses root and oversubscription unless told; containers and CI often run as root.
+# Open MPI refuses root unless told (other MPIs ignore the variables); containers and CI often run as root.
 if [[ $(id -u) == 0 ]]; then
     export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 fi

@@ -6,10 +6,17 @@
 #
 # On a cluster the MPI compiler wrapper (MPICC, default mpicc) and HDF5 (HDF5_DIR, or pkg-config
 # name HDF5_PKGCONFIG_NAME) come from the loaded modules, and mpi4py is built against that MPI.
+# VENV: where the environment goes (default .venv; relative to the repository), e.g. one per MPI.
+# SETUP_EXTRAS: the project's extras to install (default test,bench; bench adds Devito and pystencils).
+#
+# It ends by checking that mpi4py and h5py use one and the same MPI library, and says which. A changed
+# MPI (another module loaded) rebuilds mpi4py and h5py, a changed HDF5 h5py: never "up to date".
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-venv=${VENV:-$root/.venv}
+venv=${VENV:-.venv}
+[[ $venv == /* ]] || venv=$root/$venv
+extras=${SETUP_EXTRAS:-test,bench}
 python=${PYTHON:-python3}
 say() { printf 'setup: %s\n' "$*"; }
 die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
@@ -41,6 +48,18 @@ else
 fi
 command -v mpirun >/dev/null || command -v srun >/dev/null || die "neither mpirun nor srun found: install or load an MPI"
 
+# The MPI and the HDF5 this build compiles against: the wrapper and what it links; the HDF5 location.
+mpicc=${MPICC:-mpicc}
+wrapper=$(command -v "$mpicc" || true)
+mpi_build="MPI $(realpath "${wrapper:-$mpicc}"): $("$mpicc" -show 2>/dev/null || "$mpicc" --showme 2>/dev/null || true)"
+if [[ -n ${HDF5_DIR:-} ]]; then
+    hdf5_build="HDF5 HDF5_DIR=$HDF5_DIR"
+else
+    pc=${HDF5_PKGCONFIG_NAME:-hdf5}     # h5py's own default
+    hdf5_build="HDF5 pkg-config $pc $(pkg-config --modversion "$pc" 2>/dev/null) $(pkg-config --libs "$pc" 2>/dev/null)"
+fi
+mpi_build=${mpi_build//$'\n'/ } hdf5_build=${hdf5_build//$'\n'/ }     # one stamp line each
+
 # --- virtual environment --------------------------------------------------------------------
 if [[ ! -x $venv/bin/python ]]; then
     say "creating $venv"
@@ -49,39 +68,62 @@ fi
 py=$venv/bin/python
 pip() { "$py" -m pip --disable-pip-version-check -q "$@"; }
 
-# Re-install only when the project's requirements changed since the last successful setup.
+# Which MPI library mpi4py and h5py use: one line, or the problem and its fix (solver/mpilib.py).
+mpi_check() { PYTHONPATH=$root "$py" -m solver.mpilib check | sed 's/^/setup: /'; }
+
+# Re-install only when the requirements, the extras, the MPI or the HDF5 changed since the last successful
+# setup. The stamp holds a hash of all of them, then the MPI and the HDF5 lines compiled against.
 stamp=$venv/.setup-stamp
-want=$(cat "$root/setup.cfg" "$root/pyproject.toml" "${BASH_SOURCE[0]}" | sha256sum | cut -d' ' -f1)
-if [[ -f $stamp && $(cat "$stamp") == "$want" ]] &&
-   "$py" -c 'import h5py, mpi4py, numba, solver; from importlib.util import find_spec as f
-assert h5py.get_config().mpi and f("devito") and f("pystencils")' 2>/dev/null; then
+want=$(cat "$root/setup.cfg" "$root/pyproject.toml" "${BASH_SOURCE[0]}" <(echo "$extras $mpi_build $hdf5_build") |
+       sha256sum | cut -d' ' -f1)
+stamped=$(sed -n 1p "$stamp" 2>/dev/null || true)
+stamped_mpi=$(sed -n 2p "$stamp" 2>/dev/null || true)
+stamped_hdf5=$(sed -n 3p "$stamp" 2>/dev/null || true)
+modules=(h5py mpi4py numba solver)
+[[ ,$extras, == *,bench,* ]] && modules+=(devito pystencils)
+if [[ $stamped == "$want" ]] && "$py" -c 'import sys; from importlib.util import find_spec as f
+import h5py; assert h5py.get_config().mpi and all(map(f, sys.argv[1:]))' "${modules[@]}" 2>/dev/null &&
+   mpi_check 2>/dev/null; then
     say "environment up to date ($venv)"
     exit 0
+fi
+# Another MPI than the last build's (modules switched), or a build that mixes two: compile both again;
+# another HDF5 alone: h5py.
+rebuild_mpi4py=no rebuild_h5py=no
+if [[ -n $stamped_mpi && $stamped_mpi != "$mpi_build" ]] ||
+   { "$py" -c 'import h5py' 2>/dev/null && ! mpi_check >/dev/null 2>&1; }; then
+    rebuild_mpi4py=yes rebuild_h5py=yes
+    say "rebuilding mpi4py and h5py for $mpi_build; $hdf5_build"
+elif [[ -n $stamped_hdf5 && $stamped_hdf5 != "$hdf5_build" ]]; then
+    rebuild_h5py=yes
+    say "rebuilding h5py for $hdf5_build"
 fi
 
 say "installing build requirements"
 pip install 'pip>=24' 'setuptools>=77' wheel 'numpy>=2,<3' 'Cython>=3,<4' 'pkgconfig>=1.5.5'
 if [[ $mpi4py_from_source == yes ]]; then
-    MPICC=${MPICC:-mpicc} pip install --no-cache-dir --no-binary=mpi4py mpi4py
+    force=(); [[ $rebuild_mpi4py == no ]] || force=(--force-reinstall --no-deps)
+    MPICC=$mpicc pip install --no-cache-dir --no-binary=mpi4py "${force[@]}" mpi4py
 else
     pip install mpi4py
 fi
 
 # h5py from source against parallel HDF5 (PyPI has no MPI wheel). Build isolation would build its
 # own mpi4py (slow), the wheel cache could hand back a serial build: both are switched off.
-if ! "$py" -c 'import h5py, sys; sys.exit(not h5py.get_config().mpi)' 2>/dev/null; then
+if [[ $rebuild_h5py == yes ]] || ! "$py" -c 'import h5py, sys; sys.exit(not h5py.get_config().mpi)' 2>/dev/null; then
     say "building h5py against parallel HDF5 (2-3 minutes)"
     pip uninstall -y h5py >/dev/null 2>&1 || true
     extra=$(mktemp); printf '[build_ext]\nparallel=%s\n' "$(nproc)" >"$extra"
-    DIST_EXTRA_CONFIG=$extra HDF5_MPI=ON CC=${MPICC:-mpicc} \
+    DIST_EXTRA_CONFIG=$extra HDF5_MPI=ON CC=$mpicc \
         pip install --no-cache-dir --no-build-isolation --no-binary=h5py h5py
     rm -f "$extra"
     "$py" -c 'import h5py, sys; sys.exit(not h5py.get_config().mpi)' ||
         die "h5py was built without MPI: check that HDF5 is the parallel build (HDF5_DIR or HDF5_PKGCONFIG_NAME)"
 fi
+mpi_check || exit 1           # the one line above says what is mixed and what to do
 
 # bench: Devito and pystencils, the yardsticks `solver bench` times beside our kernels (about 150 MB, 40 s)
-say "installing the project (editable, with test and bench extras)"
-pip install -e "$root[test,bench]"
-echo "$want" >"$stamp"
+say "installing the project (editable, with the extras $extras)"
+pip install -e "$root[$extras]"
+printf '%s\n%s\n%s\n' "$want" "$mpi_build" "$hdf5_build" >"$stamp"
 say "done: activate with 'source $venv/bin/activate'"

@@ -280,7 +280,7 @@ def run_mpi(sizes, kernel_names, steps, threads, repeats, say) -> list[dict]:
     from . import config as config_module
     mpirun = shutil.which("mpirun")
     if mpirun is None:
-        raise ConfigError("--mpi needs mpirun on PATH: install OpenMPI (bash jobs/setup.sh) or drop --mpi")
+        raise ConfigError("--mpi needs mpirun on PATH: install or load an MPI (bash jobs/setup.sh) or drop --mpi")
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
                OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
                OMPI_MCA_rmaps_base_oversubscribe="1")

@@ -21,6 +21,7 @@ from .config import ConfigError
 
 EXIT_USAGE = 2
 MPI_LAUNCHER_VARIABLES = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "PMI_RANK", "MPI_LOCALNRANKS")
+MPI_SIZE_VARIABLES = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE")    # Open MPI; Hydra (MPICH, Intel MPI), srun PMI-1/2
 
 # Environment variables the solver (or numba underneath it) reads as counts: name -> (least value, fix).
 COUNT_VARIABLES = {
@@ -60,6 +61,24 @@ def check_environment(environ=os.environ) -> None:
 def launched_by_mpi() -> bool:
     """True under mpirun/mpiexec/srun with an MPI plugin; a plain process never imports mpi4py."""
     return any(os.environ.get(v) for v in MPI_LAUNCHER_VARIABLES)
+
+
+def launcher_size() -> int | None:
+    """The rank count the launcher says it started, where it says so (not every launcher does)."""
+    sizes = [int(os.environ[v]) for v in MPI_SIZE_VARIABLES if os.environ.get(v, "").strip().isdigit()]
+    return sizes[0] if sizes else None
+
+
+def world(MPI):
+    """COMM_WORLD, refused when it is smaller than the launch: mpirun of one MPI starts ranks that each find
+    themselves alone under mpi4py built for another (N serial copies of the run, all writing one file)."""
+    from .mpilib import version
+    comm, launched = MPI.COMM_WORLD, launcher_size()
+    if launched is not None and comm.Get_size() != launched:
+        raise ConfigError(f"the launcher started {launched} ranks but MPI sees {comm.Get_size()}: the launcher and "
+                          f"mpi4py ({version()}) are different MPIs; use the mpirun of the MPI mpi4py was built with, "
+                          "or activate the environment set up for this one (jobs/setup.sh, VENV)")
+    return comm
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -151,7 +170,7 @@ def command_run(args) -> int:
     comm = None
     if launched_by_mpi():
         from mpi4py import MPI
-        comm = MPI.COMM_WORLD
+        comm = world(MPI)
     try:
         agree(cfg, comm)
     except ConfigError:
@@ -315,10 +334,6 @@ def describe_model(cfg) -> str:
 MAX_RANKS = 2 ** 22      # more MPI ranks than any machine runs; also bounds the process-grid search
 
 
-def launched_ranks() -> int:
-    return int(os.environ.get("OMPI_COMM_WORLD_SIZE") or os.environ.get("PMI_SIZE") or 1)
-
-
 def footprint(cfg, ranks: int) -> tuple[int, int, int, int, int]:
     """(px, py, bx, by, bytes): the process grid, the largest stored block (halo included) and the bytes
     of its two field buffers. Refuses rank counts and halo widths the grid cannot hold, before any
@@ -374,14 +389,15 @@ def check_fits(cfg, ranks: int, warn=None) -> None:
     """Refuse (or warn, for --dry-run) a run whose per-rank fields cannot fit in the memory it may use:
     the two buffers plus the initial condition's temporaries, about twice the buffers."""
     from .safety import check_memory
-    ranks_here = int(os.environ.get("OMPI_COMM_WORLD_LOCAL_SIZE") or 1)
+    local = [os.environ.get(v, "") for v in ("OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "PMI_LOCAL_SIZE")]
+    ranks_here = next((int(v) for v in local if v.strip().isdigit() and int(v) > 0), 1)   # Open MPI, Hydra, PMIx
     check_memory(2 * footprint(cfg, ranks)[4], ranks_here, warn)
 
 
 def dry_run(cfg, path: str, ranks: int | None) -> str:
     """What a run would do and need, without running it."""
     if ranks is None:
-        ranks = launched_ranks()
+        ranks = launcher_size() or 1
     px, py, bx, by, field_bytes = footprint(cfg, ranks)
     h = cfg.parallel.halo
     check_fits(cfg, ranks, warn=lambda message: print(message, file=sys.stderr, flush=True))

@@ -12,7 +12,7 @@ SECTIONS = {
     "timings": ("wall_seconds", "loop_seconds", "compute_seconds", "halo_seconds", "io_seconds", "mlups",
                 "peak_memory_mib_per_rank"),
     "versions": ("python_version", "numpy_version", "numba_version", "h5py_version", "hdf5_version",
-                 "mpi4py_version", "mpi_library_version"),
+                 "mpi4py_version", "mpi_library_version", "mpi_library"),
 }
 HIDDEN = ("config", "complete", "Conventions")
 

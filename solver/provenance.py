@@ -36,20 +36,24 @@ def git_state() -> tuple[str, bool]:
     return ("unknown" if commit == "(initial)" else commit), dirty
 
 
-def versions(mpi: bool) -> dict[str, str]:
+def versions() -> dict[str, str]:
+    """Versions of the stack, the MPI library included in a serial run too (h5py loads it through parallel
+    HDF5; it is read without importing mpi4py or starting MPI)."""
+    from importlib.metadata import PackageNotFoundError, version
+
     import h5py
     import numpy
+
+    from . import mpilib
+    try:
+        mpi4py_version = version("mpi4py")
+    except PackageNotFoundError:
+        mpi4py_version = "none"
     numba = sys.modules.get("numba")        # the numpy kernel never imports it: then it played no part
-    out = {"python_version": platform.python_version(), "numpy_version": numpy.__version__,
-           "numba_version": numba.__version__ if numba else "not imported (numpy kernel)",
-           "h5py_version": h5py.__version__,
-           "hdf5_version": h5py.version.hdf5_version}
-    if mpi:
-        import mpi4py
-        from mpi4py import MPI
-        out["mpi4py_version"] = mpi4py.__version__
-        out["mpi_library_version"] = MPI.Get_library_version().replace("\0", "").strip().splitlines()[0]
-    return out
+    return {"python_version": platform.python_version(), "numpy_version": numpy.__version__,
+            "numba_version": numba.__version__ if numba else "not imported (numpy kernel)",
+            "h5py_version": h5py.__version__, "hdf5_version": h5py.version.hdf5_version,
+            "mpi4py_version": mpi4py_version, **mpilib.in_use()}
 
 
 def command_line() -> str:
@@ -64,7 +68,7 @@ def collect(config_yaml: str, ranks: int, threads: int, process_grid: tuple[int,
     attrs = {"config": config_yaml, "solver_command": command_line(),
              "git_commit": commit, "git_dirty": int(dirty), "host": socket.gethostname(),
              "ranks": ranks, "threads_per_rank": threads, "process_grid": list(process_grid),
-             "start_time": now(), **versions(mpi=ranks > 1)}
+             "start_time": now(), **versions()}
     for name in SLURM_VARIABLES:
         attrs[name.lower()] = os.environ.get(name, "")
     return attrs

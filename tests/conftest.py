@@ -1,7 +1,8 @@
 """Shared test helpers: run the real solver (serially or under mpirun) in a subprocess with a timeout.
 
-No test skips for a missing component: OpenMPI, parallel HDF5, GNU parallel and SLURM are installed by
-jobs/setup.sh, and a missing one is a failure that says how to install it.
+No test skips for a missing component: an MPI, parallel HDF5, GNU parallel and SLURM are installed by
+jobs/setup.sh, and a missing one is a failure that says how to install it. Nothing here assumes one MPI: the
+tests run under Open MPI and (in CI, .ci/mpich) under MPICH.
 """
 from __future__ import annotations
 
@@ -39,7 +40,8 @@ def require(executable: str) -> str:
 def solver_env(**extra: str) -> dict:
     """Environment for solver subprocesses: the test's Python first on PATH (as after activating the
     environment, so job scripts and pipes that say ``python`` get it), this checkout first on sys.path,
-    OpenMPI allowed as root and oversubscribed (the tests start more ranks than the machine has cores)."""
+    Open MPI allowed as root and oversubscribed (the tests start more ranks than the machine has cores;
+    MPICH's Hydra needs neither and ignores the variables)."""
     env = dict(os.environ)
     bin_dir = os.path.dirname(PYTHON)
     if os.path.exists(os.path.join(os.path.dirname(bin_dir), "pyvenv.cfg")):
@@ -65,6 +67,33 @@ def run_solver(*args: str, ranks: int | None = None, cwd: Path | None = None, ti
         raise AssertionError(f"{' '.join(command)} failed ({result.returncode}):\n"
                              f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     return result
+
+
+# The rank of a process as its launcher tells it: Open MPI; Hydra (MPICH, Intel MPI) and srun --mpi=pmi2; PMIx.
+RANK_VARIABLES = (b"OMPI_COMM_WORLD_RANK", b"PMI_RANK", b"PMIX_RANK")
+
+
+def rank_processes(launcher_pid: int) -> dict[int, int]:
+    """MPI rank -> pid of the solver processes below a launcher (children or deeper descendants)."""
+    ranks, todo = {}, [launcher_pid]
+    while todo:
+        parent = todo.pop()
+        try:
+            children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+        except OSError:
+            continue
+        for child in map(int, children):
+            todo.append(child)
+            try:
+                variables = Path(f"/proc/{child}/environ").read_bytes().split(b"\0")
+                environ = dict(v.partition(b"=")[::2] for v in variables)
+                cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+            except OSError:
+                continue
+            rank = next((environ[v] for v in RANK_VARIABLES if environ.get(v, b"").isdigit()), None)
+            if b"solver" in cmdline and rank is not None:
+                ranks[int(rank)] = child
+    return ranks
 
 
 def write_config(directory: Path, name: str = "small.yaml", base: dict | None = None, **sections) -> Path:

@@ -11,7 +11,7 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import PYTHON, REPO, require, run_solver, solver_env, write_config
+from conftest import PYTHON, REPO, rank_processes, require, run_solver, solver_env, write_config
 from solver.info import read_attrs
 
 REQUEUE = 3
@@ -122,7 +122,7 @@ def test_signal_to_one_rank_stops_all_at_the_same_step(tmp_path):
     try:
         for line in mpirun.stdout:         # rank 1 is held mid-run; rank 0 waits for it in the exchange
             if "rank 1 held at step" in line:
-                os.kill(rank_pids(mpirun.pid)[-1], signal.SIGUSR1)
+                os.kill(rank_processes(mpirun.pid)[1], signal.SIGUSR1)
                 break
         _, err = mpirun.communicate(timeout=120)
     finally:
@@ -131,23 +131,6 @@ def test_signal_to_one_rank_stops_all_at_the_same_step(tmp_path):
     assert err.count("(signal)") == 1, err
     run_solver("run", config, "--restart", "require")           # resume on one process
     assert_same_output(tmp_path / "out.h5", tmp_path / "reference.h5")
-
-
-def rank_pids(launcher: int) -> list[int]:
-    """Pids of the solver processes below an mpirun, in start order."""
-    found, queue = [], [launcher]
-    while queue:
-        pid = queue.pop(0)
-        try:
-            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        except OSError:
-            continue
-        for child in map(int, children):
-            if b"solver" in Path(f"/proc/{child}/cmdline").read_bytes():
-                found.append(child)
-            queue.append(child)
-    assert found, "no solver processes found under mpirun"
-    return sorted(found)
 
 
 def flip_a_field_byte(path):

@@ -123,6 +123,17 @@ def test_a_failing_rank_ends_the_job_and_leaves_only_partial_output(small, tmp_p
     assert out.with_name("fail.h5.partial").exists()
 
 
+def test_a_launch_that_mpi4py_does_not_see_is_refused(small, tmp_path):
+    """PMI_SIZE=2 but a single process: what each rank finds when mpirun is another MPI than mpi4py's."""
+    config, _ = small
+    out = tmp_path / "alone.h5"
+    result = launch([PYTHON, "-m", "solver", "run", config, "-o", out], env=mpi_env(PMI_SIZE="2", PMI_RANK="0"))
+    assert result.returncode == 2, result.stderr[-3000:]
+    error, = [line for line in result.stderr.splitlines() if "error" in line]
+    assert error.startswith("error: the launcher started 2 ranks but MPI sees 1: the launcher and mpi4py (")
+    assert "are different MPIs" in error and not out.exists()
+
+
 def test_process_grid_that_does_not_match_the_ranks_is_one_line_and_exit_2(small, tmp_path):
     config, _ = small
     out = tmp_path / "mismatch.h5"

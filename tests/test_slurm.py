@@ -176,10 +176,12 @@ def test_mpi_job_with_2_tasks(slurm_env, tmp_path):
     assert np.array_equal(field_of(out), field_of(tmp_path / "serial.h5"))
 
 
+@pytest.mark.mpi
 @pytest.mark.parametrize("launcher", ["srun", "mpirun"])
 def test_one_failing_rank_ends_the_mpi_job(slurm_env, tmp_path, launcher):
-    """Rank 1 raises at step 20 (SOLVER_FAIL_AT): under srun and under mpirun the job ends as failed within
-    30 s, the rank's error is in the log, and the output stays .partial; no rank waits in a collective."""
+    """Rank 1 raises at step 20 (SOLVER_FAIL_AT): under srun (with the plugin mpi_launch.sh picks for this MPI:
+    pmix for Open MPI, pmi2 for MPICH) and under mpirun the job ends as failed within 30 s, the rank's error
+    is in the log, and the output stays .partial; no rank waits in a collective."""
     config = write_config(tmp_path, time={"dt": 0.01, "t_end": 5.0})
     out = tmp_path / "fail.h5"
     name = f"test-{uuid.uuid4().hex[:8]}"

@@ -1,6 +1,7 @@
 """One failing or killed MPI rank ends the whole job within 30 s with a non-zero status, never a hang.
 
-Driven from outside, with real signals to one rank's process under mpirun: SIGKILL (the rank vanishes:
+Driven from outside, with real signals to one rank's process under mpirun (any MPI's: ranks are found by
+the launcher's rank variable, conftest.RANK_VARIABLES): SIGKILL (the rank vanishes:
 the launcher must notice) and SIGTERM (what scancel sends to one task: the ranks agree at the next step
 boundary, write one checkpoint collectively and all exit 3, so nobody waits for a rank that left).
 An exception on one rank (``comm.Abort``) is tested in tests/test_mpi.py with the SOLVER_FAIL_AT hook.
@@ -16,32 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PYTHON, require
+from conftest import PYTHON, rank_processes, require
 from faultkit import LONG, config, held, hold_env, kill_group, one_line, read_cli, wait_for
 
 JOB_ENDS_WITHIN = 30.0      # seconds, from the signal to mpirun's exit
-
-
-def rank_processes(launcher_pid: int) -> dict[int, int]:
-    """MPI rank -> pid for the solver processes started by mpirun (children or deeper descendants)."""
-    ranks, todo = {}, [launcher_pid]
-    while todo:
-        parent = todo.pop()
-        try:
-            children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
-        except OSError:
-            continue
-        for child in map(int, children):
-            todo.append(child)
-            try:
-                environ = Path(f"/proc/{child}/environ").read_bytes().split(b"\0")
-                cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
-            except OSError:
-                continue
-            rank = [v for v in environ if v.startswith(b"OMPI_COMM_WORLD_RANK=")]
-            if b"solver" in cmdline and rank:
-                ranks[int(rank[0].split(b"=")[1])] = child
-    return ranks
 
 
 def alive(pid: int) -> bool:
