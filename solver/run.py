@@ -209,7 +209,7 @@ def run(cfg: Config, path: str, comm=None, say=None, restart: str = "never", max
     kernels.warm_up(kernel)
     stepper = Stepper(cfg, decomp, timer, kernel)
     fail_at = injected_fault(decomp.rank)
-    attrs = {**provenance.collect(cfg.to_yaml(), decomp.size, threads, decomp.dims), "kernel": kernel,
+    attrs = {**provenance.collect(cfg.to_yaml(), decomp.size, threads, decomp.dims, decomp.comm, local_ranks), "kernel": kernel,
              **(attrs or {})}
     if comm is not None:
         attrs = comm.bcast(attrs, root=0)     # identical attributes on every rank (collective writes)
