@@ -5,12 +5,17 @@ skips the exchange and advances many steps per compiled call; under MPI each cyc
 starts the exchange, updates the interior, completes the exchange, updates the rim and then runs the
 remaining steps of the cycle on the shrinking, still valid, part of the halo.
 
-Fault injection (for the tests of the abort path): ``SOLVER_FAIL_AT=RANK:STEP`` in the environment makes
-rank RANK raise an exception once the run has passed step STEP, as a real failure on one rank would.
+Test hooks, so tests synchronise on events instead of on a run lasting "long enough":
+``SOLVER_FAIL_AT=RANK:STEP`` makes rank RANK raise an exception once the run has passed step STEP, as a
+real failure on one rank would; ``SOLVER_HOLD_AT=RANK:STEP`` makes rank RANK stop at the first step
+boundary at or after STEP (unless it resumed from a checkpoint at or past STEP), print ``rank RANK held at step N`` and wait there until a signal arrives:
+SIGCONT lets it go on as if nothing happened, SIGTERM or SIGUSR1 checkpoint as usual, SIGINT ends the run,
+SIGKILL kills it mid-run.
 """
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -26,6 +31,7 @@ PROGRESS_EVERY = 0.1     # fraction of the run between progress lines
 SIGNAL_POLL_STEPS = 2 * kernels.DEPTH   # steps between looks at the signal flag (a collective under MPI):
                                         # whole tiled chunks, rounded up to whole halo cycles under MPI
 FAULT_VARIABLE = "SOLVER_FAIL_AT"
+HOLD_VARIABLE = "SOLVER_HOLD_AT"
 
 
 class RunError(RuntimeError):
@@ -102,16 +108,28 @@ def set_threads(threads: int, local_ranks: int, say) -> None:
     numba.set_num_threads(threads)
 
 
-def injected_fault(rank: int) -> int | None:
-    """The step after which this rank must fail, from ``SOLVER_FAIL_AT=RANK:STEP``; None when unset."""
-    value = os.environ.get(FAULT_VARIABLE, "")
+def test_hook(variable: str, rank: int) -> int | None:
+    """The step of a ``RANK:STEP`` test hook for this rank (see the module docstring); None when unset."""
+    value = os.environ.get(variable, "")
     if not value:
         return None
     target, sep, step = value.partition(":")
     if not (sep and target.isdigit() and step.isdigit()):
-        raise ConfigError(f"{FAULT_VARIABLE} = {value!r}: expected RANK:STEP, for example 1:50; "
-                          f"or unset {FAULT_VARIABLE}")
+        raise ConfigError(f"{variable} = {value!r}: expected RANK:STEP, for example 1:50; "
+                          f"or unset {variable}")
     return int(step) if int(target) == rank else None
+
+
+def hold(rank: int, step: int, signals: checkpoint.SignalFlag) -> None:
+    """Wait at a step boundary until a signal arrives (the SOLVER_HOLD_AT test hook); SIGCONT releases."""
+    released = []
+    previous = signal.signal(signal.SIGCONT, lambda *_: released.append(True))
+    try:
+        print(f"rank {rank} held at step {step} ({HOLD_VARIABLE}): send SIGCONT to go on", flush=True)
+        while not released and signals.received is None:
+            time.sleep(0.005)
+    finally:
+        signal.signal(signal.SIGCONT, previous)
 
 
 def initial_field(cfg: Config, decomp: Decomposition) -> np.ndarray:
@@ -208,7 +226,8 @@ def run(cfg: Config, path: str, comm=None, say=None, restart: str = "never", max
     kernel = choose_kernel(cfg.numerics.kernel, decomp, local_ranks)
     kernels.warm_up(kernel)
     stepper = Stepper(cfg, decomp, timer, kernel)
-    fail_at = injected_fault(decomp.rank)
+    fail_at = test_hook(FAULT_VARIABLE, decomp.rank)
+    hold_at = test_hook(HOLD_VARIABLE, decomp.rank)
     attrs = {**provenance.collect(cfg.to_yaml(), decomp.size, threads, decomp.dims, decomp.comm, local_ranks), "kernel": kernel,
              **(attrs or {})}
     if comm is not None:
@@ -222,6 +241,8 @@ def run(cfg: Config, path: str, comm=None, say=None, restart: str = "never", max
     if restart == "require" or restart == "auto" and _exists(checkpoint_path, comm):
         u[owned], first, snapshots = checkpoint.load(checkpoint_path, cfg, decomp, partial_path(path))
         attrs["restarted_from_step"] = first
+        if hold_at is not None and first >= hold_at:
+            hold_at = None
         say(f"resuming from {checkpoint_path} at step {first}")
     v = u.copy()
 
@@ -265,6 +286,9 @@ def run(cfg: Config, path: str, comm=None, say=None, restart: str = "never", max
                         f"eta {elapsed / (step - first) * (nsteps - step):.1f} s")
                 if step == nsteps:
                     break
+                if hold_at is not None and step >= hold_at:
+                    hold(decomp.rank, step, signals)
+                    hold_at = None
                 reason = "signal" if signals.agreed(comm) else "--max-steps" if step == last else None
                 if reason or checkpoint_every and step % checkpoint_every == 0:
                     t = time.perf_counter()

@@ -83,11 +83,11 @@ def test_signal_checkpoints_and_the_same_command_resumes(tmp_path):
     """USR1 to jobs/run.sh (as SLURM's --signal=B:USR1 does to a batch script): checkpoint, exit 3, resume."""
     config = long_config(tmp_path)
     run_solver("run", config, "-o", tmp_path / "reference.h5")
-    job = subprocess.Popen(["bash", "jobs/run.sh", str(config)], cwd=REPO, env=solver_env(),
+    job = subprocess.Popen(["bash", "jobs/run.sh", str(config)], cwd=REPO, env=solver_env(SOLVER_HOLD_AT=HOLD),
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        for line in job.stdout:            # the first progress line: the run loop is listening
-            if "step" in line and "%" in line:
+        for line in job.stdout:            # held mid-run (solver/run.py's test hook): the loop is listening
+            if "held at step" in line:
                 job.send_signal(signal.SIGUSR1)
                 break
         _, err = job.communicate(timeout=120)
@@ -102,8 +102,11 @@ def test_signal_checkpoints_and_the_same_command_resumes(tmp_path):
     assert_same_output(tmp_path / "out.h5", tmp_path / "reference.h5")
 
 
+HOLD = "0:1000"       # SOLVER_HOLD_AT: rank 0 waits at step 1000 of 8000 until a signal arrives
+
+
 def long_config(tmp_path):
-    """A run of a few seconds, so a signal sent after its first progress line arrives well before the end."""
+    """A run that the tests stop mid-run with the hold hook (HOLD), whatever the machine's speed."""
     return write_config(tmp_path, grid={"nx": 301, "ny": 151}, time={"dt": 0.005, "t_end": 40.0},
                         output={"path": str(tmp_path / "out.h5"), "every": 1000})
 
@@ -114,11 +117,11 @@ def test_signal_to_one_rank_stops_all_at_the_same_step(tmp_path):
     config = long_config(tmp_path)
     run_solver("run", config, "-o", tmp_path / "reference.h5")
     mpirun = subprocess.Popen([require("mpirun"), "-n", "2", "--bind-to", "none", PYTHON, "-m", "solver", "run",
-                               str(config)], cwd=REPO, env=solver_env(), stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
+                               str(config)], cwd=REPO, env=solver_env(SOLVER_HOLD_AT="1:1000"),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        for line in mpirun.stdout:
-            if "step" in line and "%" in line:
+        for line in mpirun.stdout:         # rank 1 is held mid-run; rank 0 waits for it in the exchange
+            if "rank 1 held at step" in line:
                 os.kill(rank_pids(mpirun.pid)[-1], signal.SIGUSR1)
                 break
         _, err = mpirun.communicate(timeout=120)

@@ -127,8 +127,9 @@ def test_usr1_checkpoints_requeues_and_resumes(slurm_env, tmp_path):
     out = tmp_path / "long.h5"
     config = write_config(tmp_path, grid={"nx": 301, "ny": 151}, time={"dt": 0.005, "t_end": 60.0},
                           output={"path": str(out), "every": 2000})
-    job, log = submit(slurm_env, tmp_path, script("threaded.slurm"), config, wait=False)
-    wait_for(slurm_env, job, log, lambda: re.search(r"step +\d+/", read(log)), "the first progress line")
+    job, log = submit(slurm_env, tmp_path, script("threaded.slurm"), config, wait=False,
+                      extra_env={"SOLVER_HOLD_AT": "0:2000"})     # the requeued run resumes past it: no hold
+    wait_for(slurm_env, job, log, lambda: "held at step" in read(log), "the run held mid-run (SOLVER_HOLD_AT)")
     subprocess.run(["scancel", "--signal=USR1", "--batch", job], env=slurm_env, check=True, timeout=30)
     wait_for(slurm_env, job, log, lambda: job_field(slurm_env, job, "Restarts") == "1"
              and job_field(slurm_env, job, "JobState") == "PENDING", "the requeue")

@@ -12,10 +12,30 @@ from pathlib import Path
 
 from conftest import PYTHON, REPO, solver_env, write_config
 
-# A serial run of a few seconds (201 x 201 nodes, 20000 steps at ~250 MLUPS), long enough to be caught
-# mid-run; tests end it early, so its length only matters when it is allowed to finish.
-LONG = {"grid": {"nx": 201, "ny": 201}, "time": {"dt": 0.01, "t_end": 200.0},
-        "output": {"path": "out.h5", "every": 2000}, "parallel": {"threads": 1}}
+# A serial run that tests stop mid-run: they start it with SOLVER_HOLD_AT (see held), so its length never
+# decides whether it is still running when the test acts; it matters only when a run is let finish.
+LONG = {"grid": {"nx": 201, "ny": 201}, "time": {"dt": 0.01, "t_end": 20.0},
+        "output": {"path": "out.h5", "every": 200}, "parallel": {"threads": 1}}
+HOLD_STEP = 300      # past the first snapshot and a progress line, well before the end (2000 steps)
+
+
+def hold_env(rank: int = 0, step: int = HOLD_STEP, **extra: str) -> dict:
+    """Environment that makes rank RANK wait at STEP until it gets a signal (solver/run.py's test hook)."""
+    return solver_env(SOLVER_HOLD_AT=f"{rank}:{step}", **extra)
+
+
+def held(proc: subprocess.Popen, rank: int = 0) -> str:
+    """Read proc's stdout until rank RANK says it is held mid-run; returns what it printed up to then.
+
+    An event, not a delay: the run is between two steps of its time loop and stays there, on any machine."""
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if f"rank {rank} held at step" in line:
+            return "".join(seen)
+    proc.wait()
+    raise AssertionError(f"the run ended ({proc.returncode}) before rank {rank} was held:\n"
+                         f"{''.join(seen)[-2000:]}\n{proc.stderr.read()[-2000:]}")
 
 
 def config(directory: Path, sections: dict, name: str = "fault.yaml") -> Path:

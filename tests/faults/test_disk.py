@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 
 import h5py
 import pytest
 
 from conftest import require
-from faultkit import LONG, config, finish, one_line, partial_grown, read_cli, start, wait_for
+from faultkit import LONG, config, finish, held, hold_env, one_line, read_cli, start
 
 # 11 snapshots of 201 x 201 float64: 3.5 MB, more than the 2 MiB file system holds.
 BIGGER_THAN_DISK = {"grid": {"nx": 201, "ny": 201}, "time": {"dt": 0.01, "t_end": 0.1},
@@ -76,9 +77,10 @@ def test_disk_full_at_every_stage(tmp_path, small_disk):
 def test_output_directory_deleted_mid_run(tmp_path):
     cfg_path = config(tmp_path, {**LONG, "time": {"dt": 0.01, "t_end": 60.0},
                                  "output": {"path": "sub/out.h5", "every": 2000}})
-    proc = start("run", cfg_path, cwd=tmp_path)
-    wait_for(partial_grown(tmp_path / "sub/out.h5"), what="the .partial file", proc=proc)
+    proc = start("run", cfg_path, cwd=tmp_path, env=hold_env())
+    held(proc)
     shutil.rmtree(tmp_path / "sub")
+    proc.send_signal(signal.SIGCONT)
     code, stdout, stderr = finish(proc)
     assert code == 1, stderr
     line = one_line(stderr)

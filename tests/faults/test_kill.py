@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import time
 
 import h5py
 import numpy as np
 import pytest
 
 from conftest import PYTHON, require, solver_env
-from faultkit import (LONG, config, finish, kill_group, one_line, partial_grown, read_cli, start, wait_for)
+from faultkit import LONG, config, finish, held, hold_env, kill_group, one_line, read_cli, start
 
 # every=1 on 201 x 201 nodes: each step appends one snapshot, one 323208-byte chunk written by pwrite64.
 SNAPSHOT_EVERY_STEP = {"grid": {"nx": 201, "ny": 201}, "time": {"dt": 0.01, "t_end": 1.0},
@@ -54,10 +53,8 @@ def assert_rerun_succeeds(directory, cfg_path, out):
 def test_sigkill_during_compute(tmp_path):
     cfg_path = config(tmp_path, LONG)
     out = tmp_path / "out.h5"
-    proc = start("run", cfg_path, cwd=tmp_path)
-    wait_for(partial_grown(out), what="the .partial file", proc=proc)
-    time.sleep(0.3)                 # the first snapshot is written; the next is 2000 steps away: computing
-    assert proc.poll() is None, "the run ended before it could be killed"
+    proc = start("run", cfg_path, cwd=tmp_path, env=hold_env())
+    held(proc)                      # between two steps of the time loop, snapshots written, more to come
     proc.send_signal(signal.SIGKILL)
     code, _, _ = finish(proc)
     assert code == -signal.SIGKILL
@@ -118,13 +115,13 @@ def test_sigkill_inside_a_checkpoint_write(tmp_path):
 
 
 def signal_mid_run(directory, signum) -> tuple[int, str, str]:
-    """Start a long run in directory, send it signum once it is in its time loop, wait for its end."""
+    """Start a run in directory, send it signum once it is held in its time loop, wait for its end."""
     cfg_path = config(directory, LONG)
-    proc = start("run", cfg_path, cwd=directory)
-    wait_for(partial_grown(directory / "out.h5"), what="the .partial file", proc=proc)
-    time.sleep(0.2)
+    proc = start("run", cfg_path, cwd=directory, env=hold_env())
+    before = held(proc)
     proc.send_signal(signum)
-    return finish(proc)
+    code, stdout, stderr = finish(proc)
+    return code, before + stdout, stderr
 
 
 def test_sigint_ends_the_run_cleanly(tmp_path):
@@ -150,7 +147,7 @@ def test_sigterm_checkpoints_and_restart_finishes(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "resuming" in result.stdout
     with h5py.File(out, "r") as f:
-        assert f.attrs["complete"] == 1 and f["time"][-1] == pytest.approx(200.0)
+        assert f.attrs["complete"] == 1 and f["time"][-1] == pytest.approx(LONG["time"]["t_end"])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fault.yaml", "out.h5", "out.xdmf"]
 
 
@@ -158,9 +155,9 @@ def test_readers_refuse_a_file_being_written(tmp_path):
     """While a run writes, its output does not exist under the final name and its .partial is refused."""
     cfg_path = config(tmp_path, LONG)
     out = tmp_path / "out.h5"
-    proc = start("run", cfg_path, cwd=tmp_path)
+    proc = start("run", cfg_path, cwd=tmp_path, env=hold_env())
     try:
-        wait_for(partial_grown(out), what="the .partial file", proc=proc)
+        held(proc)
         for name in (out, out.with_name("out.h5.partial")):
             result = read_cli("info", name, cwd=tmp_path)
             assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr

@@ -1,20 +1,21 @@
 """Two runs pointed at the same output refuse to share it: the second is turned away, the first is untouched."""
 from __future__ import annotations
 
+import signal
+
 import h5py
 import numpy as np
 
-from faultkit import LONG, config, finish, one_line, partial_grown, read_cli, start, wait_for
+from faultkit import LONG, config, finish, held, hold_env, one_line, read_cli, start
 
 SHORT = {**LONG, "time": {"dt": 0.01, "t_end": 40.0}}      # 4000 steps, a fraction of a second
-LASTING = {**LONG, "time": {"dt": 0.01, "t_end": 1000.0}}  # 100000 steps: outlives a second run's start-up
 
 
 def test_second_run_on_the_same_output_is_refused(tmp_path):
-    cfg_path = config(tmp_path, LASTING)
+    cfg_path = config(tmp_path, LONG)
     out = tmp_path / "out.h5"
-    first = start("run", cfg_path, cwd=tmp_path)
-    wait_for(partial_grown(out), what="the first run's .partial", proc=first)
+    first = start("run", cfg_path, cwd=tmp_path, env=hold_env())
+    held(first)                                 # mid-run, holding its lock, until SIGCONT
     # --overwrite does not help: it replaces a finished file, never one a live run is writing
     second = read_cli("run", cfg_path, "--overwrite", "--set", "physics.diffusivity=0.0001", cwd=tmp_path)
     assert second.returncode == 2, second.stderr
@@ -22,6 +23,7 @@ def test_second_run_on_the_same_output_is_refused(tmp_path):
     assert f"pid {first.pid}" in line and "being written" in line and "-o" in line, line
     assert second.stdout == ""
 
+    first.send_signal(signal.SIGCONT)
     code, _, stderr = finish(first)
     assert code == 0, stderr
     with h5py.File(out, "r") as f:
