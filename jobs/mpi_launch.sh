@@ -28,8 +28,11 @@ fi
 
 case $launcher in
     srun)
-        # srun no longer inherits sbatch's --cpus-per-task (SLURM 22.05): pass it on.
-        mpi_launch=(srun --mpi="${SRUN_MPI:-pmix}" -n "$np" ${SLURM_CPUS_PER_TASK:+--cpus-per-task="$SLURM_CPUS_PER_TASK"})
+        # srun no longer inherits sbatch's --cpus-per-task (SLURM 22.05): pass it on. --kill-on-bad-exit: a
+        # rank that dies (its node failed, say) ends the step, instead of leaving the others waiting for it
+        # in an exchange until the time limit (SLURM's default lets the other tasks run on).
+        mpi_launch=(srun --mpi="${SRUN_MPI:-pmix}" --kill-on-bad-exit=1 -n "$np"
+                    ${SLURM_CPUS_PER_TASK:+--cpus-per-task="$SLURM_CPUS_PER_TASK"})
         ;;
     mpirun)
         if ! command -v mpirun >/dev/null; then
