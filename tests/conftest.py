@@ -104,9 +104,9 @@ def slurm_env():
     started = subprocess.run(["bash", LOCAL_CLUSTER, "start", "--nodes", str(LOCAL_NODES)], capture_output=True,
                              text=True, timeout=600)
     if started.returncode != 0:
-        last = started.stderr.strip().splitlines()[-1:] or ["(no message)"]
+        errors = [line for line in started.stderr.splitlines() if line.startswith("local-cluster: error:")]
         pytest.fail(f"no SLURM cluster answers sinfo and '{LOCAL_CLUSTER.name} start --nodes {LOCAL_NODES}' "
-                    f"failed: {last[0]}\n{started.stderr}")
+                    f"failed: {errors[-1] if errors else started.stderr}", pytrace=False)
     exported = dict(re.findall(r"^export (\w+)=(\S+)$", started.stdout, re.M))
     bin_dir = exported.get("PATH", "").removesuffix(":$PATH")
     previous = {name: os.environ.get(name) for name in ("SLURM_CONF", "PATH")}

@@ -57,7 +57,11 @@ write_config() {
     cpus=$(nproc --all)
     memory=$(($(awk '/^MemTotal:/ {print $2}' /proc/meminfo) / 1024 * 8 / 10 / nodes))  # MiB: 80 % in all
     port=$((20000 + key % 10000 * 2))
-    if ((nodes == 1)); then ctl_host=$host ctl_addr=127.0.0.1; else ctl_host=ctl ctl_addr=$subnet.1; fi
+    if ((nodes == 1)); then
+        ctl_host=$host ctl_addr=127.0.0.1
+    else        # the nodes share the machine's cores; each offers at least 4, so 3-4 ranks fit on one
+        ctl_host=ctl ctl_addr=$subnet.1 cpus=$((cpus > 4 ? cpus : 4))
+    fi
     cat >"$conf" <<EOF
 # Written by tests/slurm/local-cluster.sh: $nodes node(s), everything under $dir
 ClusterName=local
@@ -92,6 +96,7 @@ InactiveLimit=0
 KillWait=10
 MinJobAge=300
 MailProg=/bin/true
+SlurmdParameters=config_overrides
 EOF
     for node in $(node_names "$nodes"); do
         i=$((i + 1))
@@ -119,6 +124,8 @@ make_network() {
                 "(--nodes 2 needs root with CAP_SYS_ADMIN; in a container run it --privileged)"
         ip -n "$(ns "$name")" link set lo up
     done
+    unshare --uts true 2>"$dir/netns.err" ||
+        die "cannot create a UTS namespace (each node's own hostname): $(head -n1 "$dir/netns.err")"
     ip -n "$(ns ctl)" link add br0 type bridge
     ip -n "$(ns ctl)" addr add "$subnet.1/24" dev br0
     ip -n "$(ns ctl)" link set br0 up
@@ -219,6 +226,7 @@ start() {
     fi
     stop_all quiet
     close_inherited_files
+    trap 'stop_all quiet' EXIT          # a start that fails half-way leaves nothing running
     mkdir -p "$dir/state" "$dir/munge"
     chmod 755 "$dir"
     echo "$nodes" >"$dir/nodes"
@@ -264,9 +272,9 @@ start() {
     done
     if ((idle != nodes)); then
         show_logs
-        stop_all quiet
         die "$idle of $nodes node(s) idle after $timeout s; logs above"
     fi
+    trap - EXIT
     say "$nodes node(s) idle after $((waited / 10)).$((waited % 10)) s ($(node_names "$nodes" | paste -sd' ')); state in $dir"
     print_env
 }
