@@ -1,8 +1,8 @@
-"""What every analysis script shares: open a solver output safely, rebuild its config, compare with the
-analytic Gaussian, and turn bad input into one line and exit code 2.
+"""What every analysis script shares: open a solver output safely, rebuild its config, pick a field of its
+model, compare with the model's exact solution, and turn bad input into one line and exit code 2.
 
-The analytic field comes from the solver itself (``solver.run.analytic`` over ``solver.kernels.gaussian``)
-with the config stored in the file's ``config`` attribute, so the scripts never restate a formula.
+The exact field comes from the model itself (its ``exact`` hook, through ``solver.run.exact_field``) with the
+config stored in the file's ``config`` attribute, so the scripts never restate a formula and know no model.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ if str(REPO) not in sys.path:          # the scripts run as files: use this chec
 
 from solver import cli  # noqa: E402
 from solver.config import Config, ConfigError, from_dict, parse_yaml  # noqa: E402
-from solver.output import FIELD, attribute, open_complete  # noqa: E402
+from solver.output import attribute, open_complete  # noqa: E402
 
 EXIT_USAGE = cli.EXIT_USAGE
 Parser = cli.Parser      # argparse with one-line errors and exit code 2, as the solver's command line
@@ -50,8 +50,10 @@ class Output:
     time: np.ndarray
     cfg: Config
     attrs: dict
-    units: dict            # 'x', 'y', 'time', 'C' -> units string
+    units: dict            # 'x', 'y', 'time' and the field's name -> units string
     field_label: str       # e.g. "concentration [1]"
+    field: str             # the field the script looks at (the model's first unless --field)
+    _warned: bool = False  # said once that the model file changed since the run
 
     @property
     def snapshots(self) -> int:
@@ -61,12 +63,31 @@ class Output:
         """The field at snapshot ``index`` (negative counts from the end), shape (ny, nx)."""
         import h5py
         with h5py.File(self.path, "r") as f:
-            return f[FIELD][index]
+            return f[self.field][index]
+
+    @property
+    def has_exact(self) -> bool:
+        return self.cfg.model_impl.has_exact
+
+    def require_exact(self, what: str) -> None:
+        """Refuse, in one line, a comparison the model cannot make."""
+        if not self.has_exact:
+            model = self.cfg.model_impl
+            raise InputError(f"{self.path}: the {model.name} model ({model.file}) has no exact solution, so "
+                             f"{what} has nothing to compare with; add an exact() to the model (docs/models.md)")
 
     def exact(self, index: int) -> np.ndarray:
-        """The analytic Gaussian at the time of snapshot ``index`` (infinite plane, no boundary)."""
-        from solver.run import analytic          # imports numba: only when an analytic field is wanted
-        return analytic(self.cfg, self.x, self.y, float(self.time[index]))
+        """The model's exact solution of this field at the time of snapshot ``index``."""
+        from solver.grid import init_global_grid
+        from solver.run import exact_field
+        self.require_exact("this comparison")
+        recorded, model = self.attrs.get("model_source_sha256"), self.cfg.model_impl
+        if recorded and recorded != model.source_hash and not self._warned:
+            print(f"warning: {self.path} was written by another version of {model.file} (source "
+                  f"{recorded}, now {model.source_hash}): the exact field is today's", file=sys.stderr)
+            self._warned = True
+        fields = exact_field(self.cfg, init_global_grid(self.cfg), float(self.time[index]))
+        return fields[list(self.cfg.model_impl.fields).index(self.field)]
 
     def check_index(self, index: int) -> int:
         n = self.snapshots
@@ -79,31 +100,44 @@ def _text(value) -> str:
     return str(attribute(value))
 
 
-def open_output(path: str) -> Output:
-    """Read the axes, times, config and attributes of a finished solver output, or raise InputError."""
+def open_output(path: str, field: str | None = None) -> Output:
+    """Read the axes, times, config and attributes of a finished solver output, or raise InputError.
+    ``field`` picks one of the model's fields (default: the first)."""
     f = open_complete(path)            # missing, .partial, unfinished or not HDF5: one ConfigError line
     with f:
-        missing = [name for name in (FIELD, "x", "y", "time") if name not in f]
-        if missing or "config" not in f.attrs:
-            what = f"datasets {', '.join(missing)}" if missing else "the 'config' attribute"
-            raise InputError(f"{path}: not a solver output (no {what}); pass an output of 'python -m solver run'")
-        x, y, time = f["x"][:], f["y"][:], f["time"][:]
-        if f[FIELD].shape != (time.size, y.size, x.size) or time.size == 0:
-            raise InputError(f"{path}: {FIELD} has shape {f[FIELD].shape}, expected "
-                             f"({time.size}, {y.size}, {x.size}); the file is damaged")
-        units = {name: _text(f[name].attrs.get("units", "")) for name in ("x", "y", "time", FIELD)}
-        label = f"{_text(f[FIELD].attrs.get('long_name', FIELD))} [{units[FIELD]}]"
+        if "config" not in f.attrs:
+            raise InputError(f"{path}: not a solver output (no 'config' attribute); pass an output of "
+                             "'python -m solver run'")
         attrs = {k: attribute(v) for k, v in f.attrs.items()}
-    try:
-        cfg = from_dict(parse_yaml(attrs["config"], f"{path}:config"), f"{path}:config")
-    except ConfigError as err:
-        raise InputError(f"the config stored in the file does not load: {err}") from None
-    return Output(path, x, y, time, cfg, attrs, units, label)
+        try:
+            cfg = from_dict(parse_yaml(attrs["config"], f"{path}:config"), f"{path}:config")
+        except ConfigError as err:
+            raise InputError(f"the config stored in the file does not load: {err}") from None
+        names = list(cfg.model_impl.fields)
+        field = names[0] if field is None else field
+        if field not in names:
+            raise InputError(f"{path}: no field {field!r}; the {cfg.model_impl.name} model has "
+                             f"{', '.join(names)}: pick one with --field")
+        missing = [name for name in (field, "x", "y", "time") if name not in f]
+        if missing:
+            raise InputError(f"{path}: not a solver output (no datasets {', '.join(missing)}); pass an output "
+                             "of 'python -m solver run'")
+        x, y, time = f["x"][:], f["y"][:], f["time"][:]
+        if f[field].shape != (time.size, y.size, x.size) or time.size == 0:
+            raise InputError(f"{path}: {field} has shape {f[field].shape}, expected "
+                             f"({time.size}, {y.size}, {x.size}); the file is damaged")
+        units = {name: _text(f[name].attrs.get("units", "")) for name in ("x", "y", "time", field)}
+        label = f"{_text(f[field].attrs.get('long_name', field))} [{units[field]}]"
+    return Output(path, x, y, time, cfg, attrs, units, label, field)
+
+
+def add_field_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--field", help="which field of the model (default: its first, e.g. C; gray_scott: u, v)")
 
 
 def errors(numerical: np.ndarray, exact: np.ndarray, dx: float, dy: float) -> dict:
     """Discrete L2 (sqrt of sum err^2 dx dy, the grid's approximation of the integral) and max errors,
-    absolute and relative to the analytic field's own norms."""
+    absolute and relative to the exact field's own norms."""
     diff = numerical - exact
     l2 = float(np.sqrt(np.sum(diff ** 2) * dx * dy))
     l2_exact = float(np.sqrt(np.sum(exact ** 2) * dx * dy))

@@ -4,11 +4,13 @@
     python analysis/plot_field.py results/default.h5                  # final snapshot -> results/default.png
     python analysis/plot_field.py results/default.h5 --snapshot 0 -o first.png
     python analysis/plot_field.py results/default.h5 --snapshot 0 --snapshot -1      # -> default-snap000.png, ...
-    python analysis/plot_field.py results/default.h5 --compare        # numerical | analytic | error side by side
+    python analysis/plot_field.py results/default.h5 --compare        # numerical | exact | error side by side
     python analysis/plot_field.py results/default.h5 --animate results/default.mp4   # every snapshot (ffmpeg)
+    python analysis/plot_field.py results/gray-scott.h5 --field v     # one field of a model with several
 
-The analytic field is the solver's own Gaussian for the config stored in the file. With several snapshots,
-each PNG gets -snapNNN before the suffix of -o (or of FILE.png).
+Every field of the model is a panel of its own, unless --field picks one. The exact field is the model's own
+exact solution for the config stored in the file (a model without one cannot --compare). With several
+snapshots, each PNG gets -snapNNN before the suffix of -o (or of FILE.png).
 """
 from __future__ import annotations
 
@@ -25,8 +27,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from analysis.common import (InputError, Output, Parser, add_file_argument, open_output,  # noqa: E402
-                             run_main)
+from analysis.common import (InputError, Output, Parser, add_field_argument, add_file_argument,  # noqa: E402
+                             open_output, run_main)
 
 
 def _figure_size(out: Output, panels: int) -> tuple[float, float]:
@@ -50,26 +52,33 @@ def _time_text(out: Output, index: int) -> str:
     return f"t = {out.time[index]:.4g} {out.units['time']}"
 
 
-def plot_snapshot(out: Output, index: int, path: str) -> str:
-    """One snapshot: the numerical field."""
-    fig, ax = plt.subplots(figsize=_figure_size(out, 1), layout="constrained")
-    _panel(fig, ax, out, out.snapshot(index), f"{Path(out.path).name}: snapshot {index}, {_time_text(out, index)}",
-           out.field_label, cmap="viridis")
+def plot_snapshot(outs: list[Output], index: int, path: str) -> str:
+    """One snapshot: each field (one Output per field) in a panel of its own."""
+    out = outs[0]
+    fig, axes = plt.subplots(1, len(outs), figsize=_figure_size(out, len(outs)), layout="constrained",
+                             squeeze=False)
+    for ax, field in zip(axes[0], outs):
+        title = f"{field.field}" if len(outs) > 1 else f"{Path(out.path).name}: snapshot {index}, {_time_text(out, index)}"
+        _panel(fig, ax, field, field.snapshot(index), title, field.field_label, cmap="viridis")
+    if len(outs) > 1:
+        fig.suptitle(f"{Path(out.path).name}: snapshot {index}, {_time_text(out, index)}")
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
 
 
-def plot_compare(out: Output, index: int, path: str) -> str:
-    """Numerical, analytic and error (numerical - analytic) side by side; the first two share a colour scale."""
+def plot_compare(outs: list[Output], index: int, path: str) -> str:
+    """Numerical, exact and error (numerical - exact) side by side; the first two share a colour scale."""
+    out = outs[0]
     numerical, exact = out.snapshot(index), out.exact(index)
     error = numerical - exact
     low, high = min(numerical.min(), exact.min()), max(numerical.max(), exact.max())
     bound = float(np.max(np.abs(error))) or 1.0
     fig, axes = plt.subplots(1, 3, figsize=_figure_size(out, 3), layout="constrained")
     _panel(fig, axes[0], out, numerical, "numerical", out.field_label, cmap="viridis", vmin=low, vmax=high)
-    _panel(fig, axes[1], out, exact, "analytic Gaussian", out.field_label, cmap="viridis", vmin=low, vmax=high)
-    _panel(fig, axes[2], out, error, f"error (max |e| = {bound:.3g})", f"numerical - analytic [{out.units['C']}]",
+    _panel(fig, axes[1], out, exact, f"exact ({out.cfg.model_impl.name})", out.field_label, cmap="viridis",
+           vmin=low, vmax=high)
+    _panel(fig, axes[2], out, error, f"error (max |e| = {bound:.3g})", f"numerical - exact [{out.units[out.field]}]",
            cmap="RdBu_r", vmin=-bound, vmax=bound)
     fig.suptitle(f"{Path(out.path).name}: snapshot {index}, {_time_text(out, index)}")
     fig.savefig(path, dpi=110)
@@ -117,21 +126,28 @@ def main(argv=None) -> int:
                         help="snapshot index, negative from the end (repeatable; default: the last)")
     parser.add_argument("--all", action="store_true", help="every snapshot of the file")
     parser.add_argument("--compare", action="store_true",
-                        help="numerical, analytic and error fields side by side instead of the field alone")
+                        help="numerical, exact and error fields side by side instead of the field alone")
+    add_field_argument(parser)
     parser.add_argument("--animate", metavar="VIDEO", help="also write every snapshot as a video (.mp4; needs ffmpeg)")
     parser.add_argument("--fps", type=int, default=4, help="frames per second of the video (default: 4)")
     parser.add_argument("-o", "--output", help="PNG to write (default: FILE with .png, or -compare.png)")
     args = parser.parse_args(argv)
     if args.fps < 1:
         parser.error(f"--fps {args.fps}: needs at least 1 frame per second")
-    out = open_output(args.file)
+    out = open_output(args.file, args.field)
+    names = [args.field] if args.field else list(out.cfg.model_impl.fields)
+    outs = [out, *(open_output(args.file, name) for name in names[1:])]
+    if args.compare:
+        if len(outs) > 1:
+            raise InputError(f"--compare shows one field; pick one of {', '.join(names)} with --field")
+        out.require_exact("--compare")
     if args.all:
         indices = list(range(out.snapshots))
     else:
         indices = [out.check_index(i) for i in (args.snapshot or [-1])]
     plot = plot_compare if args.compare else plot_snapshot
     for index, name in zip(indices, output_names(out, indices, args.output, args.compare)):
-        print(f"wrote {plot(out, index, name)}")
+        print(f"wrote {plot(outs, index, name)}")
     if args.animate:
         print(f"wrote {animate(out, args.animate, args.fps)} ({out.snapshots} frames)")
     return 0

@@ -1,12 +1,14 @@
 #!/usr/bin/env python
-"""Verify a solver output against the analytic Gaussian: L2 and max error of every snapshot.
+"""Verify a solver output against its model's exact solution: L2 and max error of every snapshot.
 
     python analysis/verify.py results/default.h5               # table on stdout, plot -> results/default-verify.png
     python analysis/verify.py results/default.h5 --csv errors.csv -o errors.png
 
 L2 is the grid norm sqrt(sum (C - C_exact)^2 dx dy), the discrete form of the integral; "relative" divides by
-the same norm of the analytic field. The analytic field is the solver's Gaussian on the infinite plane, so an
-error that grows as the Gaussian reaches the Dirichlet boundary is the boundary's doing, not the scheme's.
+the same norm of the exact field. The exact field is the model's (solver/models), for the config stored in
+the file; a model without one is refused with one line. The built-in exact solutions live on the infinite
+plane, so an error that grows as the solution reaches a fixed boundary is the boundary's doing, not the
+scheme's.
 """
 from __future__ import annotations
 
@@ -21,14 +23,14 @@ import matplotlib  # noqa: E402
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from analysis.common import (Output, Parser, write_csv, add_file_argument, default_output, errors,  # noqa: E402
-                             open_output, run_main)
+from analysis.common import (Output, Parser, add_field_argument, add_file_argument, default_output,  # noqa: E402
+                             errors, open_output, run_main, write_csv)
 
 COLUMNS = ("snapshot", "time", "l2", "l2_relative", "max", "max_relative")
 
 
 def error_table(out: Output) -> list[dict]:
-    """One row per snapshot: its time and its errors against the analytic Gaussian."""
+    """One row per snapshot: its time and its errors against the exact solution."""
     rows = []
     for index in range(out.snapshots):
         e = errors(out.snapshot(index), out.exact(index), out.cfg.dx, out.cfg.dy)
@@ -54,15 +56,15 @@ def plot(out: Output, rows: list[dict], path: str) -> str:
     fig, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
     if shown:
         times = [r["time"] for r in shown]
-        c, length = out.units["C"], out.units["x"]
+        c, length = out.units[out.field], out.units["x"]
         l2_units = length if c in ("", "1") else f"{c} {length}"     # sqrt(sum e^2 dx dy): C times a length
         ax.semilogy(times, [r["l2"] for r in shown], "o-", label=f"L2 error [{l2_units}]")
-        ax.semilogy(times, [r["max"] for r in shown], "s--", label=f"max error [{out.units['C']}]")
+        ax.semilogy(times, [r["max"] for r in shown], "s--", label=f"max error [{out.units[out.field]}]")
         ax.legend()
     else:
-        ax.text(0.5, 0.5, "every snapshot equals the analytic field", ha="center", transform=ax.transAxes)
+        ax.text(0.5, 0.5, "every snapshot equals the exact field", ha="center", transform=ax.transAxes)
     ax.set_xlabel(f"time t [{out.units['time']}]")
-    ax.set_ylabel("error against the analytic Gaussian")
+    ax.set_ylabel(f"error of {out.field} against the exact solution")
     ax.set_xlim(0, 1.04 * float(out.time[-1]) or 1.0)
     ax.grid(True, which="both", alpha=0.3)
     ax.set_title(f"{Path(out.path).name}: {out.x.size} x {out.y.size} nodes, dt = {out.cfg.time.dt:g} "
@@ -78,8 +80,10 @@ def main(argv=None) -> int:
     add_file_argument(parser)
     parser.add_argument("-o", "--output", help="PNG of the errors over time (default: FILE-verify.png)")
     parser.add_argument("--csv", help="also write the table as CSV to this file")
+    add_field_argument(parser)
     args = parser.parse_args(argv)
-    out = open_output(args.file)
+    out = open_output(args.file, args.field)
+    out.require_exact("verify.py")
     rows = error_table(out)
     print(format_table(out, rows))
     print(f"wrote {plot(out, rows, args.output or default_output(args.file, '-verify.png'))}")

@@ -57,34 +57,21 @@ def _jit():
             for k in prange(src.size):
                 dst[k] = src[k] + 0.0     # not a memcpy: ordinary stores, so each line is read first
 
-        @njit(parallel=True, nogil=True)
-        def prange_step(src, dst, cx, cy):
-            ny, nx = src.shape
-            for j in prange(1, ny - 1):
-                for i in range(1, nx - 1):
-                    c = src[j, i]
-                    dst[j, i] = c + cx * (src[j, i - 1] - 2.0 * c + src[j, i + 1]) \
-                                  + cy * (src[j - 1, i] - 2.0 * c + src[j + 1, i])
-
-        _compiled.update(copy=copy, store_copy=store_copy, prange_step=prange_step)
+        _compiled.update(copy=copy, store_copy=store_copy)
     return _compiled
 
 
-def advance_prange(u, v, steps, cx, cy, region, shrink=(0, 0, 0, 0)):
-    """The yardstick: the kernel one writes first, a ``prange`` sweep over the whole interior per step,
-    called from Python. Only the whole interior without shrink (what the benchmark times)."""
-    if tuple(region) != (1, u.shape[0] - 1, 1, u.shape[1] - 1) or any(shrink):
-        raise ValueError("the prange yardstick updates the whole interior only")
-    step = _jit()["prange_step"]
-    for _ in range(steps):
-        step(u, v, cx, cy)
-        u, v = v, u
-    return u, v
+KERNEL_NAMES = ("prange", "numba", "tiled", "numpy")     # prange: the yardstick (solver/stencil.py)
 
 
-def kernel_table() -> dict:
+def model_kernel(model, name: str):
+    """``advance(u, v, steps, region)`` of our kernel ``name`` on ``model``, with the model's coefficients for
+    a unit grid at 80 % of its largest stable dt (the update's cost does not depend on the values)."""
     from . import kernels
-    return {"prange": advance_prange, **kernels.KERNELS}
+    physics = model.Physics()
+    k = model.coefficients(physics, 1.0, 1.0, 0.8 * min(1.0, model.max_stable_dt(physics, 1.0, 1.0)))
+    advance = kernels.get(model, name)
+    return lambda u, v, steps, region: advance(u, v, steps, k, region)
 
 
 # --- measurements -----------------------------------------------------------------------------------
@@ -103,17 +90,19 @@ def copy_rate(src: np.ndarray, dst: np.ndarray, repeats: int = 5, kind: str = "c
     return src.size / float(np.median(times))
 
 
-def time_kernel(advance, ny: int, nx: int, seconds: float, repeats: int, multiple: int) -> dict:
-    """MLUPS of one kernel on an ny x nx grid: warm-up, calibrate the step count, median of repeats."""
+def time_kernel(advance, shape: tuple, seconds: float, repeats: int, multiple: int) -> dict:
+    """MLUPS of ``advance(u, v, steps, region)`` on arrays of ``shape`` (``(fields, ny, nx)``, or ``(ny, nx)``
+    for the external libraries): warm-up, calibrate the step count, median of repeats."""
     rng = np.random.default_rng(0)
-    u = rng.random((ny, nx))
+    u = rng.random(shape)
     v = u.copy()
-    region, cx, cy = (1, ny - 1, 1, nx - 1), 0.2, 0.2
-    u, v = advance(u, v, multiple, cx, cy, region)          # compile (or load) and touch the pages
+    ny, nx = shape[-2:]
+    region = (1, ny - 1, 1, nx - 1)
+    u, v = advance(u, v, multiple, region)                  # compile (or load) and touch the pages
     trial = multiple
     while True:
         t = time.perf_counter()
-        u, v = advance(u, v, trial, cx, cy, region)
+        u, v = advance(u, v, trial, region)
         elapsed = time.perf_counter() - t
         if elapsed > 0.05 * seconds or trial * 2 * nx * ny > 4e9:
             break
@@ -123,7 +112,7 @@ def time_kernel(advance, ny: int, nx: int, seconds: float, repeats: int, multipl
     samples, wall, cpu = [], 0.0, time.process_time()
     for _ in range(repeats):
         t = time.perf_counter()
-        u, v = advance(u, v, steps, cx, cy, region)
+        u, v = advance(u, v, steps, region)
         seconds_taken = time.perf_counter() - t
         wall += seconds_taken
         samples.append(nx * ny * steps / seconds_taken / 1e6)
@@ -186,10 +175,11 @@ def machine() -> dict:
     return info
 
 
-def run_benchmark(sizes, kernel_names, thread_counts, seconds, repeats, copy_mib, say) -> dict:
+def run_benchmark(sizes, kernel_names, thread_counts, seconds, repeats, copy_mib, say,
+                  model_specs=("diffusion",)) -> dict:
     import numba
-    from . import kernels
-    table = kernel_table()
+    from . import kernels, models
+    chosen = [models.load(spec) for spec in model_specs]
     n = copy_mib * 1024 * 1024 // 8
     src, dst = np.ones(n), np.zeros(n)
     # the bound and the ceiling for every thread count a row uses: serial kernels run with one thread
@@ -207,32 +197,41 @@ def run_benchmark(sizes, kernel_names, thread_counts, seconds, repeats, copy_mib
         rate = sample_bound(t)
         say(f"copy bound, {t} thread(s): {rate:.0f} MLUPS-equivalent ({rate * 16 / 1000:.1f} GB/s)")
     rows = []
-    for nx, ny in sizes:
-        for threads in thread_counts:
-            for name in kernel_names:
-                if name in SERIAL_ONLY and threads != thread_counts[0]:
-                    continue
-                used = 1 if name in SERIAL_ONLY else threads
-                sample_bound(used)                    # interleaved with the kernels
-                numba.set_num_threads(used)
-                if name in bench_external.LIBRARIES:       # own process: OpenMP's thread count is set at load
-                    result = bench_external.measure(name, ny, nx, threads, seconds, repeats)
-                else:
-                    multiple = 2 * kernels.DEPTH if name == "tiled" else 1    # whole tiled chunks
-                    result = time_kernel(table[name], ny, nx, seconds, repeats, multiple)
-                row = {"kernel": name, "nx": nx, "ny": ny, "threads": used,
-                       "peak_rss_mib": round(peak_rss_mib(), 1), **result}
-                rows.append(row)
-                say(f"  {nx:>5} x {ny:<5} {name:<10} {row['threads']} thr  {row['mlups']:8.0f} MLUPS "
-                    f"({row['steps']} steps)")
+    for model in chosen:
+        fields = len(model.fields)
+        for nx, ny in sizes:
+            for threads in thread_counts:
+                for name in kernel_names:
+                    if name in SERIAL_ONLY and threads != thread_counts[0]:
+                        continue
+                    external = name in bench_external.LIBRARIES
+                    if external and model.name != "diffusion":      # they know the diffusion update only
+                        continue
+                    used = 1 if name in SERIAL_ONLY else threads
+                    sample_bound(used)                    # interleaved with the kernels
+                    numba.set_num_threads(used)
+                    if external:       # own process: OpenMP's thread count is set at load
+                        result = bench_external.measure(name, ny, nx, threads, seconds, repeats)
+                    else:
+                        multiple = 2 * kernels.DEPTH if name == "tiled" else 1    # whole tiled chunks
+                        result = time_kernel(model_kernel(model, name), (fields, ny, nx), seconds, repeats,
+                                             multiple)
+                    row = {"model": model.name, "kernel": name, "nx": nx, "ny": ny, "threads": used,
+                           "peak_rss_mib": round(peak_rss_mib(), 1), **result}
+                    rows.append(row)
+                    say(f"  {model.name:<20} {nx:>5} x {ny:<5} {name:<10} {row['threads']} thr  "
+                        f"{row['mlups']:8.0f} MLUPS ({row['steps']} steps)")
     ceiling = {}
-    for t in reference_threads:
-        numba.set_num_threads(t)
-        tries = [{"nx": nx_c, "ny": ny_c, **time_kernel(kernels.advance_numba, ny_c, nx_c, seconds, repeats, 1)}
-                 for ny_c, nx_c in in_cache_grids()]
-        ceiling[str(t)] = max(tries, key=lambda c: c["mlups"])
-        say(f"in-cache ceiling, {t} thread(s): numba kernel inside the last-level cache: "
-            + ", ".join(f"{c['nx']} x {c['ny']} {c['mlups']:.0f} MLUPS" for c in tries))
+    for model in chosen:
+        fields = len(model.fields)
+        for t in reference_threads:
+            numba.set_num_threads(t)
+            tries = [{"nx": nx_c, "ny": ny_c, **time_kernel(model_kernel(model, "numba"), (fields, ny_c, nx_c),
+                                                            seconds, repeats, 1)}
+                     for ny_c, nx_c in in_cache_grids(fields)]
+            ceiling[f"{model.name} {t}"] = max(tries, key=lambda c: c["mlups"])
+            say(f"in-cache ceiling, {model.name}, {t} thread(s): numba kernel inside the last-level cache: "
+                + ", ".join(f"{c['nx']} x {c['ny']} {c['mlups']:.0f} MLUPS" for c in tries))
     for t in reference_threads:
         sample_bound(t)
     store = {}
@@ -245,21 +244,21 @@ def run_benchmark(sizes, kernel_names, thread_counts, seconds, repeats, copy_mib
         ref = bound[str(row["threads"])]["median"]
         row["percent_of_bound"] = 100.0 * row["mlups"] / ref
         yard = [r for r in rows if r["kernel"] == "prange" and r["nx"] == row["nx"] and r["ny"] == row["ny"]
-                and r["threads"] == row["threads"]]
+                and r["threads"] == row["threads"] and r["model"] == row["model"]]
         row["ratio_to_prange"] = row["mlups"] / yard[0]["mlups"] if yard else None
-        row["percent_of_in_cache"] = 100.0 * row["mlups"] / ceiling[str(row["threads"])]["mlups"]
-    for t, c in ceiling.items():
-        c["percent_of_bound"] = 100.0 * c["mlups"] / bound[t]["median"]
+        row["percent_of_in_cache"] = 100.0 * row["mlups"] / ceiling[f"{row['model']} {row['threads']}"]["mlups"]
+    for key, c in ceiling.items():
+        c["percent_of_bound"] = 100.0 * c["mlups"] / bound[key.split()[-1]]["median"]
     tiles = {"tile_y": kernels.TILE_Y, "tile_x": kernels.TILE_X, "depth": kernels.DEPTH}
     return {"bound": bound, "store_copy": store, "in_cache": ceiling, "results": rows, "tiled": tiles}
 
 
-def in_cache_grids() -> list[tuple[int, int]]:
+def in_cache_grids(fields: int = 1) -> list[tuple[int, int]]:
     """Grids whose two buffers fill a half and three quarters of the last-level cache: the kernel's arithmetic
     rate with memory out of the way (the faster of the two), the most a temporally blocked kernel can reach.
     1000 columns: a power-of-two row length would make rows collide in the cache sets."""
     from .grid import last_level_cache
-    rows = last_level_cache() // (2 * 8 * 1000)
+    rows = last_level_cache() // (2 * 8 * 1000 * fields)
     return [(max(16, rows // 2), 1000), (max(16, 3 * rows // 4), 1000)]
 
 
@@ -329,18 +328,20 @@ def format_table(report: dict) -> str:
         lines.append(f"bound, {t} thread(s): {b['median']:.0f} MLUPS-equivalent = {b['median'] * 16 / 1000:.1f} GB/s "
                      f"copy (median of {len(b['samples'])}, range {b['min']:.0f}-{b['max']:.0f}); "
                      f"copy with ordinary stores {report['store_copy'][t]:.0f}")
-    for t, c in report.get("in_cache", {}).items():
-        lines.append(f"in-cache ceiling, {t} thread(s): {c['mlups']:.0f} MLUPS = {c['percent_of_bound']:.0f} % of the "
-                     f"bound (numba kernel on {c['nx']} x {c['ny']}, both buffers inside the last-level cache)")
+    for key, c in report.get("in_cache", {}).items():
+        model, t = key.rsplit(" ", 1) if " " in key else ("diffusion", key)
+        lines.append(f"in-cache ceiling, {model}, {t} thread(s): {c['mlups']:.0f} MLUPS = {c['percent_of_bound']:.0f} "
+                     f"% of the bound (numba kernel on {c['nx']} x {c['ny']}, buffers inside the last-level cache)")
     lines.append("cpu/wall: CPU seconds of this process per wall second while timing; below the thread count "
                  "means other processes took cores")
     lines.append("")
-    lines.append(f"{'grid':>11} {'kernel':<10} {'thr':>3} {'MLUPS':>8} {'% bound':>8} {'x prange':>8} "
+    lines.append(f"{'model':<20} {'grid':>11} {'kernel':<10} {'thr':>3} {'MLUPS':>8} {'% bound':>8} {'x prange':>8} "
                  f"{'% in-cache':>10} {'steps':>6} {'cpu/wall':>8} {'peak RSS MiB':>12}")
     for r in report["results"]:
         ratio = f"{r['ratio_to_prange']:.2f}" if r["ratio_to_prange"] is not None else "-"
         in_cache = r.get("percent_of_in_cache", float("nan"))
-        lines.append(f"{r['nx']:>5}x{r['ny']:<5} {r['kernel']:<10} {r['threads']:>3} {r['mlups']:>8.0f} "
+        lines.append(f"{r.get('model', 'diffusion'):<20} {r['nx']:>5}x{r['ny']:<5} {r['kernel']:<10} {r['threads']:>3} "
+                     f"{r['mlups']:>8.0f} "
                      f"{r['percent_of_bound']:>7.0f}% {ratio:>8} {in_cache:>9.0f}% {r['steps']:>6} "
                      f"{r['cpu_seconds_per_wall_second']:>8.2f} {r['peak_rss_mib']:>12.0f}")
     if report.get("mpi"):
@@ -362,7 +363,7 @@ def plot(report: dict, path: str) -> None:
     import matplotlib.ticker
 
     fig, ax = plt.subplots(figsize=(10, 5.5))
-    rows = report["results"]
+    rows = [r for r in report["results"] if r.get("model", "diffusion") == "diffusion"]   # the external yardsticks' problem
     styles = {1: "--", None: "-"}
     colours = {}
     top = max(t for t in (r["threads"] for r in rows))
@@ -384,8 +385,8 @@ def plot(report: dict, path: str) -> None:
         ax.axhline(rate, color="grey", linestyle="--", linewidth=1)
         ax.annotate(f"copy with ordinary stores (reads each line first), {top_threads} thr: {rate:.0f}",
                     (0.01, rate), xycoords=("axes fraction", "data"), va="bottom", fontsize=8, color="grey")
-    if top_threads in report.get("in_cache", {}):
-        ceiling = report["in_cache"][top_threads]["mlups"]
+    if f"diffusion {top_threads}" in report.get("in_cache", {}):
+        ceiling = report["in_cache"][f"diffusion {top_threads}"]["mlups"]
         ax.axhline(ceiling, color="tab:red", linestyle="-.", linewidth=1)
         ax.annotate(f"in-cache ceiling (numba kernel, arithmetic only), {top_threads} thr: {ceiling:.0f}",
                     (0.01, ceiling), xycoords=("axes fraction", "data"), va="bottom", fontsize=8, color="tab:red")
@@ -423,6 +424,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kernels", help=f"kernels to time, comma-separated (default {DEFAULT_KERNELS}, and "
                    f"{','.join(bench_external.LIBRARIES)} when installed: {bench_external.INSTALL}; "
                    "prange is the yardstick)")
+    p.add_argument("--models", default="diffusion", help="built-in models whose update the kernels apply, "
+                   "comma-separated, or all (default diffusion)")
     p.add_argument("--threads", default="1,all", help="thread counts, comma-separated; 'all' = NUMBA_NUM_THREADS "
                    "(default 1,all)")
     p.add_argument("--seconds", type=float, default=0.5,
@@ -445,7 +448,9 @@ def main(args: argparse.Namespace) -> int:
     limit = numba.config.NUMBA_NUM_THREADS
     sizes = parse_sizes(args.sizes)
     default = ",".join([DEFAULT_KERNELS, *filter(bench_external.available, bench_external.LIBRARIES)])
-    names = parse_list(args.kernels or default, "--kernels", [*kernel_table(), *bench_external.LIBRARIES])
+    names = parse_list(args.kernels or default, "--kernels", [*KERNEL_NAMES, *bench_external.LIBRARIES])
+    from .models import BUILT_IN
+    model_specs = BUILT_IN if args.models == "all" else parse_list(args.models, "--models", BUILT_IN)
     bench_external.check_installed(names)
     threads = parse_threads(args.threads, limit)
     if args.seconds <= 0 or min(args.repeats, args.copy_mib, args.mpi_steps, args.mpi_repeats) < 1:
@@ -463,7 +468,7 @@ def main(args: argparse.Namespace) -> int:
               "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine(),
               "numba_version": numba.__version__, "numpy_version": np.__version__,
               "threading_layer": None}
-    report.update(run_benchmark(sizes, names, threads, args.seconds, args.repeats, args.copy_mib, say))
+    report.update(run_benchmark(sizes, names, threads, args.seconds, args.repeats, args.copy_mib, say, model_specs))
     report["threading_layer"] = numba.threading_layer()
     if args.mpi:
         report["mpi"] = run_mpi(parse_sizes(args.mpi_sizes), names, args.mpi_steps, max(threads), args.mpi_repeats,

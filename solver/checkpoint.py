@@ -1,9 +1,9 @@
 """Checkpoints: the state of a run at a step boundary, so a job can stop (time limit, signal) and resume.
 
-A checkpoint is one HDF5 file holding the owned nodes of every rank in the global layout ``C(y, x)``
-(written collectively under MPI), so a restart may use another number of ranks. Its attributes hold the
-step, the number of snapshots already in the output, a hash of the settings that determine the result
-and a checksum of the field. It is written as ``PATH.partial``, synced and renamed, so a file under the
+A checkpoint is one HDF5 file holding the owned nodes of every rank in the global layout, one dataset per
+field of the model (``C(y, x)``, ...), written collectively under MPI, so a restart may use another number
+of ranks. Its attributes hold the step, the number of snapshots already in the output, a hash of the
+settings that determine the result (the model's source included) and a checksum of the fields. It is written as ``PATH.partial``, synced and renamed, so a file under the
 final name is whole; before it is trusted everything is checked, and a damaged or foreign checkpoint is
 refused with one line (a :class:`CheckpointError`, exit code 2).
 
@@ -27,10 +27,10 @@ from .grid import Decomposition
 from .output import attribute, open_hdf5, reason
 
 FORMAT = "diffusion2d-checkpoint/1"
-FIELD = "C"
 EXIT_REQUEUE = 3                          # "checkpointed, run me again": the job script requeues
 SIGNALS = (signal.SIGUSR1, signal.SIGTERM)
-RESULT_KEYS = ("grid", "physics", "initial", "time")   # plus output.every; ranks, threads, kernel may change
+RESULT_KEYS = ("grid", "physics", "initial", "boundary", "time")   # plus output.every and the model's source;
+                                                                 # ranks, threads, kernel may change
 
 
 class CheckpointError(ConfigError):
@@ -56,6 +56,7 @@ def result_hash(cfg: Config) -> str:
     """Hash of the settings that decide the field and the snapshots, not of how the run is parallelised."""
     settings = {key: cfg.to_dict()[key] for key in RESULT_KEYS}
     settings["output.every"] = cfg.output.every
+    settings["model"] = cfg.model_impl.source_hash           # where the file lies does not matter
     return hashlib.sha256(yaml.safe_dump(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -65,9 +66,10 @@ def checksum(block: np.ndarray, decomp: Decomposition) -> str:
     Integer sums wrap and commute, so the value does not depend on the decomposition; every weight is odd,
     so any single changed value changes the sum. Collective under MPI.
     """
+    fields = np.arange(block.shape[0], dtype=np.uint64)[:, np.newaxis, np.newaxis]
     rows = np.arange(*decomp.y_range, dtype=np.uint64)[:, np.newaxis]
     cols = np.arange(*decomp.x_range, dtype=np.uint64)[np.newaxis, :]
-    weights = (rows * np.uint64(decomp.nx) + cols) * np.uint64(2) + np.uint64(1)
+    weights = ((fields * np.uint64(decomp.ny) + rows) * np.uint64(decomp.nx) + cols) * np.uint64(2) + np.uint64(1)
     bits = np.ascontiguousarray(block, dtype=np.float64).view(np.uint64)
     total = int(np.sum(bits * weights, dtype=np.uint64))
     if decomp.comm is not None:
@@ -115,13 +117,14 @@ def write(path: str, cfg: Config, decomp: Decomposition, block: np.ndarray, step
     if comm is not None:
         comm.Barrier()
     with open_hdf5(tmp, "w", comm) as f:
-        field = f.create_dataset(FIELD, shape=(decomp.ny, decomp.nx), dtype="f8")
         rows, cols = slice(*decomp.y_range), slice(*decomp.x_range)
-        if parallel:
-            with field.collective:
-                field[rows, cols] = block
-        else:
-            field[rows, cols] = block
+        for index, name in enumerate(cfg.model_impl.fields):
+            field = f.create_dataset(name, shape=(decomp.ny, decomp.nx), dtype="f8")
+            if parallel:
+                with field.collective:
+                    field[rows, cols] = block[index]
+            else:
+                field[rows, cols] = block[index]
         f.attrs.update(format=FORMAT, step=step, time=step * cfg.time.dt, snapshots=snapshots,
                        result_hash=result_hash(cfg), checksum=total, nx=decomp.nx, ny=decomp.ny,
                        ranks=decomp.size)
@@ -151,7 +154,8 @@ def load(path: str, cfg: Config, decomp: Decomposition, output_partial: str) -> 
     if problem:
         raise CheckpointError(problem)
     with open_hdf5(path, "r", comm) as f:
-        block = f[FIELD][slice(*decomp.y_range), slice(*decomp.x_range)]
+        rows, cols = slice(*decomp.y_range), slice(*decomp.x_range)
+        block = np.stack([f[name][rows, cols] for name in cfg.model_impl.fields])
     if checksum(block, decomp) != meta["checksum"]:
         raise CheckpointError(f"checkpoint {path} is damaged (its field does not match the checksum); "
                               "delete it to run from the start")
@@ -169,21 +173,23 @@ def inspect(path: str, cfg: Config, output_partial: str) -> dict:
     try:
         with h5py.File(path, "r") as f:
             attrs = {key: f.attrs.get(key) for key in ("format", "step", "snapshots", "result_hash", "checksum")}
-            shape = f[FIELD].shape if FIELD in f else None
+            shapes = {f[name].shape if name in f else None for name in cfg.model_impl.fields}
+            shape = shapes.pop() if len(shapes) == 1 else None
     except OSError as err:
         raise CheckpointError(f"{refuse} cannot be read ({reason(err)}): it is damaged or not a "
                               f"checkpoint; {restart}") from None
     if str(attribute(attrs["format"])) != FORMAT or None in attrs.values() or shape is None:
         raise CheckpointError(f"{refuse} is not a complete {FORMAT} file; {restart}")
     if str(attribute(attrs["result_hash"])) != result_hash(cfg):
-        raise CheckpointError(f"{refuse} was written for another config (grid, physics, initial, time or "
-                              f"output.every differ); run with the same config, or {restart}")
+        raise CheckpointError(f"{refuse} was written for another config (the model or its source, grid, physics, "
+                              f"initial, boundary, time or output.every differ); run with the same config, "
+                              f"or {restart}")
     step, snapshots = int(attrs["step"]), int(attrs["snapshots"])
     if shape != (cfg.grid.ny, cfg.grid.nx) or not 0 <= step <= cfg.nsteps:
         raise CheckpointError(f"{refuse} does not fit the grid or the step range of the config; {restart}")
     try:
         with h5py.File(output_partial, "r") as f:
-            written = min(f[FIELD].shape[0], f["time"].shape[0])
+            written = min(*(f[name].shape[0] for name in cfg.model_impl.fields), f["time"].shape[0])
     except (OSError, KeyError) as err:
         raise CheckpointError(f"{refuse} needs the unfinished output {output_partial} to continue, which "
                               f"cannot be read ({reason(err)}); {restart}") from None

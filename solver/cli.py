@@ -120,7 +120,8 @@ def _main(argv: list[str] | None) -> int:
         if args.command == "validate":
             cfg = config_module.load(args.config, args.overrides)
             print(cfg.to_yaml(), end="")
-            print(f"# {args.config}: valid; {cfg.nsteps} steps, stability number {cfg.stability:.3f} (<= 0.5)")
+            print(f"# {args.config}: valid; model {describe_model(cfg)}; {cfg.nsteps} steps, dt = "
+                  f"{cfg.stability:.3f} of the largest stable dt")
             return 0
         if args.command == "bench":
             from .bench import main as bench
@@ -271,12 +272,19 @@ def _fail(comm, code: int, collective: bool = False) -> int:
 
 
 def format_summary(s: dict, path: str) -> str:
+    error = (f"max error vs exact {s['max_error']:.3g} ({s['relative_error']:.2e} of the peak), "
+             if "max_error" in s else "")
     return (f"done: {s['grid']} nodes, {s['steps']} steps on {s['ranks']} rank(s) x {s['threads_per_rank']} "
             f"thread(s) in {s['wall_seconds']:.2f} s (loop {s['loop_seconds']:.2f} s: compute "
             f"{s['compute_seconds']:.2f}, halo {s['halo_seconds']:.2f}, io {s['io_seconds']:.2f})\n"
-            f"      {s['mlups']:.0f} MLUPS, max error vs analytic {s['max_error']:.3g} "
-            f"({s['relative_error']:.2e} of the peak), peak memory {s['peak_memory_mib_per_rank']:.0f} MiB/rank\n"
+            f"      {s['mlups']:.0f} MLUPS, {error}peak memory {s['peak_memory_mib_per_rank']:.0f} MiB/rank\n"
             f"      wrote {path} ({s['snapshots']} snapshots)")
+
+
+def describe_model(cfg) -> str:
+    """The model and the file the run imports: a model file in a config is code that runs."""
+    model = cfg.model_impl
+    return f"{model.name} from {model.file} (fields {', '.join(model.fields)})"
 
 
 def dry_run(cfg, path: str, ranks: int | None) -> str:
@@ -294,24 +302,27 @@ def dry_run(cfg, path: str, ranks: int | None) -> str:
     by = split(cfg.grid.ny, py, 0)[1] + 2 * h
     every = cfg.output.every
     snapshots = 1 + (cfg.nsteps // every + (cfg.nsteps % every > 0) if every else 1)
-    field_bytes = 2 * bx * by * 8                      # the two time levels, halo included
+    fields = len(cfg.model_impl.fields)
+    field_bytes = 2 * fields * bx * by * 8             # the two time levels, halo included
     scratch = ""
     if cfg.numerics.kernel in ("auto", "tiled"):
         from .kernels import scratch_bytes_per_thread
-        scratch = f", plus {_size(scratch_bytes_per_thread())} of scratch tiles per thread if the tiled kernel runs"
-    output_bytes = snapshots * cfg.grid.nx * cfg.grid.ny * 8
+        scratch = (f", plus {_size(scratch_bytes_per_thread(fields))} of scratch tiles per thread if the tiled "
+                   "kernel runs")
+    output_bytes = snapshots * fields * cfg.grid.nx * cfg.grid.ny * 8
     return "\n".join([
         cfg.to_yaml().rstrip(),
+        f"# model            {describe_model(cfg)}",
         f"# output           {path}",
         f"# grid spacing     dx = {cfg.dx:.6g}, dy = {cfg.dy:.6g}",
         f"# steps            {cfg.nsteps} of dt = {cfg.time.dt:g} to t_end = {cfg.time.t_end:g}",
-        f"# stability        D dt (1/dx^2 + 1/dy^2) = {cfg.stability:.4f} (stable up to 0.5; "
-        f"largest stable dt {cfg.max_stable_dt:.4g})",
+        f"# stability        dt is {cfg.stability:.4f} of the largest stable dt, {cfg.max_stable_dt:.4g}",
         f"# decomposition    {ranks} rank(s) as {px} x {py}, largest block {bx - 2 * h} x {by - 2 * h} "
         f"+ halo {h}",
         f"# memory per rank  {_size(field_bytes)} for the two field buffers{scratch} "
         f"(and about 150 MiB for Python, numba and HDF5)",
-        f"# output size      {_size(output_bytes)} ({snapshots} snapshots of {cfg.grid.nx} x {cfg.grid.ny} float64)",
+        f"# output size      {_size(output_bytes)} ({snapshots} snapshots of {fields} field(s) of "
+        f"{cfg.grid.nx} x {cfg.grid.ny} float64)",
     ])
 
 

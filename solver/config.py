@@ -1,7 +1,8 @@
 """Configuration: the YAML schema, its validation and ``--set`` overrides.
 
-A config is a YAML mapping of sections (``grid``, ``physics``, ...). Every key has a default here, so a
-config file names only what differs. Validation turns any mistake into one :class:`ConfigError` line that
+A config is a YAML mapping of sections (``grid``, ``physics``, ...) and the name of its model (``model:``,
+see solver/models). Every key has a default, here or in the model's file, so a config file names only what
+differs; the ``physics`` and ``initial`` sections are the model's. Validation turns any mistake into one :class:`ConfigError` line that
 names the file, the key and the fix; nothing downstream needs to check types again.
 """
 from __future__ import annotations
@@ -14,6 +15,8 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any
 
 import yaml
+
+from . import models
 
 
 class ConfigError(ValueError):
@@ -32,16 +35,20 @@ class Grid:
     y: tuple[float, float] = (0.0, 1.0)   # domain extent along y
 
 
-@dataclass(frozen=True)
-class Physics:
-    diffusivity: float = 0.0009           # D in dC/dt = D (d2C/dx2 + d2C/dy2)
+BOUNDARIES = ("fixed", "zero_flux", "periodic")
+SIDES = ("west", "east", "south", "north")
 
 
 @dataclass(frozen=True)
-class Initial:
-    center: tuple[float, float] = (1.0, 0.5)   # centre of the Gaussian
-    sigma: float = 0.05                        # its standard deviation
-    amplitude: float = 1.0                     # its peak value at t = 0
+class Boundary:
+    """Per side: fixed (boundary nodes keep their initial values), zero_flux (mirror) or periodic."""
+    west: str = "fixed"
+    east: str = "fixed"
+    south: str = "fixed"
+    north: str = "fixed"
+
+    def periodic(self, axis: str) -> bool:
+        return getattr(self, "west" if axis == "x" else "south") == "periodic"
 
 
 @dataclass(frozen=True)
@@ -83,11 +90,16 @@ class Ensemble:
     output_dir: str = "results/ensemble"               # member-NNNN.h5 files go here
 
 
+DEFAULT_MODEL = "diffusion"
+
+
 @dataclass(frozen=True)
 class Config:
+    model: str = DEFAULT_MODEL            # built-in name, module name or absolute path of a model file
     grid: Grid = field(default_factory=Grid)
-    physics: Physics = field(default_factory=Physics)
-    initial: Initial = field(default_factory=Initial)
+    physics: Any = field(default_factory=lambda: models.load(DEFAULT_MODEL).Physics())   # the model's
+    initial: Any = field(default_factory=lambda: models.load(DEFAULT_MODEL).Initial())   # the model's
+    boundary: Boundary = field(default_factory=Boundary)
     time: Time = field(default_factory=Time)
     output: Output = field(default_factory=Output)
     numerics: Numerics = field(default_factory=Numerics)
@@ -98,26 +110,44 @@ class Config:
 
     # --- derived quantities -------------------------------------------------------------------
     @property
+    def model_impl(self) -> models.Model:
+        """The loaded model (imported once per process)."""
+        return models.load(self.model)
+
+    def axis(self, name: str):
+        """Node coordinates along ``x`` or ``y``: both ends included, or, on a periodic axis, the start
+        included and the end (the start again) left out."""
+        import numpy as np
+        (lo, hi), n = getattr(self.grid, name), getattr(self.grid, "n" + name)
+        if self.boundary.periodic(name):
+            return lo + (hi - lo) / n * np.arange(n)
+        return np.linspace(lo, hi, n)
+
+    @property
     def dx(self) -> float:
-        return (self.grid.x[1] - self.grid.x[0]) / (self.grid.nx - 1)
+        return (self.grid.x[1] - self.grid.x[0]) / (self.grid.nx - (0 if self.boundary.periodic("x") else 1))
 
     @property
     def dy(self) -> float:
-        return (self.grid.y[1] - self.grid.y[0]) / (self.grid.ny - 1)
+        return (self.grid.y[1] - self.grid.y[0]) / (self.grid.ny - (0 if self.boundary.periodic("y") else 1))
 
     @property
     def nsteps(self) -> int:
         return round(self.time.t_end / self.time.dt)
 
     @property
-    def stability(self) -> float:
-        """D dt (1/dx^2 + 1/dy^2); the explicit scheme is stable up to 1/2."""
-        return self.physics.diffusivity * self.time.dt * (self.dx ** -2 + self.dy ** -2)
+    def max_stable_dt(self) -> float:
+        """The largest stable time step of the model on this grid."""
+        return float(self.model_impl.max_stable_dt(self.physics, self.dx, self.dy))
 
     @property
-    def max_stable_dt(self) -> float:
-        rate = self.physics.diffusivity * (self.dx ** -2 + self.dy ** -2)
-        return 0.5 / rate if rate > 0 else math.inf
+    def stability(self) -> float:
+        """dt as a fraction of the largest stable dt: the run is stable up to 1."""
+        return self.time.dt / self.max_stable_dt
+
+    def coefficients(self) -> tuple[float, ...]:
+        """The model's coefficients for this grid and time step, passed to every point update."""
+        return tuple(float(k) for k in self.model_impl.coefficients(self.physics, self.dx, self.dy, self.time.dt))
 
     def to_dict(self) -> dict:
         return _to_plain(self)
@@ -132,6 +162,11 @@ MAX_NODES = 2 ** 31 - 1     # per axis: far beyond any memory, and keeps dx and 
 MAX_STEPS = 1e15
 DISTRIBUTIONS = {"uniform": ("low", "high"), "normal": ("mean", "std"),
                  "lognormal": ("mean", "sigma"), "choice": ("values",)}
+
+
+def section_types(model: models.Model) -> dict[str, type]:
+    """Section name -> dataclass, with the model's physics and initial sections."""
+    return {**_SECTION_TYPES, "physics": model.Physics, "initial": model.Initial}
 
 
 def _to_plain(obj: Any) -> Any:
@@ -221,16 +256,34 @@ def set_dotted(data: dict, item: str, source: str = "--set") -> None:
 
 def from_dict(data: dict, source: str = "<dict>") -> Config:
     """Build and validate a Config from a raw mapping."""
-    sections = {}
+    model = load_model(data.get("model", DEFAULT_MODEL), source)
+    types = section_types(model)
+    sections = {"model": model.spec}
     for name, value in data.items():
         section = _known_key(Config, str(name), source, "")
+        if section == "model":
+            continue
         if not isinstance(value, dict):
             raise ConfigError(f"{source}: {name} must be a section (a mapping of keys), "
                               f"got {_show(value)}")
-        sections[section] = _build_section(_SECTION_TYPES[section], value, source, section)
+        sections[section] = _build_section(types[section], value, source, section)
+    sections.setdefault("physics", model.Physics())
+    sections.setdefault("initial", model.Initial())
     cfg = Config(**sections, source=source)
     validate(cfg)
     return cfg
+
+
+def load_model(spec: Any, source: str) -> models.Model:
+    """The model a config names; a relative file path is taken from the config file's folder."""
+    if not isinstance(spec, str):
+        raise ConfigError(f"{source}: model = {_show(spec)}: expected the name of a built-in model "
+                          f"({', '.join(models.BUILT_IN)}), a module or the path of a model file")
+    base = os.path.dirname(os.path.abspath(source)) if os.path.isfile(source) else os.getcwd()
+    try:
+        return models.load(models.resolve(spec, base))
+    except models.ModelError as err:
+        raise ConfigError(f"{source}: {err}") from None
 
 
 def _known_key(cls, name: str, source: str, prefix: str) -> str:
@@ -344,7 +397,8 @@ def _expected(default: Any, key: str) -> str:
     return "a string"
 
 
-_SECTION_TYPES = {f.name: f.default_factory for f in fields(Config) if f.name != "source"}  # name -> class
+_SECTION_TYPES = {f.name: f.default_factory for f in fields(Config)
+                  if f.name not in ("source", "model", "physics", "initial")}   # name -> class
 
 
 # --- checks across keys -----------------------------------------------------------------------
@@ -369,10 +423,23 @@ def validate(cfg: Config) -> None:
         if not (1e-150 < step < 1e150):      # so that 1/dx^2 and the stability number stay finite
             fail(f"grid.{key} = [{lo}, {hi}] with {getattr(g, 'n' + key)} nodes gives {spacing} = {step:g}, "
                  "beyond what floating point resolves; choose a sensible extent")
-    for key, value in (("physics.diffusivity", cfg.physics.diffusivity), ("time.dt", cfg.time.dt),
-                       ("time.t_end", cfg.time.t_end), ("initial.sigma", cfg.initial.sigma)):
+    for key, value in (("time.dt", cfg.time.dt), ("time.t_end", cfg.time.t_end)):
         if not value > 0:
             fail(f"{key} = {value} must be positive")
+    for side in SIDES:
+        value = getattr(cfg.boundary, side)
+        if value not in BOUNDARIES:
+            close = difflib.get_close_matches(value, BOUNDARIES, n=1)
+            fail(f"boundary.{side} = {value!r}; " + (f"did you mean {close[0]}?" if close else
+                                                       f"choose one of {', '.join(BOUNDARIES)}"))
+    for low, high in (("west", "east"), ("south", "north")):
+        if (getattr(cfg.boundary, low) == "periodic") != (getattr(cfg.boundary, high) == "periodic"):
+            fail(f"boundary.{low} = {getattr(cfg.boundary, low)} but boundary.{high} = "
+                 f"{getattr(cfg.boundary, high)}: periodic takes both sides of an axis; set both to periodic")
+    model = cfg.model_impl
+    problem = model.check(cfg.physics, cfg.initial) if hasattr(model, "check") else None
+    if problem:
+        fail(f"{problem} (model {model.name})")
     if cfg.output.every < 0:
         fail(f"output.every = {cfg.output.every} must be 0 (final state only) or a positive step count")
     if cfg.checkpoint.every < 0:
@@ -398,13 +465,16 @@ def validate(cfg: Config) -> None:
     if abs(steps - round(steps)) > 1e-9 * max(1.0, steps) or round(steps) < 1:
         fail(f"time.t_end = {cfg.time.t_end} is not a whole number of steps of dt = {cfg.time.dt} "
              f"({steps:.6g} steps); choose t_end = {max(1, round(steps)) * cfg.time.dt:.6g} or another dt")
-    if not cfg.stability <= 0.5:
-        fail(f"time.dt = {cfg.time.dt} is unstable (D dt (1/dx^2 + 1/dy^2) = {cfg.stability:.3g} > 0.5); "
-             f"use time.dt <= {cfg.max_stable_dt:.4g}")
-    _validate_ensemble(cfg.ensemble, src)
+    limit = cfg.max_stable_dt
+    if not cfg.time.dt <= limit:
+        fail(f"time.dt = {cfg.time.dt} is unstable for the {model.name} model on this grid "
+             f"({cfg.time.dt / limit:.3g} times the largest stable dt); use time.dt <= {limit:.4g}")
+    _validate_ensemble(cfg, src)
 
 
-def _validate_ensemble(ens: Ensemble, src: str) -> None:
+def _validate_ensemble(cfg: Config, src: str) -> None:
+    ens = cfg.ensemble
+    types = section_types(cfg.model_impl)
     if ens.members < 0:
         raise ConfigError(f"{src}: ensemble.members = {ens.members} must be 0 or more")
     if ens.seed < 0:
@@ -414,10 +484,10 @@ def _validate_ensemble(ens: Ensemble, src: str) -> None:
     for key, spec in ens.perturb.items():
         where = f"ensemble.perturb.{key}"
         parts = str(key).split(".")
-        if len(parts) != 2 or parts[0] in ("ensemble", "parallel", "output", "checkpoint"):
-            raise ConfigError(f"{src}: {where}: perturb a physics key such as physics.diffusivity")
+        if len(parts) != 2 or parts[0] in ("ensemble", "parallel", "output", "checkpoint", "model", "boundary"):
+            raise ConfigError(f"{src}: {where}: perturb a number of the problem, such as a physics key")
         section = _known_key(Config, parts[0], src, "")
-        _known_key(_SECTION_TYPES[section], parts[1], src, section + ".")
+        _known_key(types[section], parts[1], src, section + ".")
         if not isinstance(spec, dict) or "dist" not in spec:
             raise ConfigError(f"{src}: {where} must be a mapping with dist: "
                               f"{' | '.join(DISTRIBUTIONS)} and its parameters")
@@ -429,13 +499,13 @@ def _validate_ensemble(ens: Ensemble, src: str) -> None:
         if have != need:
             raise ConfigError(f"{src}: {where}: {dist} takes {', '.join(sorted(need))}, got "
                               f"{', '.join(sorted(map(str, have))) or 'nothing'}")
-        _check_distribution(spec, perturbed_width(key), f"{src}: {where}")
+        _check_distribution(spec, perturbed_width(cfg, key), f"{src}: {where}")
 
 
-def perturbed_width(key: str) -> int:
+def perturbed_width(cfg: Config, key: str) -> int:
     """How many numbers a perturbed key holds: 2 for a pair such as initial.center, else 1."""
     section, name = key.split(".")
-    return 2 if isinstance(getattr(_SECTION_TYPES[section](), name), tuple) else 1
+    return 2 if isinstance(getattr(getattr(cfg, section), name), tuple) else 1
 
 
 def _check_distribution(spec: dict, width: int, where: str) -> None:

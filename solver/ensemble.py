@@ -71,7 +71,7 @@ def draw(cfg: Config, member: int) -> dict[str, Any]:
         # One stream per key, keyed by the key's name: reordering or adding keys changes no other draw.
         seeds = np.random.SeedSequence([cfg.ensemble.seed, member], spawn_key=(zlib.crc32(key.encode()),))
         rng = np.random.default_rng(seeds)
-        width = perturbed_width(key)
+        width = perturbed_width(cfg, key)
         if spec["dist"] == "choice":
             choices = spec["values"]
             values[key] = choices[int(rng.integers(len(choices)))]

@@ -5,6 +5,10 @@ the fast index, as in the output's ``C(time, y, x)``). Ranks form a ``py x px`` 
 owns a block whose sizes differ by at most one node from the others' and stores it with a halo of width
 ``halo`` on every side. With one process (``comm=None``) the same object describes the whole grid, so the
 run loop has one path. Kernels and I/O ask this object for offsets; they never compute them.
+
+A side of a block is *open* when its halo holds data to compute with: a neighbouring rank's nodes, the
+wrapped-around nodes of a periodic axis, or the mirrored nodes of a zero-flux boundary. Steps update the
+open sides' boundary nodes and, with deep halos, their halos; a fixed boundary's nodes are never updated.
 """
 from __future__ import annotations
 
@@ -50,6 +54,7 @@ class Decomposition:
     y_range: tuple[int, int]      # owned global y indices [start, stop)
     halo: int                     # halo width on every side
     neighbours: dict              # 'west', 'east', 'south', 'north' -> rank, or None at the boundary
+    boundary: dict                # 'west', ... -> 'fixed', 'zero_flux' or 'periodic' (of the global grid)
     comm: Any = None              # Cartesian communicator, or None for one process
     rank: int = 0
     size: int = 1
@@ -75,39 +80,49 @@ class Decomposition:
         return slice(h, h + self.ny_own), slice(h, h + self.nx_own)
 
     def has(self, side: str) -> bool:
+        """A neighbouring rank (or this rank itself, across a periodic axis) fills this side's halo."""
         return self.neighbours[side] is not None
+
+    def open(self, side: str) -> bool:
+        """The halo on this side holds data: a neighbour's, or a periodic or zero-flux boundary's."""
+        return self.has(side) or self.boundary[side] != "fixed"
+
+    @property
+    def needs_halo(self) -> bool:
+        """Whether any side must be filled before steps (else one call may advance any number of steps)."""
+        return any(self.open(side) for side in ("west", "east", "south", "north"))
 
     # --- where the kernel may write -----------------------------------------------------------
     def update_region(self, extra: int = 0) -> tuple[int, int, int, int]:
         """Local ``(j0, j1, i0, i1)`` of the nodes to update: the owned block, widened by ``extra``
-        halo layers towards neighbours, never touching the global boundary (Dirichlet nodes)."""
+        halo layers on open sides, never touching the nodes of a fixed global boundary."""
         h = self.halo
         (gx0, gx1), (gy0, gy1) = self.x_range, self.y_range
 
         def span(g0, g1, n, lower, upper):
-            lo = h - (extra if lower else 0)
-            hi = h + (g1 - g0) + (extra if upper else 0)
-            lo = max(lo, h + (1 - g0))          # local index of global node 1
-            hi = min(hi, h + (n - 1 - g0))      # local index of global node n-1 (exclusive)
+            lo = h - (extra if self.open(lower) else 0)
+            hi = h + (g1 - g0) + (extra if self.open(upper) else 0)
+            if self.boundary[lower] == "fixed":
+                lo = max(lo, h + (1 - g0))          # local index of global node 1
+            if self.boundary[upper] == "fixed":
+                hi = min(hi, h + (n - 1 - g0))      # local index of global node n-1 (exclusive)
             return lo, max(lo, hi)
 
-        j0, j1 = span(gy0, gy1, self.ny, self.has("south"), self.has("north"))
-        i0, i1 = span(gx0, gx1, self.nx, self.has("west"), self.has("east"))
+        j0, j1 = span(gy0, gy1, self.ny, "south", "north")
+        i0, i1 = span(gx0, gx1, self.nx, "west", "east")
         return j0, j1, i0, i1
 
     @property
     def shrink(self) -> tuple[int, int, int, int]:
-        """(south, north, west, east): 1 where the side has a neighbour, so deep-halo steps shrink it."""
-        return tuple(int(self.has(s)) for s in ("south", "north", "west", "east"))
+        """(south, north, west, east): 1 where the side is open, so deep-halo steps shrink it."""
+        return tuple(int(self.open(s)) for s in ("south", "north", "west", "east"))
 
     # --- coordinates --------------------------------------------------------------------------
     def coordinates(self, cfg: Config) -> tuple[np.ndarray, np.ndarray]:
-        """x and y of the stored subdomain (halo included; NaN beyond the global boundary), taken from
-        the same ``np.linspace`` as the global axes so every rank sees identical values."""
+        """x and y of the stored subdomain (halo included; NaN beyond the global grid), taken from the
+        same global axes (``Config.axis``) so every rank sees identical values."""
         h = self.halo
-        x = _padded(np.linspace(*cfg.grid.x, self.nx), self.x_range, h)
-        y = _padded(np.linspace(*cfg.grid.y, self.ny), self.y_range, h)
-        return x, y
+        return _padded(cfg.axis("x"), self.x_range, h), _padded(cfg.axis("y"), self.y_range, h)
 
 
 def _padded(axis: np.ndarray, owned: tuple[int, int], halo: int) -> np.ndarray:
@@ -121,9 +136,10 @@ def _padded(axis: np.ndarray, owned: tuple[int, int], halo: int) -> np.ndarray:
 def init_global_grid(cfg: Config, comm: Any = None) -> Decomposition:
     """Decompose the grid of ``cfg`` over ``comm`` (None: one process) and return this rank's view."""
     nx, ny, halo = cfg.grid.nx, cfg.grid.ny, cfg.parallel.halo
+    boundary = {side: getattr(cfg.boundary, side) for side in ("west", "east", "south", "north")}
     if comm is None:
         return Decomposition(nx, ny, (1, 1), (0, 0), (0, nx), (0, ny), halo,
-                             dict.fromkeys(("west", "east", "south", "north")))
+                             dict.fromkeys(("west", "east", "south", "north")), boundary)
     size = comm.Get_size()
     if cfg.parallel.ranks == "auto":
         px, py = process_grid(size, nx, ny)
@@ -135,9 +151,11 @@ def init_global_grid(cfg: Config, comm: Any = None) -> Decomposition:
     if nx // px < halo or ny // py < halo:
         raise ConfigError(f"{cfg.source}: {px} x {py} ranks leave blocks of {nx // px} x {ny // py} nodes, "
                           f"fewer than parallel.halo = {halo}; use fewer ranks or a smaller halo")
-    # Cartesian dimensions are ordered (y, x) like the arrays, so x-neighbours are adjacent ranks.
+    # Cartesian dimensions are ordered (y, x) like the arrays, so x-neighbours are adjacent ranks; a periodic
+    # axis wraps around, so its first and last ranks (or one rank with itself) exchange like any neighbours.
     from mpi4py import MPI
-    cart = comm.Create_cart([py, px], periods=[False, False], reorder=False)
+    periods = [cfg.boundary.periodic("y"), cfg.boundary.periodic("x")]
+    cart = comm.Create_cart([py, px], periods=periods, reorder=False)
     cy, cx = cart.Get_coords(cart.Get_rank())
     (south, north), (west, east) = cart.Shift(0, 1), cart.Shift(1, 1)
 
@@ -147,7 +165,7 @@ def init_global_grid(cfg: Config, comm: Any = None) -> Decomposition:
     neighbours = {"west": rank_or_none(west), "east": rank_or_none(east),
                   "south": rank_or_none(south), "north": rank_or_none(north)}
     return Decomposition(nx, ny, (px, py), (cx, cy), split(nx, px, cx), split(ny, py, cy), halo,
-                         neighbours, cart, cart.Get_rank(), size)
+                         neighbours, boundary, cart, cart.Get_rank(), size)
 
 
 def data_caches() -> dict[str, int]:

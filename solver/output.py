@@ -1,7 +1,8 @@
 """Output: snapshots of the field in one HDF5 file that xarray, netCDF tools and ParaView read.
 
-Layout (netCDF-4 compatible): dimension scales ``time`` (unlimited), ``y`` and ``x``, the field
-``C(time, y, x)`` float64 with CF ``units``/``long_name``, and provenance as root attributes, all in
+Layout (netCDF-4 compatible): dimension scales ``time`` (unlimited), ``y`` and ``x``, one dataset per field
+of the model, named by the field (``C(time, y, x)`` for the single-field models), float64 with CF
+``units``/``long_name`` from the model, and provenance as root attributes, all in
 classic-model types (see :func:`set_netcdf_attrs`). Rank 0 writes an XDMF sidecar (``PATH`` with ``.xdmf``)
 for ParaView and VisIt when the file is complete. The file is
 written as ``PATH.partial`` and renamed when complete, after its ``complete`` attribute is set, so a file
@@ -28,7 +29,7 @@ import numpy as np
 from .grid import Decomposition
 from .xdmf import write_xdmf
 
-FIELD = "C"
+FIELD = "C"            # the field of single-field models (readers take it when a file has no other)
 CHUNK_EDGE = 512       # chunk at most 512 x 512 nodes (2 MiB) per snapshot
 
 
@@ -224,6 +225,7 @@ class FieldWriter:
         """Start ``PATH.partial``; with ``resume_at`` reopen it and keep only its first resume_at snapshots
         (a restart from a checkpoint taken then), so the finished file equals an uninterrupted run's."""
         self.path, self.decomp = path, decomp
+        self.fields = cfg.model_impl.fields           # name -> (units, long name)
         self.comm = decomp.comm
         self.tmp = partial_path(path)
         self.parallel = self.comm is not None and self.comm.Get_size() > 1
@@ -241,10 +243,11 @@ class FieldWriter:
         # errno) and not later in a cache flush at close, after which HDF5 can crash the interpreter.
         self.file = open_hdf5(self.tmp, mode, self.comm, rdcc_nbytes=0)
         nx, ny = decomp.nx, decomp.ny
-        self.axes = np.linspace(*cfg.grid.x, nx), np.linspace(*cfg.grid.y, ny)
+        self.axes = cfg.axis("x"), cfg.axis("y")
         if resume_at is not None:
             self.file["time"].resize((resume_at,))
-            self.file[FIELD].resize((resume_at, ny, nx))
+            for name in self.fields:
+                self.file[name].resize((resume_at, ny, nx))
             self.set_attrs(attrs)
             self.count = resume_at
             self.times = list(self.file["time"][:])
@@ -260,10 +263,11 @@ class FieldWriter:
             set_netcdf_attrs(scale.attrs, {"units": units, "long_name": name, "axis": axis,
                                            "_Netcdf4Dimid": "TYX".index(axis)})
         chunks = (1, min(ny, CHUNK_EDGE), min(nx, CHUNK_EDGE))
-        field = f.create_dataset(FIELD, shape=(0, ny, nx), maxshape=(None, ny, nx), chunks=chunks, dtype="f8")
-        set_netcdf_attrs(field.attrs, {"units": "1", "long_name": "concentration"})
-        for dim, scale in zip(field.dims, (time, y, x)):
-            dim.attach_scale(scale)
+        for name, (units, long_name) in self.fields.items():
+            field = f.create_dataset(name, shape=(0, ny, nx), maxshape=(None, ny, nx), chunks=chunks, dtype="f8")
+            set_netcdf_attrs(field.attrs, {"units": units, "long_name": long_name})
+            for dim, scale in zip(field.dims, (time, y, x)):
+                dim.attach_scale(scale)
         set_netcdf_attrs(f.attrs, {"Conventions": "CF-1.8", "complete": 0})
         self.set_attrs(attrs)
         self.count = 0
@@ -274,7 +278,7 @@ class FieldWriter:
         set_netcdf_attrs(self.file.attrs, attrs)
 
     def append(self, t: float, block: np.ndarray) -> None:
-        """Add one snapshot at time t; ``block`` is this rank's owned nodes, shape (ny_own, nx_own)."""
+        """Add one snapshot at time t; ``block`` is this rank's owned nodes, shape (fields, ny_own, nx_own)."""
         with writing(self.path):
             self._append(t, block)
 
@@ -282,16 +286,16 @@ class FieldWriter:
         f, d = self.file, self.decomp
         n = self.count + 1
         f["time"].resize((n,))
-        f[FIELD].resize((n, d.ny, d.nx))
         rows, cols = slice(*d.y_range), slice(*d.x_range)
-        if self.parallel:
-            if d.rank == 0:
-                f["time"][n - 1] = t
-            with f[FIELD].collective:
-                f[FIELD][n - 1, rows, cols] = block
-        else:
+        if not self.parallel or d.rank == 0:
             f["time"][n - 1] = t
-            f[FIELD][n - 1, rows, cols] = block
+        for index, name in enumerate(self.fields):
+            f[name].resize((n, d.ny, d.nx))
+            if self.parallel:
+                with f[name].collective:
+                    f[name][n - 1, rows, cols] = block[index]
+            else:
+                f[name][n - 1, rows, cols] = block[index]
         self.count = n
         self.times.append(t)
 
@@ -315,7 +319,7 @@ class FieldWriter:
             except OSError as err:
                 raise OutputError(f"writing {self.path}: {reason(err)}") from None
             try:
-                write_xdmf(self.path, FIELD, *self.axes, self.times)
+                write_xdmf(self.path, list(self.fields), *self.axes, self.times)
             except OSError as err:      # the HDF5 file is complete; only the ParaView sidecar is missing
                 print(f"warning: could not write the XDMF sidecar of {self.path}: {reason(err)}",
                       file=sys.stderr, flush=True)

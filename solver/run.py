@@ -1,9 +1,10 @@
 """The run loop: set up, initial condition, loop of (exchange, step, maybe write), report.
 
-One path for every case: a single process is a decomposition with one block and no neighbours, so it
-skips the exchange and advances many steps per compiled call; under MPI each cycle of ``halo`` steps
-starts the exchange, updates the interior, completes the exchange, updates the rim and then runs the
-remaining steps of the cycle on the shrinking, still valid, part of the halo.
+One path for every case and every model (the physics is the model's, see solver/models): a single process
+is a decomposition with one block and no neighbours, so with fixed boundaries it skips the exchange and
+advances many steps per compiled call; otherwise each cycle of ``halo`` steps starts the exchange, updates
+the interior, completes the exchange, fills the periodic and zero-flux halos, updates the rim and then runs
+the remaining steps of the cycle on the shrinking, still valid, part of the halo.
 
 Test hooks, so tests synchronise on events instead of on a run lasting "long enough":
 ``SOLVER_FAIL_AT=RANK:STEP`` makes rank RANK raise an exception once the run has passed step STEP, as a
@@ -14,6 +15,7 @@ SIGKILL kills it mid-run.
 """
 from __future__ import annotations
 
+import math
 import os
 import signal
 import sys
@@ -49,7 +51,7 @@ class Timer:
         return t
 
 
-def choose_kernel(name: str, decomp: Decomposition, local_ranks: int) -> str:
+def choose_kernel(name: str, decomp: Decomposition, local_ranks: int, fields: int = 1) -> str:
     """``auto``: the tiled kernel once the field buffers of the ranks on this node outgrow the last-level
     cache (there it moves about a DEPTH-th of the memory per update), else the plain numba kernel, which
     needs no scratch tiles. Under MPI tiling needs a deep halo (several steps between exchanges). Decided from
@@ -59,7 +61,7 @@ def choose_kernel(name: str, decomp: Decomposition, local_ranks: int) -> str:
     if decomp.size > 1 and decomp.halo < 3:
         return "numba"
     px, py = decomp.dims
-    field_bytes = 2 * 8 * (decomp.ny + 2 * decomp.halo * py) * (decomp.nx + 2 * decomp.halo * px)   # all ranks
+    field_bytes = 2 * 8 * fields * (decomp.ny + 2 * decomp.halo * py) * (decomp.nx + 2 * decomp.halo * px)
     return "tiled" if local_ranks * field_bytes / decomp.size > last_level_cache() else "numba"
 
 
@@ -133,14 +135,52 @@ def hold(rank: int, step: int, signals: checkpoint.SignalFlag) -> None:
 
 
 def initial_field(cfg: Config, decomp: Decomposition) -> np.ndarray:
-    """The Gaussian at t = 0 on the stored subdomain; halo cells beyond the global boundary are NaN."""
-    x, y = decomp.coordinates(cfg)
-    return analytic(cfg, x, y, 0.0)
+    """The model's fields at t = 0, ``(fields, y, x)`` over the stored subdomain; halo cells are NaN until
+    an exchange or a boundary condition fills them (a NaN that reaches a result shows a missed fill)."""
+    model = cfg.model_impl
+    u = np.full((len(model.fields), *decomp.local_shape), np.nan)
+    x, y = owned_coordinates(cfg, decomp)
+    u[owned_index(decomp)] = _stack(model.initial(cfg.physics, cfg.initial, x, y, GridRandom(decomp)), x, y)
+    return u
 
 
-def analytic(cfg: Config, x: np.ndarray, y: np.ndarray, t: float) -> np.ndarray:
-    i = cfg.initial
-    return kernels.gaussian(x, y, t, cfg.physics.diffusivity, i.center, i.sigma, i.amplitude)
+def exact_field(cfg: Config, decomp: Decomposition, t: float) -> np.ndarray | None:
+    """The model's exact solution at time t on the owned nodes, ``(fields, y, x)``; None without one."""
+    model = cfg.model_impl
+    if not model.has_exact:
+        return None
+    x, y = owned_coordinates(cfg, decomp)
+    return _stack(model.exact(cfg.physics, cfg.initial, x, y, t), x, y)
+
+
+def owned_index(decomp: Decomposition) -> tuple[slice, slice, slice]:
+    """Index of the owned nodes of every field in a stored ``(fields, y, x)`` array."""
+    return (slice(None), *decomp.owned)
+
+
+def owned_coordinates(cfg: Config, decomp: Decomposition) -> tuple[np.ndarray, np.ndarray]:
+    x, y = cfg.axis("x"), cfg.axis("y")
+    return x[slice(*decomp.x_range)], y[slice(*decomp.y_range)]
+
+
+def _stack(values, x, y) -> np.ndarray:
+    """A model's field (or tuple of fields) as one ``(fields, len(y), len(x))`` array."""
+    values = values if isinstance(values, tuple) else (values,)
+    return np.stack([np.broadcast_to(np.asarray(v, dtype=np.float64), (y.size, x.size)) for v in values])
+
+
+class GridRandom:
+    """``uniform(seed, low, high)`` for a model's initial condition: one seeded stream per global row, cut
+    to this rank's columns, so every decomposition draws the same number at the same node."""
+
+    def __init__(self, decomp: Decomposition):
+        self.decomp = decomp
+
+    def __call__(self, seed: int, low: float = 0.0, high: float = 1.0) -> np.ndarray:
+        d = self.decomp
+        rows = [np.random.default_rng([int(seed), j]).uniform(low, high, d.nx)[slice(*d.x_range)]
+                for j in range(*d.y_range)]
+        return np.array(rows).reshape(d.ny_own, d.nx_own)
 
 
 class Stepper:
@@ -148,46 +188,75 @@ class Stepper:
 
     def __init__(self, cfg: Config, decomp: Decomposition, timer: Timer, kernel: str):
         self.decomp, self.timer = decomp, timer
-        self.kernel = kernels.KERNELS[kernel]
-        self.cx = cfg.physics.diffusivity * cfg.time.dt / cfg.dx ** 2
-        self.cy = cfg.physics.diffusivity * cfg.time.dt / cfg.dy ** 2
+        model = cfg.model_impl
+        self.kernel = kernels.get(model, kernel)
+        self.k = cfg.coefficients()
+        # A mirrored halo stays valid for one step only (the model's update need not be symmetric), so
+        # zero-flux boundaries are filled every step; neighbours and periodic wraps every ``halo`` steps.
+        self.cycle = 1 if "zero_flux" in decomp.boundary.values() else decomp.halo
         self.exchange = None
-        if decomp.size > 1:
-            from .halo import HaloExchange
-            self.exchange = HaloExchange(decomp)
+        if any(decomp.has(side) for side in ("west", "east", "south", "north")):   # ranks, or one across a
+            from .halo import HaloExchange                                             # periodic axis
+            self.exchange = HaloExchange(decomp, len(model.fields))
 
     def advance(self, u: np.ndarray, v: np.ndarray, steps: int) -> tuple[np.ndarray, np.ndarray]:
         d = self.decomp
-        if self.exchange is None:
+        if not d.needs_halo:
             t = time.perf_counter()
-            u, v = self.kernel(u, v, steps, self.cx, self.cy, d.update_region(), d.shrink)
+            u, v = self.kernel(u, v, steps, self.k, d.update_region(), d.shrink)
             self.timer.add("compute", t)
             return u, v
         while steps > 0:
-            k = min(d.halo, steps)
-            u, v = self._cycle(u, v, k)
+            k = min(self.cycle, steps)
+            u, v = self._cycle(u, v, k) if self.exchange else self._filled(u, v, k)
             steps -= k
+        return u, v
+
+    def _filled(self, u, v, k):
+        """One process: fill the periodic and zero-flux halos, then k steps in one call."""
+        from .halo import fill_boundaries
+        d = self.decomp
+        t = time.perf_counter()
+        fill_boundaries(u, d)
+        t = self.timer.add("halo", t)
+        u, v = self.kernel(u, v, k, self.k, d.update_region(k - 1), d.shrink)
+        self.timer.add("compute", t)
         return u, v
 
     def _cycle(self, u, v, k):
         """One exchange followed by k steps; the first step overlaps the exchange."""
+        from .halo import fill_boundaries
         d, step = self.decomp, self.kernel
         t = time.perf_counter()
         self.exchange.start(u)
         t = self.timer.add("halo", t)
         full, inner = d.update_region(k - 1), d.update_region(-1)
         inner = _clip(inner, full)
-        step(u, v, 1, self.cx, self.cy, inner)
+        step(u, v, 1, self.k, inner)
         t = self.timer.add("compute", t)
         self.exchange.finish()
+        fill_boundaries(u, d)
         t = self.timer.add("halo", t)
         for box in _rim(full, inner):
-            step(u, v, 1, self.cx, self.cy, box)
+            step(u, v, 1, self.k, box)
         u, v = v, u
         if k > 1:
-            u, v = step(u, v, k - 1, self.cx, self.cy, d.update_region(k - 2), d.shrink)
+            u, v = step(u, v, k - 1, self.k, d.update_region(k - 2), d.shrink)
         self.timer.add("compute", t)
         return u, v
+
+    def fill(self, u: np.ndarray) -> None:
+        """Fill the whole halo of u: from the neighbours (a collective under MPI) and the boundaries."""
+        from .halo import fill_boundaries
+        if self.exchange is not None:
+            self.exchange.update(u)
+        fill_boundaries(u, self.decomp)
+
+    def close(self) -> None:
+        """Free the exchange's MPI datatypes."""
+        if self.exchange is not None:
+            self.exchange.free()
+            self.exchange = None
 
 
 def _clip(inner, full):
@@ -223,19 +292,21 @@ def run(cfg: Config, path: str, comm=None, say=None, restart: str = "never", max
     local_ranks = ranks_on_node(decomp)
     threads = choose_threads(cfg, local_ranks)
     set_threads(threads, local_ranks, say)
-    kernel = choose_kernel(cfg.numerics.kernel, decomp, local_ranks)
-    kernels.warm_up(kernel)
+    model = cfg.model_impl
+    kernel = choose_kernel(cfg.numerics.kernel, decomp, local_ranks, len(model.fields))
+    kernels.warm_up(model, kernel)
     stepper = Stepper(cfg, decomp, timer, kernel)
     fail_at = test_hook(FAULT_VARIABLE, decomp.rank)
     hold_at = test_hook(HOLD_VARIABLE, decomp.rank)
     attrs = {**provenance.collect(cfg.to_yaml(), decomp.size, threads, decomp.dims, decomp.comm, local_ranks), "kernel": kernel,
+             "model": model.name, "model_file": model.file, "model_source_sha256": model.source_hash,
              **(attrs or {})}
     if comm is not None:
         attrs = comm.bcast(attrs, root=0)     # identical attributes on every rank (collective writes)
 
     # Initial condition, or the state of a checkpoint
     u = initial_field(cfg, decomp)
-    owned = decomp.owned
+    owned = owned_index(decomp)
     checkpoint_path = checkpoint.path_for(cfg, path)
     first, snapshots = 0, None
     if restart == "require" or restart == "auto" and _exists(checkpoint_path, comm):
@@ -244,6 +315,7 @@ def run(cfg: Config, path: str, comm=None, say=None, restart: str = "never", max
         if hold_at is not None and first >= hold_at:
             hold_at = None
         say(f"resuming from {checkpoint_path} at step {first}")
+    stepper.fill(u)        # the fixed boundary's nodes in the halo too: v keeps them, steps read them
     v = u.copy()
 
     t0 = time.perf_counter()
@@ -302,7 +374,7 @@ def run(cfg: Config, path: str, comm=None, say=None, restart: str = "never", max
         loop_seconds = time.perf_counter() - loop_start
 
         # Report
-        error, peak = max_error(cfg, decomp, u, nsteps * dt)
+        errors = max_error(cfg, decomp, u, nsteps * dt)
         seconds = timer.seconds
         if comm is not None:
             seconds = {k: comm.allreduce(s, op=_max()) for k, s in seconds.items()}
@@ -316,12 +388,13 @@ def run(cfg: Config, path: str, comm=None, say=None, restart: str = "never", max
             "ranks": decomp.size, "threads_per_rank": threads,
             "wall_seconds": time.perf_counter() - wall_start, "loop_seconds": loop_seconds,
             "compute_seconds": seconds["compute"], "halo_seconds": seconds["halo"], "io_seconds": seconds["io"],
-            "mlups": mlups, "max_error": error, "relative_error": error / peak,
-            "peak_memory_mib_per_rank": memory,
+            "mlups": mlups, **errors, "peak_memory_mib_per_rank": memory,
         }
+        stepper.close()
         writer.close({**summary, "end_time": provenance.now()})
         checkpoint.remove(checkpoint_path, decomp)
     except (RunError, checkpoint.Stopped):      # raised by every rank together
+        stepper.close()
         writer.discard(keep=os.path.exists(checkpoint_path), everywhere=True)
         raise
     except BaseException:
@@ -330,17 +403,18 @@ def run(cfg: Config, path: str, comm=None, say=None, restart: str = "never", max
     return summary
 
 
-def max_error(cfg: Config, decomp: Decomposition, u: np.ndarray, t: float) -> tuple[float, float]:
-    """Max |C - analytic| over the whole grid at time t, and the analytic peak."""
-    x, y = decomp.coordinates(cfg)
-    rows, cols = decomp.owned
-    exact = analytic(cfg, x[cols], y[rows], t)
-    error = float(np.max(np.abs(u[decomp.owned] - exact)))
+def max_error(cfg: Config, decomp: Decomposition, u: np.ndarray, t: float) -> dict:
+    """``max_error`` (max |numerical - exact| over every field and node at time t) and ``relative_error``
+    (that over the largest |exact|); empty for a model without an exact solution."""
+    exact = exact_field(cfg, decomp, t)
+    if exact is None:
+        return {}
+    error = float(np.max(np.abs(u[owned_index(decomp)] - exact)))
+    peak = float(np.max(np.abs(exact)))
     if decomp.comm is not None:
         error = decomp.comm.allreduce(error, op=_max())
-    i = cfg.initial
-    peak = i.amplitude * i.sigma ** 2 / (i.sigma ** 2 + 2 * cfg.physics.diffusivity * t)
-    return error, abs(peak)
+        peak = decomp.comm.allreduce(peak, op=_max())
+    return {"max_error": error, "relative_error": error / peak if peak > 0 else math.inf}
 
 
 def check_finite(block: np.ndarray, step: int, cfg: Config, comm) -> None:

@@ -2,8 +2,8 @@
 
 It describes the grid as a regular mesh (``2DCoRectMesh`` with ``ORIGIN_DXDY`` geometry, values listed
 slowest axis first: y then x) and the snapshots as a temporal collection, one uniform grid per snapshot
-(mesh repeated inline: not every reader follows XDMF references) whose node-centred
-attribute is a hyperslab ``[i, :, :]`` of the HDF5 dataset ``C(time, y, x)``, declared with the mesh's
+(mesh repeated inline: not every reader follows XDMF references) with one node-centred
+attribute per field, a hyperslab ``[i, :, :]`` of the HDF5 dataset ``FIELD(time, y, x)``, declared with the mesh's
 rank-2 shape (VTK's XDMF reader, the one ParaView uses, fails to read a slab declared as ``1 ny nx``). The HDF5
 file is named relative to the sidecar, so the pair can be moved together. Plain text; no XDMF library.
 """
@@ -20,15 +20,14 @@ def sidecar_path(path: str) -> str:
     return os.path.splitext(path)[0] + ".xdmf"
 
 
-def write_xdmf(h5_path: str, field: str, x: np.ndarray, y: np.ndarray, times: list[float] | np.ndarray,
+def write_xdmf(h5_path: str, fields: list[str], x: np.ndarray, y: np.ndarray, times: list[float] | np.ndarray,
                xdmf_path: str | None = None) -> str:
-    """Write the sidecar of ``h5_path`` whose dataset ``field`` has shape (len(times), len(y), len(x))."""
+    """Write the sidecar of ``h5_path`` whose datasets ``fields`` have shape (len(times), len(y), len(x))."""
     xdmf_path = xdmf_path or sidecar_path(h5_path)
     nt, ny, nx = len(times), len(y), len(x)
     dx = float(x[-1] - x[0]) / (nx - 1)
     dy = float(y[-1] - y[0]) / (ny - 1)
     target = os.path.relpath(os.path.abspath(h5_path), os.path.dirname(os.path.abspath(xdmf_path)))
-    heavy = escape(f"{target}:/{field}")
     x0, y0 = float(x[0]), float(y[0])
     mesh = [f'        <Topology TopologyType="2DCoRectMesh" Dimensions="{ny} {nx}"/>',
             '        <Geometry GeometryType="ORIGIN_DXDY">',
@@ -43,16 +42,18 @@ def write_xdmf(h5_path: str, field: str, x: np.ndarray, y: np.ndarray, times: li
     for index, t in enumerate(times):
         lines += [f'      <Grid Name="snapshot {index}" GridType="Uniform">',
                   f'        <Time Value="{float(t)!r}"/>',
-                  *mesh,
-                  f'        <Attribute Name="{field}" AttributeType="Scalar" Center="Node">',
-                  f'          <DataItem ItemType="HyperSlab" Dimensions="{ny} {nx}" Type="HyperSlab" '
-                  'NumberType="Float" Precision="8">',
-                  f'            <DataItem Dimensions="3 3" Format="XML">{index} 0 0 1 1 1 1 {ny} {nx}</DataItem>',
-                  f'            <DataItem Format="HDF" NumberType="Float" Precision="8" '
-                  f'Dimensions="{nt} {ny} {nx}">{heavy}</DataItem>',
-                  '          </DataItem>',
-                  '        </Attribute>',
-                  '      </Grid>']
+                  *mesh]
+        for field in fields:
+            heavy = escape(f"{target}:/{field}")
+            lines += [f'        <Attribute Name="{escape(field)}" AttributeType="Scalar" Center="Node">',
+                      f'          <DataItem ItemType="HyperSlab" Dimensions="{ny} {nx}" Type="HyperSlab" '
+                      'NumberType="Float" Precision="8">',
+                      f'            <DataItem Dimensions="3 3" Format="XML">{index} 0 0 1 1 1 1 {ny} {nx}</DataItem>',
+                      f'            <DataItem Format="HDF" NumberType="Float" Precision="8" '
+                      f'Dimensions="{nt} {ny} {nx}">{heavy}</DataItem>',
+                      '          </DataItem>',
+                      '        </Attribute>']
+        lines += ['      </Grid>']
     lines += ['    </Grid>', '  </Domain>', '</Xdmf>', '']
     tmp = xdmf_path + ".partial"
     with open(tmp, "w", encoding="utf-8") as stream:

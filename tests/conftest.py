@@ -54,9 +54,10 @@ def solver_env(**extra: str) -> dict:
 
 
 def run_solver(*args: str, ranks: int | None = None, cwd: Path | None = None, timeout: float = 180,
-               env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    """``python -m solver ARGS`` (under ``mpirun -n RANKS`` when ranks is given); returns the process."""
-    command = [PYTHON, "-m", "solver", *map(str, args)]
+               env: dict | None = None, check: bool = True, script: bool = False) -> subprocess.CompletedProcess:
+    """``python -m solver ARGS`` (``python ARGS`` with script=True: the first is a script's path), under
+    ``mpirun -n RANKS`` when ranks is given; returns the process."""
+    command = [PYTHON, *([] if script else ["-m", "solver"]), *map(str, args)]
     if ranks is not None:
         command = [require("mpirun"), "-n", str(ranks), "--bind-to", "none", *command]
     result = subprocess.run(command, cwd=cwd or REPO, env=env or solver_env(), capture_output=True,

@@ -18,7 +18,7 @@ def test_default_config_is_the_reference_problem():
     assert (cfg.initial.center, cfg.initial.sigma, cfg.initial.amplitude) == ((1.0, 0.5), 0.05, 1.0)
     assert cfg.nsteps == 5000
     assert cfg.dx == pytest.approx(2 / 1023) and cfg.dy == pytest.approx(1 / 511)   # own dx and dy
-    assert cfg.stability < 0.5
+    assert cfg.stability < 1.0 and cfg.model == "diffusion"
 
 
 def test_overrides_are_parsed_as_yaml():

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from conftest import PYTHON, REPO, require, run_solver, solver_env, write_config
-from solver import kernels
+from solver import kernels, models
+from solver.models import diffusion
 
-REFERENCE = kernels.advance_numpy
-CX, CY = 0.21, 0.17
+MODELS = list(models.BUILT_IN)
 CASES = [  # (ny, nx, steps, region, shrink)
     (37, 53, 1, (1, 36, 1, 52), (0, 0, 0, 0)),
     (37, 53, 16, (1, 36, 1, 52), (0, 0, 0, 0)),
@@ -26,15 +26,26 @@ CASES = [  # (ny, nx, steps, region, shrink)
 ]
 
 
-def fields(ny, nx, seed=0):
+def problem(name, ny, nx, seed=0):
+    """The model, random fields (fields, ny, nx) for both buffers and coefficients at 80 % of the stable dt
+    on a grid with dx != dy (so swapped axes would show)."""
+    model = models.load(name)
     rng = np.random.default_rng(seed)
-    return rng.random((ny, nx)), rng.random((ny, nx))
+    shape = (len(model.fields), ny, nx)
+    physics, dx, dy = model.Physics(), 1.0, 0.8
+    k = model.coefficients(physics, dx, dy, 0.8 * min(1.0, model.max_stable_dt(physics, dx, dy)))
+    return model, rng.random(shape), rng.random(shape), k
+
+
+def reference(model, u, v, steps, k, region, shrink=(0, 0, 0, 0)):
+    return kernels.get(model, "numpy")(u, v, steps, k, region, shrink)
 
 
 def last_box(region, shrink, steps):
     j0, j1, i0, i1 = region
     s = steps - 1
-    return slice(j0 + s * shrink[0], j1 - s * shrink[1]), slice(i0 + s * shrink[2], i1 - s * shrink[3])
+    return (slice(None), slice(j0 + s * shrink[0], j1 - s * shrink[1]),
+            slice(i0 + s * shrink[2], i1 - s * shrink[3]))
 
 
 @pytest.fixture(params=[(kernels.TILE_Y, kernels.TILE_X, kernels.DEPTH), (8, 8, 3), (5, 11, 7)],
@@ -46,25 +57,28 @@ def tile_shape(request, monkeypatch):
     return request.param
 
 
+@pytest.mark.parametrize("model_name", MODELS)
 @pytest.mark.parametrize("ny, nx, steps, region, shrink", CASES)
-def test_numba_kernel_gives_reference_bits(ny, nx, steps, region, shrink):
-    u, v = fields(ny, nx)
-    ref_new, ref_old = REFERENCE(u.copy(), v.copy(), steps, CX, CY, region, shrink)
-    new, old = kernels.advance_numba(u.copy(), v.copy(), steps, CX, CY, region, shrink)
-    assert np.array_equal(new, ref_new) and np.array_equal(old, ref_old)
-    np.testing.assert_allclose(new, ref_new, rtol=0, atol=1e-13)
+def test_numba_kernels_give_reference_bits(model_name, ny, nx, steps, region, shrink):
+    """The plain kernel and the benchmark's prange yardstick, for every built-in model and every field."""
+    model, u, v, k = problem(model_name, ny, nx)
+    ref_new, ref_old = reference(model, u.copy(), v.copy(), steps, k, region, shrink)
+    for name in ("numba", "prange"):
+        new, old = kernels.get(model, name)(u.copy(), v.copy(), steps, k, region, shrink)
+        assert np.array_equal(new, ref_new) and np.array_equal(old, ref_old), name
 
 
+@pytest.mark.parametrize("model_name", MODELS)
 @pytest.mark.parametrize("ny, nx, steps, region, shrink", CASES)
-def test_tiled_kernel_gives_reference_bits(ny, nx, steps, region, shrink, tile_shape):
-    u, v = fields(ny, nx)
-    ref_new, _ = REFERENCE(u.copy(), v.copy(), steps, CX, CY, region, shrink)
-    new, old = kernels.advance_tiled(u.copy(), v.copy(), steps, CX, CY, region, shrink)
+def test_tiled_kernel_gives_reference_bits(model_name, ny, nx, steps, region, shrink, tile_shape):
+    model, u, v, k = problem(model_name, ny, nx)
+    ref_new, _ = reference(model, u.copy(), v.copy(), steps, k, region, shrink)
+    new, old = kernels.get(model, "tiled")(u.copy(), v.copy(), steps, k, region, shrink)
     box = last_box(region, shrink, steps)
     assert np.array_equal(new[box], ref_new[box])
     # Outside the region nothing is written, in either buffer; they come back in the reference's order.
-    outside = np.ones((ny, nx), bool)
-    outside[region[0]:region[1], region[2]:region[3]] = False
+    outside = np.ones(u.shape, bool)
+    outside[:, region[0]:region[1], region[2]:region[3]] = False
     first, second = (u, v) if steps % 2 == 0 else (v, u)
     assert np.array_equal(new[outside], first[outside]) and np.array_equal(old[outside], second[outside])
 
@@ -76,37 +90,40 @@ def test_deep_halo_decomposition_gives_the_serial_bits(kernel, monkeypatch):
     monkeypatch.setattr(kernels, "DEPTH", 3)
     monkeypatch.setattr(kernels, "TILE_Y", 7)
     monkeypatch.setattr(kernels, "TILE_X", 6)
-    advance = kernels.KERNELS[kernel]
     ny, nx, k, cycles = 31, 41, 5, 4
-    u, _ = fields(ny, nx, seed=3)
-    ref, _ = REFERENCE(u.copy(), u.copy(), k * cycles, CX, CY, (1, ny - 1, 1, nx - 1))
+    model, u, _, coefficients = problem("gray_scott", ny, nx, seed=3)
+    advance = kernels.get(model, kernel)
+    ref, _ = reference(model, u.copy(), u.copy(), k * cycles, coefficients, (1, ny - 1, 1, nx - 1))
 
     cut = 19                                          # west block owns columns [0, cut), east [cut, nx)
-    west = {"u": u[:, :cut + k].copy(), "lo": 0, "shrink": (0, 0, 0, 1)}
-    east = {"u": u[:, cut - k:].copy(), "lo": cut - k, "shrink": (0, 0, 1, 0)}
+    west = {"u": u[:, :, :cut + k].copy(), "lo": 0, "shrink": (0, 0, 0, 1)}
+    east = {"u": u[:, :, cut - k:].copy(), "lo": cut - k, "shrink": (0, 0, 1, 0)}
     for block in (west, east):
         block["v"] = block["u"].copy()
     for _ in range(cycles):
-        west["u"][:, cut:] = east["u"][:, k:2 * k]      # halo exchange
-        east["u"][:, :k] = west["u"][:, cut - k:cut]
+        west["u"][:, :, cut:] = east["u"][:, :, k:2 * k]      # halo exchange
+        east["u"][:, :, :k] = west["u"][:, :, cut - k:cut]
         for block, (i0, i1) in ((west, (1, cut + k - 1)), (east, (1, nx - cut + k - 1))):
-            block["u"], block["v"] = advance(block["u"], block["v"], k, CX, CY, (1, ny - 1, i0, i1),
+            block["u"], block["v"] = advance(block["u"], block["v"], k, coefficients, (1, ny - 1, i0, i1),
                                              block["shrink"])
-    joined = np.hstack([west["u"][:, :cut], east["u"][:, k:]])
+    joined = np.concatenate([west["u"][:, :, :cut], east["u"][:, :, k:]], axis=2)
     assert np.array_equal(joined, ref)
 
 
 THREADS_SCRIPT = """
 import sys, numba, numpy as np
-from solver import kernels
+from solver import kernels, models
 rng = np.random.default_rng(7)
-u = rng.random((67, 301))
 out = {}
-for threads in (1, 2, 3):
-    numba.set_num_threads(threads)
-    for name in ("numba", "tiled"):
-        new, _ = kernels.KERNELS[name](u.copy(), u.copy(), 40, 0.2, 0.2, (1, 66, 1, 300))
-        out[f"{name}_{threads}"] = new
+for model_name in ("diffusion", "gray_scott"):
+    model = models.load(model_name)
+    u = rng.random((len(model.fields), 67, 301))
+    k = model.coefficients(model.Physics(), 1.0, 1.0, 0.5 * model.max_stable_dt(model.Physics(), 1.0, 1.0))
+    for threads in (1, 2, 3):
+        numba.set_num_threads(threads)
+        for name in ("numba", "tiled"):
+            new, _ = kernels.get(model, name)(u.copy(), u.copy(), 40, k, (1, 66, 1, 300))
+            out[f"{model_name}:{name}:{threads}"] = new
 np.savez(sys.argv[1], **out)
 """
 
@@ -117,22 +134,23 @@ def test_thread_count_does_not_change_the_bits(tmp_path):
                    env=solver_env(NUMBA_NUM_THREADS="3"))
     out = np.load(path)
     for name in out.files:
-        assert np.array_equal(out[name], out["numba_1"]), name
+        assert np.array_equal(out[name], out[name.split(":")[0] + ":numba:1"]), name
 
 
-@pytest.mark.parametrize("kernel", list(kernels.KERNELS))
+@pytest.mark.parametrize("kernel", [*kernels.KERNELS, "prange"])
 def test_kernels_follow_the_analytic_gaussian(kernel):
-    n, diffusivity, sigma = 81, 1e-3, 0.08
+    n, sigma = 81, 0.08
+    physics, initial = diffusion.Physics(diffusivity=1e-3), diffusion.Initial(center=(0.5, 0.5), sigma=sigma)
     x = y = np.linspace(0.0, 1.0, n)
     dx = x[1] - x[0]
-    dt = 0.2 * dx ** 2 / diffusivity
+    dt = 0.4 * diffusion.max_stable_dt(physics, dx, dx)
     steps = 60
-    u = kernels.gaussian(x, y, 0.0, diffusivity, (0.5, 0.5), sigma, 1.0)
-    c = diffusivity * dt / dx ** 2
-    new, _ = kernels.KERNELS[kernel](u.copy(), u.copy(), steps, c, c, (1, n - 1, 1, n - 1))
-    exact = kernels.gaussian(x, y, steps * dt, diffusivity, (0.5, 0.5), sigma, 1.0)
-    assert np.max(np.abs(new - exact)) < 2e-3 * exact.max()
-    assert np.max(np.abs(u - exact)) > 10 * np.max(np.abs(new - exact))   # it did diffuse
+    u = diffusion.exact(physics, initial, x, y, 0.0)[np.newaxis]
+    k = diffusion.coefficients(physics, dx, dx, dt)
+    new, _ = kernels.get(models.load("diffusion"), kernel)(u.copy(), u.copy(), steps, k, (1, n - 1, 1, n - 1))
+    exact = diffusion.exact(physics, initial, x, y, steps * dt)
+    assert np.max(np.abs(new[0] - exact)) < 2e-3 * exact.max()
+    assert np.max(np.abs(u[0] - exact)) > 10 * np.max(np.abs(new[0] - exact))   # it did diffuse
 
 
 def test_auto_picks_the_tiled_kernel_only_when_the_fields_outgrow_the_cache(monkeypatch, tmp_path):

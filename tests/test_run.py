@@ -9,7 +9,7 @@ import pytest
 import xarray as xr
 
 from solver import config
-from solver.kernels import gaussian
+from solver.models.diffusion import exact as gaussian_exact
 from solver.output import attribute
 
 from conftest import REPO, require, run_solver
@@ -29,7 +29,7 @@ def test_small_run_matches_the_analytic_gaussian(tmp_path, small_config):
         assert f.attrs["complete"] == 1
     assert c.shape == (5, cfg.grid.ny, cfg.grid.nx)            # t = 0, 0.25, 0.5, 0.75, 1.0
     assert np.allclose(t, [0.0, 0.25, 0.5, 0.75, 1.0])
-    exact = gaussian(x, y, t[-1], cfg.physics.diffusivity, cfg.initial.center, cfg.initial.sigma, 1.0)
+    exact = gaussian_exact(cfg.physics, cfg.initial, x, y, t[-1])
     assert np.abs(c[-1] - exact).max() < 5e-3 * exact.max()    # coarse grid: 3 nodes per sigma
     # Dirichlet: boundary nodes keep their initial values
     for edge in (np.s_[:, 0], np.s_[:, -1], np.s_[0, :], np.s_[-1, :]):
@@ -45,8 +45,7 @@ def test_reference_problem_error_below_2e3_of_the_peak(tmp_path):
     with h5py.File(tmp_path / "ref.h5", "r") as f:
         assert f.attrs["relative_error"] < 2e-3
         cfg = config.load(REPO / "configs/default.yaml")
-        exact = gaussian(f["x"][:], f["y"][:], 5.0, cfg.physics.diffusivity, cfg.initial.center,
-                         cfg.initial.sigma, cfg.initial.amplitude)
+        exact = gaussian_exact(cfg.physics, cfg.initial, f["x"][:], f["y"][:], 5.0)
         assert np.abs(f["C"][-1] - exact).max() < 2e-3 * exact.max()
 
 
