@@ -77,8 +77,10 @@ esac
 # mpi_command RANKS [CPUS_PER_RANK]: set mpi_launch, the launch of RANKS ranks, and print it.
 mpi_command() {
     if [[ $launcher == srun ]]; then
-        # srun no longer inherits sbatch's --cpus-per-task (SLURM 22.05): pass it on.
-        mpi_launch=(srun ${srun_mpi:+--mpi="$srun_mpi"} -n "$1" ${2:+--cpus-per-task="$2"})
+        # srun no longer inherits sbatch's --cpus-per-task (SLURM 22.05): pass it on. --kill-on-bad-exit: a
+        # rank that dies (its node failed, say) ends the step, instead of leaving the others waiting for it
+        # in an exchange until the time limit (SLURM's default lets the other tasks run on).
+        mpi_launch=(srun ${srun_mpi:+--mpi="$srun_mpi"} --kill-on-bad-exit=1 -n "$1" ${2:+--cpus-per-task="$2"})
     else
         mpi_launch=(mpirun -n "$1" --bind-to none)
     fi

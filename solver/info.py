@@ -7,14 +7,14 @@ from .safety import reading
 
 SECTIONS = {
     "run": ("solver_command", "start_time", "end_time", "host", "git_commit", "git_dirty"),
-    "parallel": ("ranks", "threads_per_rank", "process_grid", "kernel"),
+    "parallel": ("ranks", "threads_per_rank", "process_grid", "kernel", "hosts"),
     "problem": ("grid", "steps", "snapshots", "max_error", "relative_error"),
     "timings": ("wall_seconds", "loop_seconds", "compute_seconds", "halo_seconds", "io_seconds", "mlups",
                 "peak_memory_mib_per_rank"),
     "versions": ("python_version", "numpy_version", "numba_version", "h5py_version", "hdf5_version",
                  "mpi4py_version", "mpi_library_version", "mpi_library"),
 }
-HIDDEN = ("config", "complete", "Conventions")
+HIDDEN = ("config", "complete", "Conventions", "ranks_on_node", "rank_threads")    # the last two: see hosts
 
 
 def read_attrs(path: str) -> dict:
@@ -44,7 +44,7 @@ def _describe(path: str, attrs: dict) -> str:
     for name, keys in shown:
         if keys:
             lines.append(f"{name}:")
-            lines += [f"  {k:<{width}}  {_fmt(k, attrs[k])}" for k in keys]
+            lines += [f"  {k:<{width}}  {_placement(attrs) if k == 'hosts' else _fmt(k, attrs[k])}" for k in keys]
     lines += ["config:"] + [f"  {line}" for line in str(attrs["config"]).splitlines()]
     return "\n".join(lines)
 
@@ -61,3 +61,30 @@ def _fmt(key: str, value) -> str:
     if isinstance(value, list):
         return " x ".join(map(str, value)) if key == "process_grid" else str(value)
     return str(value)
+
+
+def _placement(attrs: dict) -> str:
+    """Each host with its ranks, the ranks it counted on the node and their threads: 'n1: ranks 0-1 (2 on
+    the node x 1 thread), n2: ranks 2-3 (2 on the node x 1 thread)'."""
+    hosts = str(attrs["hosts"]).split()
+    on_node = _as_list(attrs.get("ranks_on_node"), len(hosts))
+    threads = _as_list(attrs.get("rank_threads"), len(hosts))
+    groups: dict[str, list[int]] = {}
+    for rank, host in enumerate(hosts):
+        groups.setdefault(host, []).append(rank)
+    parts = []
+    for host, ranks in groups.items():
+        listed = f"{ranks[0]}-{ranks[-1]}" if ranks == list(range(ranks[0], ranks[-1] + 1)) and len(ranks) > 1 \
+            else ",".join(map(str, ranks))
+        counted = sorted({on_node[r] for r in ranks})
+        per_rank = sorted({threads[r] for r in ranks})
+        parts.append(f"{host}: rank{'s' if len(ranks) > 1 else ''} {listed} "
+                     f"({'/'.join(map(str, counted))} on the node x {'/'.join(map(str, per_rank))} thread(s))")
+    return ", ".join(parts)
+
+
+def _as_list(value, length: int) -> list:
+    """A per-rank attribute as a list (HDF5 gives one rank's as a scalar); '?' where it is missing."""
+    if value is None or value == "":
+        return ["?"] * length
+    return value if isinstance(value, list) else [value]

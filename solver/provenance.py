@@ -62,16 +62,28 @@ def command_line() -> str:
     return " ".join([program, *sys.argv[1:]])
 
 
-def collect(config_yaml: str, ranks: int, threads: int, process_grid: tuple[int, int]) -> dict:
-    """Attributes known when a run starts (identical on every rank: gather them on rank 0 and share)."""
+def collect(config_yaml: str, ranks: int, threads: int, process_grid: tuple[int, int], comm=None,
+            ranks_on_node: int = 1) -> dict:
+    """Attributes known when a run starts (identical on every rank: gather them on rank 0 and share).
+    With ``comm`` (a collective: every rank calls it) they include where each rank ran: see placement."""
     commit, dirty = git_state()
     attrs = {"config": config_yaml, "solver_command": command_line(),
              "git_commit": commit, "git_dirty": int(dirty), "host": socket.gethostname(),
              "ranks": ranks, "threads_per_rank": threads, "process_grid": list(process_grid),
-             "start_time": now(), **versions()}
+             "start_time": now(), **versions(), **placement(comm, threads, ranks_on_node)}
     for name in SLURM_VARIABLES:
         attrs[name.lower()] = os.environ.get(name, "")
     return attrs
+
+
+def placement(comm, threads: int, ranks_on_node: int) -> dict:
+    """Where every rank ran, in rank order: ``hosts`` (host names separated by spaces), ``ranks_on_node``
+    (the ranks sharing each rank's node, as the rank counted them) and ``rank_threads`` (threads of each
+    rank). On several nodes these differ per rank; a collective under MPI (call it on every rank)."""
+    mine = (socket.gethostname(), ranks_on_node, threads)
+    ranks = comm.allgather(mine) if comm is not None else [mine]
+    return {"hosts": " ".join(host for host, _, _ in ranks), "ranks_on_node": [n for _, n, _ in ranks],
+            "rank_threads": [t for _, _, t in ranks]}
 
 
 def peak_memory_mib() -> float:

@@ -299,7 +299,8 @@ def run(cfg: Config, path: str, comm=None, say=None, restart: str = "never", max
     stepper = Stepper(cfg, decomp, timer, kernel)
     fail_at = test_hook(FAULT_VARIABLE, decomp.rank)
     hold_at = test_hook(HOLD_VARIABLE, decomp.rank)
-    attrs = {**provenance.collect(cfg.to_yaml(), decomp.size, threads, decomp.dims), "kernel": kernel,
+    attrs = {**provenance.collect(cfg.to_yaml(), decomp.size, threads, decomp.dims, decomp.comm, local_ranks),
+             "kernel": kernel,
              "model": model.name, "model_file": model.file, "model_source_sha256": model.source_hash,
              **(attrs or {})}
     if comm is not None:

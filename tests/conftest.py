@@ -7,6 +7,7 @@ tests run under Open MPI and (in CI, .ci/mpich) under MPICH.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -113,32 +114,42 @@ def small_config(tmp_path) -> Path:
 
 # --- SLURM: the cluster the tests submit to -----------------------------------------------------------------
 LOCAL_CLUSTER = REPO / "tests" / "slurm" / "local-cluster.sh"
+LOCAL_NODES = 2       # every SLURM test runs on the two-node local cluster: jobs cross nodes as on a real one
 
 
 @pytest.fixture(scope="session")
 def slurm_env():
     """Environment for sbatch, squeue and scontrol: the cluster that answers ``sinfo`` (a real one; jobs go to
-    partition $SOLVER_TEST_PARTITION if set), else a private local one started for the session and stopped
-    after it. SLURM_CONF is set for the whole session when the local cluster is used."""
+    partition $SOLVER_TEST_PARTITION if set), else a private local two-node one started for the session and
+    stopped after it. SLURM_CONF (and PATH, for its client wrappers) are set for the whole session when the
+    local cluster is used."""
     env = solver_env()
     answers = shutil.which("sinfo") and subprocess.run(["sinfo", "-h"], env=env, capture_output=True,
                                                        timeout=60).returncode == 0
     if answers:
         yield env
         return
-    running = subprocess.run(["bash", LOCAL_CLUSTER, "status"], capture_output=True, timeout=60).returncode == 0
-    started = subprocess.run(["bash", LOCAL_CLUSTER, "start"], capture_output=True, text=True, timeout=600)
+    status = subprocess.run(["bash", LOCAL_CLUSTER, "status"], capture_output=True, text=True, timeout=60)
+    running = status.returncode == 0 and status.stdout.startswith(f"{LOCAL_NODES} node")
+    started = subprocess.run(["bash", LOCAL_CLUSTER, "start", "--nodes", str(LOCAL_NODES)], capture_output=True,
+                             text=True, timeout=600)
     if started.returncode != 0:
-        pytest.fail(f"no SLURM cluster answers sinfo and {LOCAL_CLUSTER.name} start failed:\n{started.stderr}")
-    conf = started.stdout.strip().rpartition("SLURM_CONF=")[2]
-    previous = os.environ.get("SLURM_CONF")
-    os.environ["SLURM_CONF"] = env["SLURM_CONF"] = conf
+        errors = [line for line in started.stderr.splitlines() if line.startswith("local-cluster: error:")]
+        pytest.fail(f"no SLURM cluster answers sinfo and '{LOCAL_CLUSTER.name} start --nodes {LOCAL_NODES}' "
+                    f"failed: {errors[-1] if errors else started.stderr}", pytrace=False)
+    exported = dict(re.findall(r"^export (\w+)=(\S+)$", started.stdout, re.M))
+    bin_dir = exported.get("PATH", "").removesuffix(":$PATH")
+    previous = {name: os.environ.get(name) for name in ("SLURM_CONF", "PATH")}
+    os.environ["SLURM_CONF"] = env["SLURM_CONF"] = exported["SLURM_CONF"]
+    if bin_dir:               # the two-node cluster's client wrappers (see local-cluster.sh)
+        os.environ["PATH"] = env["PATH"] = bin_dir + os.pathsep + env["PATH"]
     try:
         yield env
     finally:
-        if previous is None:
-            os.environ.pop("SLURM_CONF", None)
-        else:
-            os.environ["SLURM_CONF"] = previous
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
         if not running:       # stop only what this session started
             subprocess.run(["bash", LOCAL_CLUSTER, "stop"], capture_output=True, timeout=120)
