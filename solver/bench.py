@@ -291,11 +291,10 @@ def run_mpi(sizes, kernel_names, steps, threads, repeats, say) -> list[dict]:
             base = config_module.load(str(REPO / "configs" / "default.yaml"),
                                       [f"grid.nx={nx}", f"grid.ny={ny}", "time.dt=1.0e-12", "time.t_end=1.0e-12"])
             dt = float(f"{0.9 * base.max_stable_dt:.3g}")
-            for name in kernel_names:
-                if name not in config_module.KERNELS or name == "numpy":
-                    continue
+            # auto: what a user gets by default (the kernel and halo planned by solver/run.py)
+            for name in ["auto", *(k for k in kernel_names if k in config_module.KERNELS and k != "numpy")]:
                 for ranks, per_rank in ((1, threads), (2, 1)):
-                    halo = 16 if name == "tiled" and ranks > 1 else 1
+                    halo = "auto"
                     overrides = [f"grid.nx={nx}", f"grid.ny={ny}", f"time.dt={dt:.6e}",
                                  f"time.t_end={steps * dt:.6e}", "output.every=0", f"parallel.threads={per_rank}",
                                  f"numerics.kernel={name}", f"parallel.halo={halo}"]

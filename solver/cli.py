@@ -334,11 +334,12 @@ def describe_model(cfg) -> str:
 MAX_RANKS = 2 ** 22      # more MPI ranks than any machine runs; also bounds the process-grid search
 
 
-def footprint(cfg, ranks: int) -> tuple[int, int, int, int, int]:
-    """(px, py, bx, by, bytes): the process grid, the largest stored block (halo included) and the bytes
-    of its two field buffers. Refuses rank counts and halo widths the grid cannot hold, before any
-    allocation or any long search."""
+def footprint(cfg, ranks: int):
+    """(px, py, bx, by, bytes, plan): the process grid, the largest stored block (halo included), the bytes
+    of its two field buffers and the run's plan (kernel and halo; ranks taken to share one node). Refuses
+    rank counts and halo widths the grid cannot hold, before any allocation or any long search."""
     from .grid import process_grid, split
+    from .run import plan
     nx, ny = cfg.grid.nx, cfg.grid.ny
     if ranks < 1:
         raise ConfigError(f"--ranks {ranks}: needs at least 1 rank")
@@ -348,7 +349,8 @@ def footprint(cfg, ranks: int) -> tuple[int, int, int, int, int]:
     px, py = process_grid(ranks, nx, ny) if cfg.parallel.ranks == "auto" else cfg.parallel.ranks
     if px * py != ranks:
         raise ConfigError(f"{cfg.source}: parallel.ranks = [{px}, {py}] needs {px * py} ranks, not {ranks}")
-    h = cfg.parallel.halo
+    chosen = plan(cfg, (px, py), ranks)
+    h = chosen.halo
     smallest = min(split(nx, px, px - 1)[1] - split(nx, px, px - 1)[0],
                    split(ny, py, py - 1)[1] - split(ny, py, py - 1)[0])
     if h > smallest:
@@ -356,7 +358,7 @@ def footprint(cfg, ranks: int) -> tuple[int, int, int, int, int]:
                           f"nodes on {ranks} rank(s)); use parallel.halo <= {max(1, smallest)}")
     bx = split(nx, px, 0)[1] + 2 * h        # the largest block is the first
     by = split(ny, py, 0)[1] + 2 * h
-    return px, py, bx, by, 2 * len(cfg.model_impl.fields) * bx * by * 8  # two time levels of every field
+    return px, py, bx, by, 2 * len(cfg.model_impl.fields) * bx * by * 8, chosen  # two levels of every field
 
 
 def agree(cfg, comm) -> None:
@@ -398,17 +400,16 @@ def dry_run(cfg, path: str, ranks: int | None) -> str:
     """What a run would do and need, without running it."""
     if ranks is None:
         ranks = launcher_size() or 1
-    px, py, bx, by, field_bytes = footprint(cfg, ranks)
-    h = cfg.parallel.halo
+    px, py, bx, by, field_bytes, chosen = footprint(cfg, ranks)
+    h = chosen.halo
     check_fits(cfg, ranks, warn=lambda message: print(message, file=sys.stderr, flush=True))
     every = cfg.output.every
     snapshots = 1 + (cfg.nsteps // every + (cfg.nsteps % every > 0) if every else 1)
     fields = len(cfg.model_impl.fields)
     scratch = ""
-    if cfg.numerics.kernel in ("auto", "tiled"):
+    if chosen.kernel == "tiled":
         from .kernels import scratch_bytes_per_thread
-        scratch = (f", plus {_size(scratch_bytes_per_thread(fields))} of scratch tiles per thread if the tiled "
-                   "kernel runs")
+        scratch = f", plus {_size(scratch_bytes_per_thread(fields))} of scratch tiles per thread (tiled kernel)"
     output_bytes = snapshots * fields * cfg.grid.nx * cfg.grid.ny * 8
     return "\n".join([
         cfg.to_yaml().rstrip(),
@@ -419,6 +420,7 @@ def dry_run(cfg, path: str, ranks: int | None) -> str:
         f"# stability        dt is {cfg.stability:.4f} of the largest stable dt, {cfg.max_stable_dt:.4g}",
         f"# decomposition    {ranks} rank(s) as {px} x {py}, largest block {bx - 2 * h} x {by - 2 * h} "
         f"+ halo {h}",
+        f"# kernel and halo  {chosen.reason}" + (" (ranks taken to share one node)" if ranks > 1 else ""),
         f"# memory per rank  {_size(field_bytes)} for the two field buffers{scratch} "
         f"(and about 150 MiB for Python, numba and HDF5)",
         f"# output size      {_size(output_bytes)} ({snapshots} snapshots of {fields} field(s) of "

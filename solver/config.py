@@ -73,7 +73,8 @@ class Numerics:
 class Parallel:
     threads: int | str = "auto"           # numba threads per rank: auto or a number
     ranks: tuple[int, int] | str = "auto" # MPI process grid [px, py] or auto (MPI.Compute_dims)
-    halo: int = 1                         # halo width k: exchange every k steps
+    halo: int | str = "auto"              # halo width k: exchange every k steps; auto: from the launch and the
+                                          # subdomain size (solver/run.py plan)
 
 
 @dataclass(frozen=True)
@@ -158,7 +159,7 @@ class Config:
 
 
 KERNELS = ("auto", "numba", "tiled", "numpy")
-AUTO_COUNTS = ("parallel.threads", "parallel.ranks")    # a count, or auto
+AUTO_COUNTS = ("parallel.threads", "parallel.ranks", "parallel.halo")    # a count, or auto
 MAX_NODES = 2 ** 31 - 1     # per axis: far beyond any memory, and keeps dx and the indices sane
 MAX_STEPS = 1e15
 DISTRIBUTIONS = {"uniform": ("low", "high"), "normal": ("mean", "std"),
@@ -499,8 +500,8 @@ def validate(cfg: Config) -> None:
         fail(f"parallel.threads = {p.threads} must be auto or at least 1")
     if p.ranks != "auto" and min(p.ranks) < 1:
         fail(f"parallel.ranks = {list(p.ranks)} must be auto or two counts of at least 1")
-    if p.halo < 1:
-        fail(f"parallel.halo = {p.halo} must be at least 1")
+    if p.halo != "auto" and p.halo < 1:
+        fail(f"parallel.halo = {p.halo} must be auto or at least 1")
 
     steps = cfg.time.t_end / cfg.time.dt
     if not steps < MAX_STEPS:

@@ -133,21 +133,29 @@ def _padded(axis: np.ndarray, owned: tuple[int, int], halo: int) -> np.ndarray:
     return out
 
 
-def init_global_grid(cfg: Config, comm: Any = None) -> Decomposition:
-    """Decompose the grid of ``cfg`` over ``comm`` (None: one process) and return this rank's view."""
-    nx, ny, halo = cfg.grid.nx, cfg.grid.ny, cfg.parallel.halo
+def process_dims(cfg: Config, size: int) -> tuple[int, int]:
+    """The ``(px, py)`` process grid of ``size`` ranks: parallel.ranks, or the least halo surface (auto)."""
+    if cfg.parallel.ranks == "auto":
+        return process_grid(size, cfg.grid.nx, cfg.grid.ny)
+    px, py = cfg.parallel.ranks
+    if px * py != size:
+        raise ConfigError(f"{cfg.source}: parallel.ranks = [{px}, {py}] needs {px * py} ranks, "
+                          f"but {size} were started; launch {px * py} or set parallel.ranks: auto")
+    return px, py
+
+
+def init_global_grid(cfg: Config, comm: Any = None, halo: int | None = None) -> Decomposition:
+    """Decompose the grid of ``cfg`` over ``comm`` (None: one process) and return this rank's view, with a
+    halo of width ``halo`` (default: parallel.halo, 1 for auto; the run passes what it planned)."""
+    nx, ny = cfg.grid.nx, cfg.grid.ny
+    if halo is None:
+        halo = cfg.parallel.halo if isinstance(cfg.parallel.halo, int) else 1
     boundary = {side: getattr(cfg.boundary, side) for side in ("west", "east", "south", "north")}
     if comm is None:
         return Decomposition(nx, ny, (1, 1), (0, 0), (0, nx), (0, ny), halo,
                              dict.fromkeys(("west", "east", "south", "north")), boundary)
     size = comm.Get_size()
-    if cfg.parallel.ranks == "auto":
-        px, py = process_grid(size, nx, ny)
-    else:
-        px, py = cfg.parallel.ranks
-        if px * py != size:
-            raise ConfigError(f"{cfg.source}: parallel.ranks = [{px}, {py}] needs {px * py} ranks, "
-                              f"but {size} were started; launch {px * py} or set parallel.ranks: auto")
+    px, py = process_dims(cfg, size)
     if nx // px < halo or ny // py < halo:
         raise ConfigError(f"{cfg.source}: {px} x {py} ranks leave blocks of {nx // px} x {ny // py} nodes, "
                           f"fewer than parallel.halo = {halo}; use fewer ranks or a smaller halo")

@@ -26,7 +26,7 @@ import numpy as np
 
 from . import checkpoint, kernels, provenance
 from .config import Config, ConfigError
-from .grid import Decomposition, available_cores, init_global_grid, last_level_cache
+from .grid import Decomposition, available_cores, init_global_grid, last_level_cache, process_dims
 from .output import FieldWriter, partial_path
 
 PROGRESS_EVERY = 0.1     # fraction of the run between progress lines
@@ -51,18 +51,55 @@ class Timer:
         return t
 
 
-def choose_kernel(name: str, decomp: Decomposition, local_ranks: int, fields: int = 1) -> str:
-    """``auto``: the tiled kernel once the field buffers of the ranks on this node outgrow the last-level
-    cache (there it moves about a DEPTH-th of the memory per update), else the plain numba kernel, which
-    needs no scratch tiles. Under MPI tiling needs a deep halo (several steps between exchanges). Decided from
-    global sizes, so every rank picks the same kernel; both give the same bits either way."""
-    if name != "auto":
-        return name
-    if decomp.size > 1 and decomp.halo < 3:
-        return "numba"
-    px, py = decomp.dims
-    field_bytes = 2 * 8 * fields * (decomp.ny + 2 * decomp.halo * py) * (decomp.nx + 2 * decomp.halo * px)
-    return "tiled" if local_ranks * field_bytes / decomp.size > last_level_cache() else "numba"
+AUTO_HALO = 16          # exchange every 16 steps: whole tiled chunks (DEPTH 15) between exchanges
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The kernel and halo width a run uses, and why (for the log, --dry-run and the provenance)."""
+    kernel: str
+    halo: int
+    reason: str
+
+
+def plan(cfg: Config, dims: tuple[int, int], local_ranks: int) -> Plan:
+    """Resolve ``numerics.kernel`` and ``parallel.halo`` when they are ``auto``, from global sizes only, so
+    every rank decides alike (any choice gives the same bits):
+
+    - halo: none to speak of (1) on one process with fixed boundaries, 1 when zero-flux boundaries are
+      refilled every step anyway, else 16 steps between exchanges (or periodic wraps), at most half the
+      smallest block: exchanges then cost a sixteenth as many latencies;
+    - kernel: tiled (temporal blocking) when there are several steps between exchanges, or when the field
+      buffers of this node's ranks outgrow the last-level cache (then it moves about a DEPTH-th of the
+      memory per update); else the plain numba kernel, which needs no scratch tiles.
+    """
+    px, py = dims
+    size, nx, ny = px * py, cfg.grid.nx, cfg.grid.ny
+    exchanges = size > 1 or any(getattr(cfg.boundary, side) != "fixed" for side in ("west", "east", "south", "north"))
+    if cfg.parallel.halo != "auto":
+        halo, why_halo = cfg.parallel.halo, "as configured"
+    elif not exchanges:
+        halo, why_halo = 1, "one process, fixed boundaries: nothing to exchange"
+    elif "zero_flux" in (cfg.boundary.west, cfg.boundary.east, cfg.boundary.south, cfg.boundary.north):
+        halo, why_halo = 1, "zero-flux boundaries are refilled every step"
+    else:
+        smallest = min(nx // px, ny // py)
+        halo = max(1, min(AUTO_HALO, smallest // 2))
+        why_halo = f"{'an exchange' if size > 1 else 'a periodic wrap'} every {halo} steps"
+    fields = len(cfg.model_impl.fields)
+    field_bytes = 2 * 8 * fields * (ny + 2 * halo * py) * (nx + 2 * halo * px)      # all ranks, halos included
+    outgrown = local_ranks * field_bytes / size > last_level_cache()
+    if cfg.numerics.kernel != "auto":
+        kernel, why_kernel = cfg.numerics.kernel, "as configured"
+    elif exchanges and halo >= 3:
+        kernel, why_kernel = "tiled", "several steps per exchange"
+    elif exchanges:
+        kernel, why_kernel = "numba", "too few steps per exchange to tile"
+    elif outgrown:
+        kernel, why_kernel = "tiled", "the fields outgrow the last-level cache"
+    else:
+        kernel, why_kernel = "numba", "the fields fit in the last-level cache"
+    return Plan(kernel, halo, f"kernel {kernel} ({why_kernel}), halo {halo} ({why_halo})")
 
 
 def choose_threads(cfg: Config, local_ranks: int) -> int:
@@ -78,12 +115,12 @@ def choose_threads(cfg: Config, local_ranks: int) -> int:
     return max(1, min(available_cores(), (os.cpu_count() or 1) // local_ranks))
 
 
-def ranks_on_node(decomp: Decomposition) -> int:
+def ranks_on_node(comm) -> int:
     """How many ranks share this node (a collective under MPI: call it once)."""
-    if decomp.comm is None:
+    if comm is None:
         return 1
     from mpi4py import MPI
-    node = decomp.comm.Split_type(MPI.COMM_TYPE_SHARED)
+    node = comm.Split_type(MPI.COMM_TYPE_SHARED)
     count = node.Get_size()
     node.Free()
     return count
@@ -288,11 +325,12 @@ def run(cfg: Config, path: str, comm=None, say=None, restart: str = "never", max
     wall_start = time.perf_counter()
 
     # Set-up: decomposition, threads, kernels
-    decomp = init_global_grid(cfg, comm)
-    local_ranks = ranks_on_node(decomp)
+    local_ranks = ranks_on_node(comm)
+    chosen = plan(cfg, process_dims(cfg, 1 if comm is None else comm.Get_size()), local_ranks)
+    decomp = init_global_grid(cfg, comm, chosen.halo)
     threads = choose_threads(cfg, local_ranks)
     model = cfg.model_impl
-    kernel = choose_kernel(cfg.numerics.kernel, decomp, local_ranks, len(model.fields))
+    kernel = chosen.kernel
     if kernel != "numpy":       # the numpy kernel never imports numba (a small ensemble member's start-up)
         set_threads(threads, local_ranks, say)
     kernels.warm_up(model, kernel)
@@ -300,7 +338,7 @@ def run(cfg: Config, path: str, comm=None, say=None, restart: str = "never", max
     fail_at = test_hook(FAULT_VARIABLE, decomp.rank)
     hold_at = test_hook(HOLD_VARIABLE, decomp.rank)
     attrs = {**provenance.collect(cfg.to_yaml(), decomp.size, threads, decomp.dims, decomp.comm, local_ranks),
-             "kernel": kernel,
+             "kernel": kernel, "auto_choice": chosen.reason,
              "model": model.name, "model_file": model.file, "model_source_sha256": model.source_hash,
              **(attrs or {})}
     if comm is not None:
@@ -336,7 +374,7 @@ def run(cfg: Config, path: str, comm=None, say=None, restart: str = "never", max
         loop_start = time.perf_counter()
         step = first
         say(f"running {cfg.grid.nx} x {cfg.grid.ny} nodes, {nsteps} steps, {decomp.size} rank(s) "
-            f"({decomp.dims[0]} x {decomp.dims[1]}) x {threads} thread(s), kernel {kernel}")
+            f"({decomp.dims[0]} x {decomp.dims[1]}) x {threads} thread(s), {chosen.reason}")
         with checkpoint.SignalFlag() as signals:
             while step < nsteps:
                 stop = min(last, _next_multiple(step, report_every), step + poll_steps)

@@ -153,78 +153,21 @@ def test_kernels_follow_the_analytic_gaussian(kernel):
     assert np.max(np.abs(u[0] - exact)) > 10 * np.max(np.abs(new[0] - exact))   # it did diffuse
 
 
-def test_auto_picks_the_tiled_kernel_only_when_the_fields_outgrow_the_cache(monkeypatch, tmp_path):
-    from solver import config, grid, run
+def test_auto_plans_kernel_and_halo_from_the_launch_and_the_cache(monkeypatch, tmp_path):
+    from solver import config, run
     assert run.last_level_cache() >= 256 * 1024          # read from sysfs here: some real cache size
     monkeypatch.setattr(run, "last_level_cache", lambda: 64 * 1024)
-    cfg = config.load(str(write_config(tmp_path)))
-    decomp = grid.init_global_grid(cfg, None)            # 61 x 45 plus halo: 46 KiB for the two buffers
-    assert run.choose_kernel("auto", decomp, 1) == "numba"
-    assert run.choose_kernel("auto", decomp, 2) == "tiled"  # two ranks on the node share the cache
-    assert run.choose_kernel("numpy", decomp, 2) == "numpy"
-
-
-def test_bench_writes_json_and_png(tmp_path):
-    result = run_solver("bench", "--sizes", "40x31,57x45", "--kernels", "prange,numba,tiled,numpy",
-                        "--threads", "1,all", "--seconds", "0.01",
-                        "--repeats", "1", "--copy-mib", "2", "--json", tmp_path / "bench.json",
-                        "--plot", tmp_path / "bench.png", timeout=300)
-    report = json.loads((tmp_path / "bench.json").read_text())
-    kernels_timed = {r["kernel"] for r in report["results"]}
-    assert kernels_timed == {"prange", "numba", "tiled", "numpy"}
-    assert {(r["nx"], r["ny"]) for r in report["results"]} == {(40, 31), (57, 45)}
-    for row in report["results"]:
-        assert row["mlups"] > 0 and row["percent_of_bound"] > 0 and row["ratio_to_prange"] > 0
-        assert row["percent_of_in_cache"] > 0
-    assert all(b["median"] > 0 for b in report["bound"].values())
-    assert {key.split()[-1] for key in report["in_cache"]} == set(report["bound"]) and all(c["mlups"] > 0 for c in report["in_cache"].values())
-    assert (tmp_path / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "% bound" in result.stdout
-
-
-@pytest.mark.mpi
-def test_bench_mpi_times_the_solver_under_mpirun(tmp_path):
-    require("mpirun")
-    run_solver("bench", "--sizes", "40x31", "--kernels", "prange,numba", "--threads", "1", "--seconds", "0.01",
-               "--repeats", "1", "--copy-mib", "2", "--mpi", "--mpi-sizes", "48x37", "--mpi-steps", "200",
-               "--mpi-repeats", "2", "--json", tmp_path / "bench.json", timeout=300)
-    rows = json.loads((tmp_path / "bench.json").read_text())["mpi"]
-    assert {(r["kernel"], r["ranks"]) for r in rows} == {("numba", 1), ("numba", 2)}
-    assert all(r["mlups"] > 0 and len(r["mlups_samples"]) == 2 for r in rows)
-
-
-@pytest.mark.parametrize("args", [["--sizes", "10"], ["--kernels", "numba,fast"], ["--threads", "0"]])
-def test_bench_bad_arguments_are_one_line(args, tmp_path):
-    result = run_solver("bench", *args, "--json", tmp_path / "b.json", check=False, timeout=120)
-    assert result.returncode == 2
-    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
-    assert not (tmp_path / "b.json").exists()
-
-
-@pytest.mark.slow
-def test_second_run_compiles_nothing(tmp_path):
-    """numba's on-disk cache: the second run of a config loads every kernel and saves (compiles) none."""
-    config = write_config(tmp_path, time={"t_end": 0.1}, output={"every": 0})
-    env = solver_env(NUMBA_CACHE_DIR=str(tmp_path / "cache"), NUMBA_DEBUG_CACHE="1")
-    for kernel in ("numba", "tiled"):
-        args = ("run", config, "-o", tmp_path / "out.h5", "--overwrite", "--set", f"numerics.kernel={kernel}")
-        first = run_solver(*args, env=env, timeout=300)
-        second = run_solver(*args, env=env, timeout=300)
-        assert "data saved" in first.stdout + first.stderr
-        log = second.stdout + second.stderr
-        assert "data loaded" in log and "data saved" not in log, log[-2000:]
-
-
-@pytest.mark.mpi
-def test_tiled_kernel_under_mpi_with_deep_halos_gives_the_serial_bits(tmp_path):
-    require("mpirun")
-    config = write_config(tmp_path, time={"t_end": 0.3}, output={"every": 10})
-    import h5py
-    fields_by_run = []
-    for ranks, kernel, halo in ((None, "numba", 1), (2, "tiled", 4), (3, "tiled", 3)):
-        out = tmp_path / f"{kernel}{ranks}.h5"
-        run_solver("run", config, "-o", out, "--set", f"numerics.kernel={kernel}", "--set",
-                   f"parallel.halo={halo}", ranks=ranks, timeout=180)
-        with h5py.File(out) as f:
-            fields_by_run.append(f["C"][...])
-    assert all(np.array_equal(fields_by_run[0], other) for other in fields_by_run[1:])
+    cfg = config.load(str(write_config(tmp_path)))       # 61 x 45, fixed boundaries: 46 KiB for two buffers
+    one = run.plan(cfg, (1, 1), 1)
+    assert (one.kernel, one.halo) == ("numba", 1) and "fit in the last-level cache" in one.reason
+    assert run.plan(cfg, (1, 1), 2).kernel == "tiled"    # two ranks on the node share the cache
+    two = run.plan(cfg, (2, 1), 2)                       # blocks of 30 x 45: an exchange every 15 steps
+    assert (two.kernel, two.halo) == ("tiled", 15) and "exchange every 15 steps" in two.reason
+    small = run.plan(cfg, (15, 1), 15)                   # blocks of 4 columns: halo 2, too short to tile
+    assert (small.kernel, small.halo) == ("numba", 2)
+    periodic = config.load(str(write_config(tmp_path, boundary={"west": "periodic", "east": "periodic"})))
+    assert run.plan(periodic, (1, 1), 1).halo == 16      # one process wraps every 16 steps
+    mirror = config.load(str(write_config(tmp_path, boundary={"south": "zero_flux"})))
+    assert run.plan(mirror, (2, 1), 2).halo == 1
+    fixed = config.load(str(write_config(tmp_path)), ["parallel.halo=3", "numerics.kernel=numpy"])
+    assert run.plan(fixed, (2, 1), 2) == run.Plan("numpy", 3, "kernel numpy (as configured), halo 3 (as configured)")
