@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
+from .diffusion import check_gaussian, gaussian
 
 FIELDS = {"C": ("1", "tracer concentration")}
 
@@ -31,11 +31,7 @@ class Initial:
 def check(physics: Physics, initial: Initial) -> str | None:
     if not physics.diffusivity >= 0:
         return f"physics.diffusivity = {physics.diffusivity} must be 0 (pure advection) or positive"
-    if not (initial.sigma > 0 and 0 < initial.sigma * initial.sigma < math.inf):
-        return f"initial.sigma = {initial.sigma} must be positive, and its square a finite, non-zero number"
-    if initial.amplitude == 0:
-        return f"initial.amplitude = {initial.amplitude} gives no Gaussian to follow; use a nonzero amplitude"
-    return None
+    return check_gaussian(initial)
 
 
 def coefficients(physics: Physics, dx: float, dy: float, dt: float) -> tuple[float, ...]:
@@ -66,9 +62,6 @@ def initial(physics: Physics, initial: Initial, x, y, uniform):
 
 
 def exact(physics: Physics, initial: Initial, x, y, t: float):
-    """The spreading Gaussian, its centre moved by the current."""
-    variance = initial.sigma ** 2 + 2.0 * physics.diffusivity * t
-    x0 = initial.center[0] + physics.velocity[0] * t
-    y0 = initial.center[1] + physics.velocity[1] * t
-    r2 = (x[np.newaxis, :] - x0) ** 2 + (y[:, np.newaxis] - y0) ** 2
-    return initial.amplitude * initial.sigma ** 2 / variance * np.exp(-r2 / (2.0 * variance))
+    """The spreading Gaussian of the diffusion model, its centre moved by the current."""
+    center = (initial.center[0] + physics.velocity[0] * t, initial.center[1] + physics.velocity[1] * t)
+    return gaussian(initial, x, y, center, initial.sigma ** 2 + 2.0 * physics.diffusivity * t)

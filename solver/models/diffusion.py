@@ -28,6 +28,11 @@ class Initial:
 def check(physics: Physics, initial: Initial) -> str | None:
     if not physics.diffusivity > 0:
         return f"physics.diffusivity = {physics.diffusivity} must be positive"
+    return check_gaussian(initial)
+
+
+def check_gaussian(initial) -> str | None:
+    """A Gaussian the run can follow: a representable width and a nonzero peak (also advection_diffusion's)."""
     if not (initial.sigma > 0 and 0 < initial.sigma * initial.sigma < math.inf):
         return f"initial.sigma = {initial.sigma} must be positive, and its square a finite, non-zero number"
     if initial.amplitude == 0:
@@ -59,6 +64,10 @@ def initial(physics: Physics, initial: Initial, x, y, uniform):
 
 def exact(physics: Physics, initial: Initial, x, y, t: float):
     """A Gaussian of variance sigma^2 + 2 D t (mass conserved) on the infinite plane."""
-    variance = initial.sigma ** 2 + 2.0 * physics.diffusivity * t
-    r2 = (x[np.newaxis, :] - initial.center[0]) ** 2 + (y[:, np.newaxis] - initial.center[1]) ** 2
+    return gaussian(initial, x, y, initial.center, initial.sigma ** 2 + 2.0 * physics.diffusivity * t)
+
+
+def gaussian(initial, x, y, center, variance):
+    """The Gaussian of ``initial`` spread to ``variance`` around ``center``, on nodes x (columns) by y (rows)."""
+    r2 = (x[np.newaxis, :] - center[0]) ** 2 + (y[:, np.newaxis] - center[1]) ** 2
     return initial.amplitude * initial.sigma ** 2 / variance * np.exp(-r2 / (2.0 * variance))
