@@ -42,17 +42,17 @@ ALLOCATION = {"SLURM_JOB_ID": "7", "SLURM_CPUS_PER_TASK": "4"}
     (OPEN_MPI, SLURM_22, {}, "mpirun -n 2 --bind-to none"),
     (HYDRA, SLURM_22, {}, "mpirun -n 2 --bind-to none"),
     # Open MPI speaks PMIx: srun when SLURM offers it, else mpirun
-    (OPEN_MPI, SLURM_22, ALLOCATION, "srun --mpi=pmix -n 2 --cpus-per-task=4"),
+    (OPEN_MPI, SLURM_22, ALLOCATION, "srun --mpi=pmix --kill-on-bad-exit=1 -n 2 --cpus-per-task=4"),
     (OPEN_MPI, SLURM_OLD, ALLOCATION, "mpirun -n 2 --bind-to none"),
     # MPICH family: its Hydra mpirun works in any allocation; srun on request, with PMI-2
     (HYDRA, SLURM_22, ALLOCATION, "mpirun -n 2 --bind-to none"),
-    (HYDRA, SLURM_22, {**ALLOCATION, "LAUNCHER": "srun"}, "srun --mpi=pmi2 -n 2 --cpus-per-task=4"),
-    (HYDRA, SLURM_OLD, {**ALLOCATION, "LAUNCHER": "srun"}, "srun --mpi=pmi2 -n 2 --cpus-per-task=4"),
-    (HYDRA, SLURM_22, {**ALLOCATION, "SRUN_MPI": "pmix_v4"}, "srun --mpi=pmix_v4 -n 2 --cpus-per-task=4"),
+    (HYDRA, SLURM_22, {**ALLOCATION, "LAUNCHER": "srun"}, "srun --mpi=pmi2 --kill-on-bad-exit=1 -n 2 --cpus-per-task=4"),
+    (HYDRA, SLURM_OLD, {**ALLOCATION, "LAUNCHER": "srun"}, "srun --mpi=pmi2 --kill-on-bad-exit=1 -n 2 --cpus-per-task=4"),
+    (HYDRA, SLURM_22, {**ALLOCATION, "SRUN_MPI": "pmix_v4"}, "srun --mpi=pmix_v4 --kill-on-bad-exit=1 -n 2 --cpus-per-task=4"),
     # no mpirun at all (a Cray): srun with cray_shasta
-    (None, SLURM_22, ALLOCATION, "srun --mpi=cray_shasta -n 2 --cpus-per-task=4"),
+    (None, SLURM_22, ALLOCATION, "srun --mpi=cray_shasta --kill-on-bad-exit=1 -n 2 --cpus-per-task=4"),
     # SRUN_MPI alone means srun; LAUNCHER=mpirun wins over a PMIx SLURM
-    (OPEN_MPI, SLURM_22, {**ALLOCATION, "SRUN_MPI": "pmi2"}, "srun --mpi=pmi2 -n 2 --cpus-per-task=4"),
+    (OPEN_MPI, SLURM_22, {**ALLOCATION, "SRUN_MPI": "pmi2"}, "srun --mpi=pmi2 --kill-on-bad-exit=1 -n 2 --cpus-per-task=4"),
     (OPEN_MPI, SLURM_22, {**ALLOCATION, "LAUNCHER": "mpirun"}, "mpirun -n 2 --bind-to none"),
 ])
 def test_launcher_choice(tmp_path, mpirun, plugins, env, expected):
