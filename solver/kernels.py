@@ -30,16 +30,17 @@ import numpy as np
 from .models import Model, import_statement
 
 KERNELS = ("numba", "tiled", "numpy")        # and "prange", the benchmark's yardstick
-# Temporal blocking: tile core (rows x columns) and steps per tile (odd, see _advance_tiled). Wide tiles keep
-# the recomputed overlap small (about 12 % here); the two scratch tiles per thread stay in the L3 cache.
-# Chosen by a sweep at 4096 x 4096 on 2 cores.
-TILE_Y, TILE_X, DEPTH = 128, 1024, 15
+# Temporal blocking: tile core (rows x columns) and steps per tile (odd, see _advance_tiled). The recomputed
+# overlap stays small (about 20 % here) and the two scratch tiles per thread (1.4 MB) stay in the L3 cache
+# without crowding each other out with two threads. Chosen by a sweep at 2048^2 and 4096^2 on 2 cores
+# (docs/performance.md): 128 x 512 reached 94-96 % of the in-cache ceiling with 2 threads, 128 x 1024 90-93 %.
+TILE_Y, TILE_X, DEPTH = 128, 512, 15
 STENCIL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "stencil.py")
 KERNEL_DIR_VARIABLE = "SOLVER_KERNEL_DIR"
 
 
 def scratch_bytes_per_thread(fields: int = 1) -> int:
-    """Memory of the tiled kernel's two scratch tiles per thread (2.7 MB per field with the sizes above)."""
+    """Memory of the tiled kernel's two scratch tiles per thread (1.4 MB per field with the sizes above)."""
     return 2 * fields * (TILE_Y + 2 * DEPTH) * (TILE_X + 2 * DEPTH) * 8
 
 
@@ -125,8 +126,6 @@ def binding(model: Model) -> str:
         at = "(" + ", ".join(f"v[{f}][m]" for f in each) + ")"
         put = "".join(f"    v[{f}][m] = x[{f}]\n" for f in each)
     views = "(" + ", ".join(f"a[{f}, j, i:i + n]" for f in each) + ",)"
-    node = "a[0, j, i]" if fields == 1 else "(" + ", ".join(f"a[{f}, j, i]" for f in each) + ")"
-    put_node = "    a[0, j, i] = x\n" if fields == 1 else "".join(f"    a[{f}, j, i] = x[{f}]\n" for f in each)
     return (f"\n\n# --- binding: model {model.spec} (source {model.source_hash}), {fields} field(s) ---\n"
             f"{import_statement(model)}"
             "update = njit(inline='always')(_model.update)\n\n\n"
@@ -135,11 +134,7 @@ def binding(model: Model) -> str:
             "@njit(inline='always')\n"
             f"def _at(v, m):\n    return {at}\n\n\n"
             "@njit(inline='always')\n"
-            f"def _put(v, m, x):\n{put}\n\n"
-            "@njit(inline='always')\n"
-            f"def _node(a, j, i):\n    return {node}\n\n\n"
-            "@njit(inline='always')\n"
-            f"def _put_node(a, j, i, x):\n{put_node}")
+            f"def _put(v, m, x):\n{put}")
 
 
 def kernel_dir() -> str:

@@ -51,7 +51,7 @@ class Timer:
         return t
 
 
-AUTO_HALO = 16          # exchange every 16 steps: whole tiled chunks (DEPTH 15) between exchanges
+AUTO_HALO = kernels.DEPTH   # steps between exchanges: one whole tiled chunk per exchange
 
 
 @dataclass(frozen=True)
@@ -67,8 +67,9 @@ def plan(cfg: Config, dims: tuple[int, int], local_ranks: int) -> Plan:
     every rank decides alike (any choice gives the same bits):
 
     - halo: none to speak of (1) on one process with fixed boundaries, 1 when zero-flux boundaries are
-      refilled every step anyway, else 16 steps between exchanges (or periodic wraps), at most half the
-      smallest block: exchanges then cost a sixteenth as many latencies;
+      refilled every step anyway, else DEPTH (15) steps between exchanges (or periodic wraps), at most half
+      the smallest block: exchanges then cost a fifteenth as many latencies, and each cycle is one tiled
+      chunk;
     - kernel: tiled (temporal blocking) when there are several steps between exchanges, or when the field
       buffers of this node's ranks outgrow the last-level cache (then it moves about a DEPTH-th of the
       memory per update); else the plain numba kernel, which needs no scratch tiles.
@@ -245,29 +246,29 @@ class Stepper:
             return u, v
         while steps > 0:
             k = min(self.cycle, steps)
-            u, v = self._cycle(u, v, k) if self.exchange else self._filled(u, v, k)
+            u, v = self._overlapped(u, v) if k == 1 and self.exchange else self._cycle(u, v, k)
             steps -= k
         return u, v
 
-    def _filled(self, u, v, k):
-        """One process: fill the periodic and zero-flux halos, then k steps in one call."""
-        from .halo import fill_boundaries
+    def _cycle(self, u, v, k):
+        """Fill the whole halo (exchange, periodic wraps, mirrors), then k steps in one kernel call: with a
+        deep halo the exchange is rare, and the tiled kernel runs all k steps as one chunk."""
         d = self.decomp
         t = time.perf_counter()
-        fill_boundaries(u, d)
+        self.fill(u)
         t = self.timer.add("halo", t)
         u, v = self.kernel(u, v, k, self.k, d.update_region(k - 1), d.shrink)
         self.timer.add("compute", t)
         return u, v
 
-    def _cycle(self, u, v, k):
-        """One exchange followed by k steps; the first step overlaps the exchange."""
+    def _overlapped(self, u, v):
+        """One step with an exchange before it: the interior is computed while the messages travel."""
         from .halo import fill_boundaries
         d, step = self.decomp, self.kernel
         t = time.perf_counter()
         self.exchange.start(u)
         t = self.timer.add("halo", t)
-        full, inner = d.update_region(k - 1), d.update_region(-1)
+        full, inner = d.update_region(0), d.update_region(-1)
         inner = _clip(inner, full)
         step(u, v, 1, self.k, inner)
         t = self.timer.add("compute", t)
@@ -276,11 +277,8 @@ class Stepper:
         t = self.timer.add("halo", t)
         for box in _rim(full, inner):
             step(u, v, 1, self.k, box)
-        u, v = v, u
-        if k > 1:
-            u, v = step(u, v, k - 1, self.k, d.update_region(k - 2), d.shrink)
         self.timer.add("compute", t)
-        return u, v
+        return v, u
 
     def fill(self, u: np.ndarray) -> None:
         """Fill the whole halo of u: from the neighbours (a collective under MPI) and the boundaries."""

@@ -166,7 +166,7 @@ def test_auto_plans_kernel_and_halo_from_the_launch_and_the_cache(monkeypatch, t
     small = run.plan(cfg, (15, 1), 15)                   # blocks of 4 columns: halo 2, too short to tile
     assert (small.kernel, small.halo) == ("numba", 2)
     periodic = config.load(str(write_config(tmp_path, boundary={"west": "periodic", "east": "periodic"})))
-    assert run.plan(periodic, (1, 1), 1).halo == 16      # one process wraps every 16 steps
+    assert run.plan(periodic, (1, 1), 1).halo == 15      # one process wraps every 15 steps
     mirror = config.load(str(write_config(tmp_path, boundary={"south": "zero_flux"})))
     assert run.plan(mirror, (2, 1), 2).halo == 1
     fixed = config.load(str(write_config(tmp_path)), ["parallel.halo=3", "numerics.kernel=numpy"])
