@@ -297,7 +297,7 @@ def test_analysis_follows_the_model(tmp_path):
     fisher = model_config(tmp_path, "fisher_kpp")
     run_solver("run", fisher, "-o", tmp_path / "fisher.h5")
     with h5py.File(tmp_path / "fisher.h5") as f:           # the travelling wave, on a coarse grid (dx = 1)
-        assert f.attrs["relative_error"] < 0.02 and np.abs(f["C"][-1] - f["C"][0]).max() > 0.2
+        assert f.attrs["relative_error"] < 0.05 and np.abs(f["C"][-1] - f["C"][0]).max() > 0.2
     verify = run_solver(REPO / "analysis" / "verify.py", tmp_path / "fisher.h5", "--csv", tmp_path / "e.csv",
                         script=True)
     assert "L2 error" in verify.stdout and (tmp_path / "fisher-verify.png").stat().st_size > 1000
