@@ -29,7 +29,7 @@ import numpy as np
 from solver.config import ConfigError, load
 from solver.files import check_analysis_output
 from solver.ensemble import Parser, UsageError, check_range, member_path, parse_member
-from solver.output import FIELD, attribute, partial_path
+from solver.output import attribute, partial_path
 
 SCALARS = {   # name: (long name, units)
     "peak": ("peak concentration of the final field", "1"),
@@ -106,8 +106,9 @@ def joblog_failures(directory: str) -> dict[int, str]:
 
 
 # --- pass 1: one member at a time -------------------------------------------------------------
-def read_member(path: str):
-    """(final field, x, y, time, parameters) of a complete member file; raises ValueError saying why not."""
+def read_member(path: str, field: str):
+    """(final state of ``field``, x, y, time, parameters) of a complete member file; raises ValueError saying
+    why not."""
     import h5py
     if not os.path.isfile(path):
         raise ValueError("not a regular file")
@@ -115,7 +116,7 @@ def read_member(path: str):
         with h5py.File(path, "r") as f:
             if not f.attrs.get("complete", 0):
                 raise ValueError("file not marked complete")
-            final = f[FIELD][-1]
+            final = f[field][-1]
             x, y, t = f["x"][:], f["y"][:], float(f["time"][-1])
             keys = [k for k in str(attribute(f.attrs.get("ensemble_parameters", ""))).split(",") if k]
             parameters = {key: f.attrs[f"param.{key}"] for key in keys}
@@ -149,7 +150,7 @@ def parameter_columns(parameters: dict) -> dict[str, float]:
     return out
 
 
-def first_pass(cfg, numbers: list[int], say) -> tuple[Members, Welford]:
+def first_pass(cfg, numbers: list[int], say, field: str) -> tuple[Members, Welford]:
     found, stats = Members(), Welford()
     recorded = joblog_failures(cfg.ensemble.output_dir)
     report_every = max(1, len(numbers) // 10)
@@ -164,7 +165,7 @@ def first_pass(cfg, numbers: list[int], say) -> tuple[Members, Welford]:
                 found.missing.append(member)
             continue
         try:
-            final, x, y, t, parameters = read_member(path)
+            final, x, y, t, parameters = read_member(path, field)
             if found.x is not None and (final.shape != stats.mean.shape or not np.array_equal(x, found.x)
                                         or not np.array_equal(y, found.y)):
                 raise ValueError(f"grid {final.shape[1]} x {final.shape[0]} differs from the first member's")
@@ -192,7 +193,7 @@ def first_pass(cfg, numbers: list[int], say) -> tuple[Members, Welford]:
 
 # --- pass 2: quantiles, one block of rows across all members -----------------------------------
 def quantiles_by_rows(paths: list[str], shape: tuple[int, int], quantiles: list[float],
-                      memory_mib: float) -> np.ndarray:
+                      memory_mib: float, field: str) -> np.ndarray:
     """Exact quantiles over members of every node, reading ``rows`` rows of each member at a time."""
     import h5py
     ny, nx = shape
@@ -203,7 +204,7 @@ def quantiles_by_rows(paths: list[str], shape: tuple[int, int], quantiles: list[
         j1 = min(ny, j0 + rows)
         for i, path in enumerate(paths):
             with h5py.File(path, "r") as f:
-                block[i, :j1 - j0] = f[FIELD][-1, j0:j1, :]
+                block[i, :j1 - j0] = f[field][-1, j0:j1, :]
         out[:, j0:j1] = np.quantile(block[:, :j1 - j0], quantiles, axis=0)
     return out
 
@@ -335,6 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "listed and left out.")
     parser.add_argument("--config", default="configs/ensemble.yaml", help="ensemble config (default %(default)s)")
     parser.add_argument("--members", help="range FIRST-LAST (default 1..ensemble.members)")
+    parser.add_argument("--field", help="which field of the model (default: its first, e.g. C; gray_scott: u, v)")
     parser.add_argument("--quantiles", type=float, nargs="*", default=[0.05, 0.5, 0.95],
                         help="quantiles to compute (default %(default)s); none: skip pass 2")
     parser.add_argument("-o", "--output", help="statistics file (default OUTPUT_DIR/stats.h5)")
@@ -349,6 +351,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = load(args.config)
         numbers = parse_range(args.members, cfg)
+        names = list(cfg.model_impl.fields)
+        field = args.field or names[0]
+        if field not in names:
+            raise UsageError(f"--field {field}: the {cfg.model_impl.name} model has {', '.join(names)}")
         if any(not 0 <= q <= 1 for q in args.quantiles):
             raise UsageError(f"--quantiles {args.quantiles}: each must lie in [0, 1]")
         if args.memory_mib <= 0:
@@ -368,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
 
     start = time.perf_counter()
     say(f"reading members {numbers[0]}..{numbers[-1]} from {cfg.ensemble.output_dir}")
-    found, stats = first_pass(cfg, numbers, say)
+    found, stats = first_pass(cfg, numbers, say, field)
     if found.missing:
         say(f"missing ({len(found.missing)}, no file): {compress(found.missing)}")
     for member, reason in sorted(found.failed.items()):
@@ -377,8 +383,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: none of members {numbers[0]}..{numbers[-1]} has a complete file in "
               f"{cfg.ensemble.output_dir}; run the ensemble first (jobs/ensemble.sh)", file=sys.stderr)
         return 2
-    qfields = quantiles_by_rows(found.paths, stats.mean.shape, quantiles, args.memory_mib) if quantiles else None
-    attrs = {"ensemble_config": args.config, "members_requested": compress(numbers),
+    qfields = quantiles_by_rows(found.paths, stats.mean.shape, quantiles, args.memory_mib, field) \
+        if quantiles else None
+    attrs = {"ensemble_config": args.config, "field": field, "members_requested": compress(numbers),
              "members_used_count": len(found.used),
              "members_missing": compress(found.missing) or "none",
              "members_failed": compress(sorted(found.failed)) or "none",

@@ -328,3 +328,21 @@ def test_convergence_measures_first_order_for_upwind_advection(tmp_path):
     line = [l for l in result.stdout.splitlines() if l.startswith("observed order")][0]
     order = float(line.split("L2 ")[1].split(",")[0])
     assert 0.7 < order < 1.3, line
+
+
+def test_ensemble_of_a_two_field_model_and_its_statistics(tmp_path):
+    """Members of gray_scott with a perturbed feed rate run through the pool; statistics of either field."""
+    config = model_config(tmp_path, "gray_scott", numerics={"kernel": "numpy"},
+                          ensemble={"members": 2, "output_dir": str(tmp_path / "members"),
+                                    "perturb": {"physics.feed": {"dist": "uniform", "low": 0.03, "high": 0.04}}})
+    run_solver("-m", "solver.pool", "1-2", "--config", config, "-j", "2", script=True, cwd=tmp_path)
+    for field in ("u", "v"):
+        out = tmp_path / f"stats-{field}.h5"
+        run_solver(REPO / "analysis" / "ensemble_stats.py", "--config", config, "--field", field, "-o", out,
+                   "--no-plots", script=True, cwd=tmp_path)
+        with h5py.File(out) as f, h5py.File(tmp_path / "members" / "member-0001.h5") as m:
+            assert f.attrs["field"] == field and f.attrs["members_used_count"] == 2
+            assert f["mean"].shape == m[field].shape[1:]
+    refused = run_solver(REPO / "analysis" / "ensemble_stats.py", "--config", config, "--field", "C",
+                         script=True, check=False, cwd=tmp_path)
+    assert refused.returncode == 2 and "gray_scott" in refused.stderr and "u, v" in refused.stderr
