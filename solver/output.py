@@ -29,7 +29,6 @@ import numpy as np
 from .grid import Decomposition
 from .xdmf import write_xdmf
 
-FIELD = "C"            # the field of single-field models (readers take it when a file has no other)
 CHUNK_EDGE = 512       # chunk at most 512 x 512 nodes (2 MiB) per snapshot
 
 
