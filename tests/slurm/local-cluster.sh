@@ -17,9 +17,12 @@
 # Two nodes (--nodes 2): slurmctld in a network namespace "ctl" holding a bridge, and a slurmd in each of the
 # namespaces "n1" and "n2" (with its own UTS namespace: hostname n1, n2), joined to the bridge by veth pairs
 # made inside the namespaces, on a private /24 that exists only there: no address, route or NAT in the host's
-# namespace, so jobs reach each other and the controller and nothing else. munged stays in the host's
-# namespace (its socket is a path; the mount namespace is shared, so the repository, the outputs and
-# $dir are the nodes' shared file system). Each node has a node-local temporary directory $dir/tmp/NODE
+# namespace, so jobs reach each other and the controller and nothing else. As on a real cluster the node
+# names resolve on the nodes (MPICH's Hydra looks them up): each daemon has a mount namespace of its own in
+# which $dir/hosts (ctl, n1, n2 and their addresses) is bind-mounted over /etc/hosts; the host's /etc/hosts
+# is never touched. Apart from that file the nodes see the host's mounts (propagation from the host), so
+# the repository, the outputs and $dir are their shared file system; munged stays on the host (its socket
+# is a path). Each node has a node-local temporary directory $dir/tmp/NODE
 # (SLURM's TmpFS; jobs get it as TMPDIR), which PMIx needs: two step daemons on one /tmp collide.
 # Client commands must run where the controller is reachable: `env` puts wrappers first on PATH that enter
 # the "ctl" namespace unless they already run inside the cluster (a job's `scontrol requeue`, `srun`).
@@ -124,17 +127,20 @@ make_network() {
                 "(--nodes 2 needs root with CAP_SYS_ADMIN; in a container run it --privileged)"
         ip -n "$(ns "$name")" link set lo up
     done
-    unshare --uts true 2>"$dir/netns.err" ||
-        die "cannot create a UTS namespace (each node's own hostname): $(head -n1 "$dir/netns.err")"
+    unshare --uts --mount true 2>"$dir/netns.err" ||
+        die "cannot create UTS and mount namespaces (each node's hostname and /etc/hosts):" \
+            "$(head -n1 "$dir/netns.err")"
     ip -n "$(ns ctl)" link add br0 type bridge
     ip -n "$(ns ctl)" addr add "$subnet.1/24" dev br0
     ip -n "$(ns ctl)" link set br0 up
+    printf '127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n%s.1 ctl\n' "$subnet" >"$dir/hosts"
     for name in $(node_names "$nodes"); do
         i=$((i + 1))
         ip -n "$(ns ctl)" link add "veth-$name" type veth peer name eth0 netns "$(ns "$name")" 2>"$dir/netns.err" ||
             die "cannot create a veth pair for node $name: $(head -n1 "$dir/netns.err") (needs the veth module)"
         ip -n "$(ns ctl)" link set "veth-$name" master br0 up
         ip -n "$(ns "$name")" addr add "$subnet.$((10 + i))/24" dev eth0
+        echo "$subnet.$((10 + i)) $name" >>"$dir/hosts"
         ip -n "$(ns "$name")" link set eth0 up
     done
 }
@@ -157,15 +163,17 @@ EOF
     done
 }
 
-# in_node NAME COMMAND...: run COMMAND as node NAME (its network namespace and hostname); "" = this host.
-# nsenter, not `ip netns exec`: that remounts /sys, which hides the cgroup file system slurmd looks for.
+# in_node NAME COMMAND...: run COMMAND as node NAME (its network namespace, hostname and /etc/hosts); "" =
+# this host. nsenter, not `ip netns exec`: that remounts /sys, which hides the cgroup file system slurmd
+# looks for. --propagation slave: mounts made on the host later still reach the node, none go back.
 in_node() {
     local name=$1
     shift
     if [[ -z $name ]]; then
         "$@"
     else
-        nsenter --net="/run/netns/$(ns "$name")" unshare --uts sh -c 'hostname "$0" && exec "$@"' "$name" "$@"
+        nsenter --net="/run/netns/$(ns "$name")" unshare --uts --mount --propagation slave \
+            sh -c 'hostname "$0" && mount --bind "$1" /etc/hosts && shift && exec "$@"' "$name" "$dir/hosts" "$@"
     fi
 }
 
@@ -319,7 +327,7 @@ remove_network() {
 stop_all() {
     stop_daemons "${1:-}"
     remove_network "${1:-}"
-    rm -rf "$dir/bin" "$dir/nodes"
+    rm -rf "$dir/bin" "$dir/nodes" "$dir/hosts"
 }
 
 status() {
