@@ -10,13 +10,16 @@ refused with one line (a :class:`CheckpointError`, exit code 2).
 Signals (SIGUSR1 from ``#SBATCH --signal``, SIGTERM from ``scancel`` or the time limit) only set a flag.
 The run loop asks :meth:`SignalFlag.agreed` at step boundaries (every rank learns whether any rank got
 one), writes a checkpoint and stops with :class:`Stopped`; the command line turns that into exit status
-:data:`EXIT_REQUEUE`, which the job scripts turn into ``scontrol requeue``.
+:data:`EXIT_REQUEUE`, which the job scripts turn into ``scontrol requeue``. A launcher need not pass that
+status on (MPICH's Hydra reports 0 for ranks that exit after it forwarded a signal to them), so rank 0
+also records the stop in the file that ``jobs/launch.sh`` names in $SOLVER_STOP_FILE (:func:`record_stop`).
 """
 from __future__ import annotations
 
 import hashlib
 import os
 import signal
+import sys
 import threading
 
 import numpy as np
@@ -28,6 +31,7 @@ from .output import attribute, open_hdf5, reason
 
 FORMAT = "diffusion2d-checkpoint/1"
 EXIT_REQUEUE = 3                          # "checkpointed, run me again": the job script requeues
+STOP_FILE_VARIABLE = "SOLVER_STOP_FILE"   # set by jobs/launch.sh: a file to record a Stopped in
 SIGNALS = (signal.SIGUSR1, signal.SIGTERM)
 RESULT_KEYS = ("grid", "physics", "initial", "boundary", "time")   # plus output.every and the model's source;
                                                                  # ranks, threads, kernel may change
@@ -43,6 +47,20 @@ class Stopped(Exception):
     def __init__(self, step: int, path: str, reason: str):
         super().__init__(f"stopped at step {step} ({reason}); checkpoint {path}")
         self.step, self.path, self.reason = step, path, reason
+
+
+def record_stop(stop: Stopped) -> None:
+    """Write the stop to the file named by $SOLVER_STOP_FILE, if set (rank 0): jobs/launch.sh reads it when
+    the launcher's exit status lost the ranks' EXIT_REQUEUE. Failing to write costs only that fallback."""
+    path = os.environ.get(STOP_FILE_VARIABLE)
+    if not path:
+        return
+    try:
+        with open(path, "w") as stream:
+            stream.write(f"{stop}\n")
+    except OSError as err:
+        print(f"warning: cannot record the stop in {STOP_FILE_VARIABLE}={path} ({err.strerror}); the job "
+              f"script learns of it from the exit status {EXIT_REQUEUE} alone", file=sys.stderr, flush=True)
 
 
 def path_for(cfg: Config, output: str) -> str:

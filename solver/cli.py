@@ -252,7 +252,7 @@ def check_output(path: str, overwrite: bool, create: bool = True) -> None:
 
 def run_guarded(cfg, path: str, comm, **options) -> int:
     """Run, turning failures into one line and an exit code; under MPI a failing rank aborts all."""
-    from .checkpoint import EXIT_REQUEUE, Stopped
+    from .checkpoint import EXIT_REQUEUE, Stopped, record_stop
     from . import output
     from .output import OutputError
     from .run import RunError, run
@@ -262,6 +262,7 @@ def run_guarded(cfg, path: str, comm, **options) -> int:
         summary = run(cfg, path, comm, **options)
     except Stopped as stop:             # collective: every rank stops at the same step
         if rank == 0:
+            record_stop(stop)
             print(f"{stop}; run again with --restart auto to resume (exit status {EXIT_REQUEUE})",
                   file=sys.stderr, flush=True)
         return EXIT_REQUEUE

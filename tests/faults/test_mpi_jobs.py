@@ -1,5 +1,6 @@
 """MPI and job scripts: ranks agree on the config before anything collective, and the requeue status of a
-checkpoint survives mpirun when the job is told to stop."""
+checkpoint survives the launcher when the job is told to stop (also one that loses the ranks' status, as
+MPICH's mpiexec does after it forwarded a signal: jobs/launch.sh then reads the solver's record of the stop)."""
 from __future__ import annotations
 
 import os
@@ -35,7 +36,8 @@ def test_ranks_with_different_configs_refuse_in_one_line(tmp_path):
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_stop_signal_to_an_mpi_job_ends_with_the_requeue_status(tmp_path, signum):
     """SIGTERM (scancel, the time limit) or Ctrl-C to the job script: the ranks checkpoint and the job
-    ends with status 3 through mpirun, so jobs/launch.sh requeues it (mpirun itself kills on SIGTERM)."""
+    ends with status 3 through mpirun, so jobs/launch.sh requeues it (Open MPI's mpirun itself kills on
+    SIGTERM; MPICH's reports 0 after a forwarded signal, and the solver's record of the stop counts)."""
     cfg_path = config(tmp_path, {**LONG, "output": {"path": str(tmp_path / "out.h5"), "every": 200}})
     env = solver_env(NP="2", SOLVER_HOLD_AT="0:300", LAUNCHER="mpirun", OMP_WAIT_POLICY="PASSIVE")
     env.pop("SLURM_JOB_ID", None)
@@ -48,4 +50,21 @@ def test_stop_signal_to_an_mpi_job_ends_with_the_requeue_status(tmp_path, signum
     finally:
         kill_group(job)
     assert code == 3, f"expected the requeue status 3, got {code}:\n{err[-3000:]}"
+    assert (tmp_path / "out.ckpt.h5").exists() and (tmp_path / "out.h5.partial").exists()
+
+
+def test_a_stop_the_launcher_does_not_pass_on_ends_with_the_requeue_status(tmp_path):
+    """A launcher that exits 0 although the solver stopped with a checkpoint (as MPICH's mpiexec after a
+    forwarded signal): jobs/launch.sh takes the solver's record of the stop, returns 3, and removes the record."""
+    cfg_path = config(tmp_path, {**TINY, "output": {"path": str(tmp_path / "out.h5")}})
+    env = solver_env()
+    env.pop("SLURM_JOB_ID", None)
+    launcher = 'echo "record: $SOLVER_STOP_FILE" >&2; "$@"; exit 0'
+    script = f'source jobs/env.sh && launch sh -c \'{launcher}\' launcher python -m solver run "$1" --max-steps 3'
+    result = subprocess.run(["bash", "-c", script, "job", str(cfg_path)], cwd=REPO, env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 3, result.stderr
+    assert "stopped at step 3" in result.stderr and "status 3 (launcher: 0)" in result.stderr, result.stderr
+    record = result.stderr.split("record: ", 1)[1].splitlines()[0]
+    assert record.startswith(str(REPO)) and not os.path.exists(record), record
     assert (tmp_path / "out.ckpt.h5").exists() and (tmp_path / "out.h5.partial").exists()
