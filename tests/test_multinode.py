@@ -8,6 +8,7 @@ Moments "mid-run" are events, not sleeps: SOLVER_HOLD_AT holds a rank at a step 
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import signal
 import subprocess
@@ -67,18 +68,25 @@ def node_list(env: dict, job: str) -> list[str]:
                           timeout=30).stdout.split()
 
 
-def solver_processes(job: str, node: str) -> list[int]:
+def solver_processes(env: dict, job: str, node: str) -> list[int]:
     """Pids of the job's solver processes on one node of the local cluster (its nodes are this machine's
-    namespaces): found by the SLURM_JOB_ID and SLURMD_NODENAME in their environment."""
+    namespaces): the job's by the SLURM_JOB_ID in their environment, the node's by its network namespace, that
+    of the node's slurmd. Not by SLURMD_NODENAME: MPICH's Hydra gives every rank the batch shell's variables."""
+    pid_file = Path(env.get("SLURM_CONF", "/nonexistent")).parent / f"slurmd.{node}.pid"
+    try:
+        netns = os.readlink(f"/proc/{pid_file.read_text().strip()}/ns/net")
+    except (OSError, ValueError):
+        pytest.fail(f"no slurmd of node {node} at {pid_file}: killing a node's ranks needs the local cluster "
+                    "(tests/slurm/local-cluster.sh)")
     pids = []
     for entry in Path("/proc").iterdir():
         try:
             environ = (entry / "environ").read_bytes().split(b"\0")
             cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+            here = os.readlink(entry / "ns" / "net") == netns
         except (OSError, ValueError):
             continue
-        if (f"SLURM_JOB_ID={job}".encode() in environ and f"SLURMD_NODENAME={node}".encode() in environ
-                and b"solver" in cmdline and b"-m" in cmdline):
+        if here and f"SLURM_JOB_ID={job}".encode() in environ and b"solver" in cmdline and b"-m" in cmdline:
             pids.append(int(entry.name))
     return pids
 
@@ -133,6 +141,16 @@ def test_ensemble_across_two_nodes(slurm_env, nodes, tmp_path):
     assert sorted(row[0] for row in rows) == ["1", "2", "3", "4"], joblog.read_text()
 
 
+@contextlib.contextmanager
+def cancelled_on_failure(env: dict, job: str):
+    """Cancel the job if the test fails inside the block."""
+    try:
+        yield
+    except BaseException:
+        subprocess.run(["scancel", job], env=env, timeout=30)
+        raise
+
+
 @pytest.mark.mpi
 @pytest.mark.parametrize("launcher", ["srun", "mpirun"])
 def test_node_failure_then_requeue(slurm_env, nodes, serial, tmp_path, launcher):
@@ -145,32 +163,36 @@ def test_node_failure_then_requeue(slurm_env, nodes, serial, tmp_path, launcher)
     job, log = submit(slurm_env, tmp_path, "--nodes=2", "--ntasks=4", "--ntasks-per-node=2", "--cpus-per-task=1",
                       script("mpi2d.slurm"), config, "-o", out, wait=False,
                       extra_env={"SOLVER_HOLD_AT": "3:50", "LAUNCHER": launcher})
-    wait_for(slurm_env, job, log, lambda: "rank 3 held at step" in read(log), "rank 3 holding")
-    first, second = node_list(slurm_env, job)
-    pids = solver_processes(job, second)
-    assert len(pids) == 2, f"expected the 2 solver ranks of job {job} on {second}, found pids {pids}"
-    killed = time.monotonic()
-    for pid in pids:
-        os.kill(pid, signal.SIGKILL)
-    wait_for(slurm_env, job, log, lambda: job_field(slurm_env, job, "JobState") in FINISHED, "the end", 60)
-    ended = time.monotonic() - killed
-    assert ended < 30, f"job {job} took {ended:.0f} s to end after the node's processes were killed"
-    assert job_field(slurm_env, job, "JobState") != "COMPLETED", read(log)
-    assert not out.exists() and Path(f"{out}.partial").exists(), read(log)
-    assert (tmp_path / "fail.ckpt.h5").is_file(), read(log)
-    print(f"job {job}: ended {ended:.1f} s after its ranks on {second} were killed")
+    with cancelled_on_failure(slurm_env, job):   # a held rank would keep the nodes from the next tests
+        wait_for(slurm_env, job, log, lambda: "rank 3 held at step" in read(log), "rank 3 holding")
+        first, second = node_list(slurm_env, job)
+        pids = solver_processes(slurm_env, job, second)
+        assert len(pids) == 2, f"expected the 2 solver ranks of job {job} on {second}, found pids {pids}"
+        killed = time.monotonic()
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+        wait_for(slurm_env, job, log, lambda: job_field(slurm_env, job, "JobState") in FINISHED, "the end", 60)
+        ended = time.monotonic() - killed
+        assert ended < 30, f"job {job} took {ended:.0f} s to end after the node's processes were killed"
+        assert job_field(slurm_env, job, "JobState") != "COMPLETED", read(log)
+        assert not out.exists() and Path(f"{out}.partial").exists(), read(log)
+        assert (tmp_path / "fail.ckpt.h5").is_file(), read(log)
+        print(f"job {job}: ended {ended:.1f} s after its ranks on {second} were killed")
 
-    subprocess.run(["scontrol", "requeue", job], env=slurm_env, check=True, timeout=30)
-    time.sleep(2)       # a credential revoked in this second is refused (see test_usr1_checkpoints_requeues...)
-    subprocess.run(["scontrol", "update", f"jobid={job}", "StartTime=now"], env=slurm_env, check=True, timeout=30)
-    # The requeued run resumes at step 40 and rank 3 holds at step 50 again: let it go on this time.
-    wait_for(slurm_env, job, log, lambda: read(log).count("rank 3 held at step") == 2, "the requeued run's hold")
-    for pid in solver_processes(job, second):
-        os.kill(pid, signal.SIGCONT)
-    wait_for(slurm_env, job, log, lambda: job_field(slurm_env, job, "JobState") in FINISHED, "the requeued run's end")
-    assert job_field(slurm_env, job, "JobState") == "COMPLETED", read(log)
-    attrs = attrs_of(out)
-    assert attrs["restarted_from_step"] == 40 and attrs["slurm_restart_count"] == "1", attrs
+        subprocess.run(["scontrol", "requeue", job], env=slurm_env, check=True, timeout=30)
+        time.sleep(2)       # a credential revoked in this second is refused (see test_usr1_checkpoints_requeues...)
+        subprocess.run(["scontrol", "update", f"jobid={job}", "StartTime=now"], env=slurm_env, check=True,
+                       timeout=30)
+        # The requeued run resumes at step 40 and rank 3 holds at step 50 again: let it go on this time.
+        wait_for(slurm_env, job, log, lambda: read(log).count("rank 3 held at step") == 2,
+                 "the requeued run's hold")
+        for pid in solver_processes(slurm_env, job, second):
+            os.kill(pid, signal.SIGCONT)
+        wait_for(slurm_env, job, log, lambda: job_field(slurm_env, job, "JobState") in FINISHED,
+                 "the requeued run's end")
+        assert job_field(slurm_env, job, "JobState") == "COMPLETED", read(log)
+        attrs = attrs_of(out)
+        assert attrs["restarted_from_step"] == 40 and attrs["slurm_restart_count"] == "1", attrs
     assert np.array_equal(field_of(out), serial)
 
 
