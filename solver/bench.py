@@ -321,6 +321,27 @@ def run_mpi(sizes, kernel_names, steps, threads, repeats, say) -> list[dict]:
 
 
 # --- report -------------------------------------------------------------------------------------------
+def thread_scaling(report: dict) -> list[str]:
+    """Speed-up from one thread to the most threads, of the in-cache ceiling and of every kernel timed with
+    both: a kernel that scales like the ceiling loses nothing to its threaded schedule."""
+    counts = sorted({r["threads"] for r in report["results"]})
+    if len(counts) < 2 or counts[0] != 1:
+        return []
+    top = counts[-1]
+    out = []
+    for key, c in report.get("in_cache", {}).items():
+        model, t = key.rsplit(" ", 1)
+        if t == str(top) and f"{model} 1" in report["in_cache"]:
+            out.append(f"in-cache ceiling ({model}) x{c['mlups'] / report['in_cache'][f'{model} 1']['mlups']:.2f}")
+    one = {(r.get("model", "diffusion"), r["kernel"], r["nx"], r["ny"]): r["mlups"]
+           for r in report["results"] if r["threads"] == 1}
+    for r in report["results"]:
+        key = (r.get("model", "diffusion"), r["kernel"], r["nx"], r["ny"])
+        if r["threads"] == top and key in one:
+            out.append(f"{key[1]} {key[2]}x{key[3]} x{r['mlups'] / one[key]:.2f}")
+    return out
+
+
 def format_table(report: dict) -> str:
     lines = []
     for t, b in report["bound"].items():
@@ -343,6 +364,10 @@ def format_table(report: dict) -> str:
                      f"{r['mlups']:>8.0f} "
                      f"{r['percent_of_bound']:>7.0f}% {ratio:>8} {in_cache:>9.0f}% {r['steps']:>6} "
                      f"{r['cpu_seconds_per_wall_second']:>8.2f} {r['peak_rss_mib']:>12.0f}")
+    scaling = thread_scaling(report)
+    if scaling:
+        lines.append("")
+        lines.append("from one thread to all: " + ", ".join(scaling))
     if report.get("mpi"):
         lines.append("")
         lines.append(f"{'solver run':>11} {'kernel':<8} {'ranks x thr':>11} {'halo':>4} {'MLUPS':>8} "
@@ -469,6 +494,7 @@ def main(args: argparse.Namespace) -> int:
               "threading_layer": None}
     report.update(run_benchmark(sizes, names, threads, args.seconds, args.repeats, args.copy_mib, say, model_specs))
     report["threading_layer"] = numba.threading_layer()
+    report["thread_scaling"] = thread_scaling(report)
     if args.mpi:
         report["mpi"] = run_mpi(parse_sizes(args.mpi_sizes), names, args.mpi_steps, max(threads), args.mpi_repeats,
                                 say)

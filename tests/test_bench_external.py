@@ -15,8 +15,13 @@ def test_bench_times_devito_and_pystencils_in_the_same_table(tmp_path):
     result = run_solver("bench", "--sizes", "40x31", "--kernels", "prange,devito,pystencils", "--threads", "1,all",
                         "--seconds", "0.01", "--repeats", "1", "--copy-mib", "2", "--json", tmp_path / "bench.json",
                         "--plot", tmp_path / "bench.png", timeout=300)
-    rows = json.loads((tmp_path / "bench.json").read_text())["results"]
+    report = json.loads((tmp_path / "bench.json").read_text())
+    rows = report["results"]
     threads = {r["threads"] for r in rows if r["kernel"] == "prange"}
+    if len(threads) > 1:                # the speed-up of the ceiling and of each kernel, from 1 thread to all
+        assert report["thread_scaling"][0].startswith("in-cache ceiling (diffusion) x")
+        assert any(s.startswith("devito 40x31 x") for s in report["thread_scaling"])
+        assert "from one thread to all: in-cache ceiling" in result.stdout
     for name in bench_external.LIBRARIES:
         mine = [r for r in rows if r["kernel"] == name]
         assert {r["threads"] for r in mine} == threads
