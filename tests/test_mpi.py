@@ -6,6 +6,7 @@ conftest.SMALL. Many cases share one launch (tests/mpi_cases.py) to keep the mod
 """
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -164,3 +165,17 @@ def test_mpi2d_script_defaults_to_the_mpi2d_config_and_checks_its_settings():
     assert "nx: 2048" in result.stdout and "results/mpi2d.h5" in result.stdout
     result = launch([*script, "--dry-run"], env=mpi_env(LAUNCHER="qsub"))
     assert result.returncode == 2 and "LAUNCHER = 'qsub'; use LAUNCHER=srun or LAUNCHER=mpirun" in result.stderr
+
+
+def test_bench_mpi_interleaves_one_rank_and_two_ranks(tmp_path):
+    """`bench --mpi`: both launches of every kernel, each timed --mpi-repeats times, and the ratio of their
+    medians (the figures themselves are the benchmark's business, not the test's)."""
+    run_solver("bench", "--sizes", "12x9", "--kernels", "numba", "--threads", "1", "--seconds", "0.01",
+               "--repeats", "1", "--copy-mib", "2", "--mpi", "--mpi-sizes", "40x24", "--mpi-steps", "10",
+               "--mpi-repeats", "2", "--json", tmp_path / "bench.json", env=mpi_env(), timeout=600)
+    rows = json.loads((tmp_path / "bench.json").read_text())["mpi"]
+    assert {(r["kernel"], r["ranks"]) for r in rows} == {("auto", 1), ("auto", 2), ("numba", 1), ("numba", 2)}
+    for row in rows:
+        assert len(row["mlups_samples"]) == 2 and row["mlups"] > 0
+        assert row["ratio_to_one_rank"] == (1.0 if row["ranks"] == 1 else pytest.approx(
+            row["mlups"] / next(r["mlups"] for r in rows if r["ranks"] == 1 and r["kernel"] == row["kernel"])))
