@@ -8,8 +8,9 @@ runs the middle steps in two private scratch tiles, and writes the tile's core b
 script compiles two variants of the kernel for the diffusion model, one without the first and last steps
 (``middle``) and one without the middle steps (``memory``), and times them beside the real kernel on square
 grids (median of interleaved rounds). It also times the benchmark's in-cache ceiling (the plain kernel on
-the grid ``python -m solver bench`` uses) at every thread count, and prints how each scales from one thread
-to all: a kernel whose two-thread schedule cost time would scale worse than the ceiling.
+the smaller grid ``python -m solver bench`` uses for that thread count) at every thread count, and prints
+how each scales from one thread to all: a kernel whose threaded schedule cost time would scale worse than
+the ceiling.
 Hold the machine's lock while it runs; it prints figures and asserts nothing.
 """
 from __future__ import annotations
@@ -68,8 +69,8 @@ def seconds_per_chunk(module, n: int, k, threads: int, seconds: float = 0.5) -> 
     return run(chunks * depth) / chunks
 
 
-def ceiling_rate(module, k, seconds: float = 0.5) -> float:
-    ny, nx = bench.in_cache_grids()[0]
+def ceiling_rate(module, k, threads: int, seconds: float = 0.5) -> float:
+    ny, nx = bench.in_cache_grids(1, threads)[0]
     u = np.random.default_rng(0).random((1, ny, nx))
     v = u.copy()
     region = (1, ny - 1, 1, nx - 1)
@@ -100,7 +101,7 @@ def main() -> int:
         for _ in range(args.rounds):
             for t in threads:
                 numba.set_num_threads(t)
-                times.setdefault(("ceiling", t), []).append(ceiling_rate(compiled["kernel"], k))
+                times.setdefault(("ceiling", t), []).append(ceiling_rate(compiled["kernel"], k, t))
                 for n in sizes:
                     for name, module in compiled.items():
                         times.setdefault((name, t, n), []).append(seconds_per_chunk(module, n, k, t))

@@ -228,7 +228,7 @@ def run_benchmark(sizes, kernel_names, thread_counts, seconds, repeats, copy_mib
             numba.set_num_threads(t)
             tries = [{"nx": nx_c, "ny": ny_c, **time_kernel(model_kernel(model, "numba"), (fields, ny_c, nx_c),
                                                             seconds, repeats, 1)}
-                     for ny_c, nx_c in in_cache_grids(fields)]
+                     for ny_c, nx_c in in_cache_grids(fields, t)]
             ceiling[f"{model.name} {t}"] = max(tries, key=lambda c: c["mlups"])
             say(f"in-cache ceiling, {model.name}, {t} thread(s): numba kernel inside the last-level cache: "
                 + ", ".join(f"{c['nx']} x {c['ny']} {c['mlups']:.0f} MLUPS" for c in tries))
@@ -253,12 +253,16 @@ def run_benchmark(sizes, kernel_names, thread_counts, seconds, repeats, copy_mib
     return {"bound": bound, "store_copy": store, "in_cache": ceiling, "results": rows, "tiled": tiles}
 
 
-def in_cache_grids(fields: int = 1) -> list[tuple[int, int]]:
-    """Grids whose two buffers fill a half and three quarters of the last-level cache: the kernel's arithmetic
-    rate with memory out of the way (the faster of the two), the most a temporally blocked kernel can reach.
-    1000 columns: a power-of-two row length would make rows collide in the cache sets."""
-    from .grid import last_level_cache
-    rows = last_level_cache() // (2 * 8 * 1000 * fields)
+def in_cache_grids(fields: int = 1, threads: int | None = None) -> list[tuple[int, int]]:
+    """Grids whose two buffers fill a half and three quarters of the threads' share of the last-level cache
+    (all of it when every core runs a thread): the kernel's arithmetic rate with memory out of the way (the
+    faster of the two), the most a temporally blocked kernel can reach. The share keeps the ceiling fair
+    to every thread count: one thread on a grid sized for two cores ran out of cache (3190-4205 MLUPS on
+    1048 x 1000 against 4133-4747 on 500 x 542), which made the two-thread ceiling 2.4-2.5 times the
+    one-thread one. 1000 columns: a power-of-two row length would make rows collide in the cache sets."""
+    from .grid import available_cores, last_level_cache
+    share = min(1.0, (threads or available_cores()) / available_cores())
+    rows = int(share * last_level_cache()) // (2 * 8 * 1000 * fields)
     return [(max(16, rows // 2), 1000), (max(16, 3 * rows // 4), 1000)]
 
 
@@ -274,9 +278,20 @@ def _solver_figures(command, env) -> tuple[float, float]:
     return mlups, 100.0 * halo / max(compute + halo, 1e-12)
 
 
-def run_mpi(sizes, kernel_names, steps, threads, repeats, say) -> list[dict]:
+MPI_STEPS, MPI_UPDATES = 1000, 8e9     # --mpi runs: the least steps and node updates (about a second)
+
+
+def mpi_steps(nx: int, ny: int) -> int:
+    """Steps of one --mpi run by default: 1000, more on grids under 8 million nodes, so that every run lasts
+    about a second (1000 steps of 1024 x 512 are a loop of 60 ms, which measured 0.9x and 1.1x of one rank
+    in two runs of the same code)."""
+    return max(MPI_STEPS, int(MPI_UPDATES / (nx * ny)) // 30 * 30)
+
+
+def run_mpi(sizes, kernel_names, fixed_steps, threads, repeats, say) -> list[dict]:
     """The solver itself: 1 rank x ``threads`` threads against ``mpirun -n 2`` x 1 thread each, the median of
-    ``repeats`` runs (a run of a second or less is short enough for one hiccup of the machine to show)."""
+    ``repeats`` runs (a run of a second or less is short enough for one hiccup of the machine to show), of
+    ``fixed_steps`` steps, or :func:`mpi_steps` when None."""
     from . import config as config_module
     mpirun = shutil.which("mpirun")
     if mpirun is None:
@@ -287,6 +302,7 @@ def run_mpi(sizes, kernel_names, steps, threads, repeats, say) -> list[dict]:
     out = []
     with tempfile.TemporaryDirectory(prefix="solver-bench-") as tmp:
         for nx, ny in sizes:
+            steps = fixed_steps or mpi_steps(nx, ny)
             # a tiny dt only to pass validation; the runs use 0.9 of the largest stable one
             base = config_module.load(str(REPO / "configs" / "default.yaml"),
                                       [f"grid.nx={nx}", f"grid.ny={ny}", "time.dt=1.0e-12", "time.t_end=1.0e-12"])
@@ -466,7 +482,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mpi", action="store_true",
                    help="also time the solver: 1 rank x all threads against mpirun -n 2 x 1 thread")
     p.add_argument("--mpi-sizes", default="1024x512,2048x2048", help="grids for --mpi (default 1024x512,2048x2048)")
-    p.add_argument("--mpi-steps", type=int, default=1000, help="steps of each --mpi solver run (default 1000)")
+    p.add_argument("--mpi-steps", type=int, help=f"steps of each --mpi solver run (default {MPI_STEPS}, more on "
+                   f"grids under {MPI_UPDATES / MPI_STEPS / 1e6:.0f} million nodes: {MPI_UPDATES:.0e} node updates)")
     p.add_argument("--mpi-repeats", type=int, default=3,
                    help="runs of each --mpi configuration, median reported (default 3)")
     p.add_argument("--json", metavar="PATH", help="write every figure to this JSON file")
@@ -483,7 +500,8 @@ def main(args: argparse.Namespace) -> int:
     model_specs = BUILT_IN if args.models == "all" else parse_list(args.models, "--models", BUILT_IN)
     bench_external.check_installed(names)
     threads = parse_threads(args.threads, limit)
-    if args.seconds <= 0 or min(args.repeats, args.copy_mib, args.mpi_steps, args.mpi_repeats) < 1:
+    if args.seconds <= 0 or min(args.repeats, args.copy_mib, 1 if args.mpi_steps is None else args.mpi_steps,
+                                    args.mpi_repeats) < 1:
         raise ConfigError("--seconds, --repeats, --copy-mib, --mpi-steps and --mpi-repeats must be positive")
     for path in (args.json, args.plot):
         if path:
