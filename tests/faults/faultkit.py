@@ -24,6 +24,14 @@ def hold_env(rank: int = 0, step: int = HOLD_STEP, **extra: str) -> dict:
     return solver_env(SOLVER_HOLD_AT=f"{rank}:{step}", **extra)
 
 
+def default_signals() -> None:
+    """``preexec_fn`` of a job script that the test will Ctrl-C: SIGINT and SIGQUIT back to their defaults.
+    Whatever a non-interactive shell starts in the background (``nohup make test &``) ignores them, and a
+    shell started with a signal ignored cannot trap it: the script's trap would never run."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGQUIT, signal.SIG_DFL)
+
+
 def held(proc: subprocess.Popen, rank: int = 0) -> str:
     """Read proc's stdout until rank RANK says it is held mid-run; returns what it printed up to then.
 

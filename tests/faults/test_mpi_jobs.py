@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from conftest import PYTHON, REPO, require, solver_env
-from faultkit import LONG, config, finish, held, kill_group
+from faultkit import LONG, config, default_signals, finish, held, kill_group
 
 TINY = {"grid": {"nx": 21, "ny": 15}, "time": {"dt": 0.01, "t_end": 0.1}, "output": {"path": "out.h5"},
         "parallel": {"threads": 1}, "numerics": {"kernel": "numpy"}}
@@ -42,7 +42,7 @@ def test_stop_signal_to_an_mpi_job_ends_with_the_requeue_status(tmp_path, signum
     env = solver_env(NP="2", SOLVER_HOLD_AT="0:300", LAUNCHER="mpirun", OMP_WAIT_POLICY="PASSIVE")
     env.pop("SLURM_JOB_ID", None)
     job = subprocess.Popen(["bash", "jobs/mpi2d.sh", str(cfg_path)], cwd=REPO, env=env, stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True, start_new_session=True)
+                           stderr=subprocess.PIPE, text=True, start_new_session=True, preexec_fn=default_signals)
     try:
         held(job)
         os.kill(job.pid, signum)          # the batch shell, as SLURM signals it
