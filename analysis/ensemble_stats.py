@@ -32,14 +32,13 @@ from solver.ensemble import Parser, UsageError, check_range, member_path, parse_
 from solver.output import attribute, partial_path
 
 SCALARS = {   # name: (long name, units)
-    "peak": ("peak concentration of the final field", "1"),
+    "peak": ("peak value of the final field", "1"),
     "total_mass": ("integral of the final field over the domain", "m2"),
-    "spread": ("root-mean-square distance from the centroid, weighted by C", "m"),
+    "spread": ("root-mean-square distance from the centroid, weighted by the field", "m"),
     "centroid_x": ("x of the centroid of the final field", "m"),
     "centroid_y": ("y of the centroid of the final field", "m"),
 }
-PARAMETER_UNITS = {"physics.diffusivity": "m2 s-1", "initial.center": "m", "initial.sigma": "m",
-                   "initial.amplitude": "1", "time.dt": "s", "time.t_end": "s"}
+CONFIG_UNITS = {"time.dt": "s", "time.t_end": "s"}   # and the model's own (its UNITS)
 
 
 @dataclass
@@ -81,6 +80,11 @@ class Members:
     x: np.ndarray | None = None
     y: np.ndarray | None = None
     time: float = 0.0
+    quantity: tuple = ("C", "1", "concentration")       # the field's name, units and long name
+    units: dict = field(default_factory=dict)           # parameter key -> units
+
+    def parameter_units(self, label: str) -> str:
+        return self.units.get(label.split("[")[0], "1")
 
 
 # --- what the drivers recorded ----------------------------------------------------------------
@@ -151,7 +155,9 @@ def parameter_columns(parameters: dict) -> dict[str, float]:
 
 
 def first_pass(cfg, numbers: list[int], say, field: str) -> tuple[Members, Welford]:
-    found, stats = Members(), Welford()
+    model = cfg.model_impl
+    found = Members(quantity=(field, *model.fields[field]), units={**CONFIG_UNITS, **model.parameter_units})
+    stats = Welford()
     recorded = joblog_failures(cfg.ensemble.output_dir)
     report_every = max(1, len(numbers) // 10)
     for i, member in enumerate(numbers, 1):
@@ -235,18 +241,18 @@ def write_stats(out: str, found: Members, stats: Welford, quantiles: list[float]
             for axis, dim in zip(dataset.dims, dims):
                 axis.attach_scale(scales[dim])
 
-        t = f"of the final field (t = {found.time:.6g} s) over members"
-        variable("mean", stats.mean, ("y", "x"), "1", f"mean {t}")
-        variable("std", stats.std, ("y", "x"), "1", f"sample standard deviation {t}")
-        variable("min", stats.low, ("y", "x"), "1", f"minimum {t}")
-        variable("max", stats.high, ("y", "x"), "1", f"maximum {t}")
+        name, units, long_name = found.quantity
+        t = f"of {long_name} {name} in the final field (t = {found.time:.6g} s) over members"
+        variable("mean", stats.mean, ("y", "x"), units, f"mean {t}")
+        variable("std", stats.std, ("y", "x"), units, f"sample standard deviation {t}")
+        variable("min", stats.low, ("y", "x"), units, f"minimum {t}")
+        variable("max", stats.high, ("y", "x"), units, f"maximum {t}")
         if quantiles:
-            variable("quantiles", qfields, ("quantile", "y", "x"), "1", f"quantiles {t}")
+            variable("quantiles", qfields, ("quantile", "y", "x"), units, f"quantiles {t}")
         for name, (long_name, units) in SCALARS.items():
             variable(name, np.asarray(found.scalars[name]), ("member",), units, long_name)
         for label, column in found.parameters.items():
-            key = label.split("[")[0]
-            variable(variable_name(label), np.asarray(column), ("member",), PARAMETER_UNITS.get(key, "1"),
+            variable(variable_name(label), np.asarray(column), ("member",), found.parameter_units(label),
                      f"drawn {label}")
         f.attrs.update({"Conventions": "CF-1.8", **attrs})
     os.replace(tmp, out)
@@ -258,6 +264,8 @@ def plot(out_prefix: str, found: Members, stats: Welford, quantiles: list[float]
     import matplotlib.pyplot as plt
     x, y = found.x, found.y
     extent = (x[0], x[-1], y[0], y[-1])
+    name, units, long_name = found.quantity
+    quantity = (long_name, name, units)
     panels = [("mean", stats.mean), ("standard deviation", stats.std)]
     if len(quantiles) >= 2:
         panels += [(f"{quantiles[0]:g} quantile", qfields[0]), (f"{quantiles[-1]:g} quantile", qfields[-1])]
@@ -270,7 +278,7 @@ def plot(out_prefix: str, found: Members, stats: Welford, quantiles: list[float]
         ax.set_xlabel("x [m]")
         ax.set_ylabel("y [m]")
         ax.set_title(title)
-        fig.colorbar(image, ax=ax, label="concentration C [1]", shrink=0.85)
+        fig.colorbar(image, ax=ax, label="{} {} [{}]".format(*quantity), shrink=0.85)
     fig.suptitle(f"Final field over {len(found.used)} members, t = {found.time:.4g} s")
     fields_png = f"{out_prefix}-fields.png"
     fig.savefig(fields_png, dpi=110)
@@ -290,7 +298,7 @@ def plot(out_prefix: str, found: Members, stats: Welford, quantiles: list[float]
                 continue
             label = labels[c]
             ax.scatter(found.parameters[label], found.scalars[name], s=8, alpha=0.7)
-            ax.set_xlabel(f"{label} [{PARAMETER_UNITS.get(label.split('[')[0], '1')}]")
+            ax.set_xlabel(f"{label} [{found.parameter_units(label)}]")
             ax.set_ylabel(f"{name.replace('_', ' ')} [{units}]")
             ax.ticklabel_format(axis="both", style="sci", scilimits=(-3, 4))
     fig.suptitle(f"Per-member scalars of the final field against the drawn parameters ({len(found.used)} members)")

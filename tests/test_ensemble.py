@@ -261,6 +261,8 @@ def test_statistics_stream_members_and_list_missing_ones(parallel_run, tmp_path)
         drawn = [ensemble.draw(config_module.load(cfg), m)["physics.diffusivity"] for m in used]
         assert stats["param_physics_diffusivity"].values.tolist() == drawn
         assert stats["param_initial_center_1"].attrs["units"] == "m"
+        assert stats["param_physics_diffusivity"].attrs["units"] == "m2 s-1"     # the model's UNITS
+        assert stats["mean"].attrs["long_name"].startswith("mean of concentration C in the final field")
         assert stats.attrs["members_missing"] == "4" and stats.attrs["members_failed"] == "9"
     for png in ("stats-fields.png", "stats-scalars.png"):
         assert (tmp_path / "copy" / png).stat().st_size > 10_000

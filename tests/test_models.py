@@ -330,6 +330,11 @@ def test_convergence_measures_first_order_for_upwind_advection(tmp_path):
     assert 0.7 < order < 1.3, line
 
 
+def attr(dataset, name: str) -> str:
+    value = dataset.attrs[name]
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def test_ensemble_of_a_two_field_model_and_its_statistics(tmp_path):
     """Members of gray_scott with a perturbed feed rate run through the pool; statistics of either field."""
     config = model_config(tmp_path, "gray_scott", numerics={"kernel": "numpy"},
@@ -343,6 +348,9 @@ def test_ensemble_of_a_two_field_model_and_its_statistics(tmp_path):
         with h5py.File(out) as f, h5py.File(tmp_path / "members" / "member-0001.h5") as m:
             assert f.attrs["field"] == field and f.attrs["members_used_count"] == 2
             assert f["mean"].shape == m[field].shape[1:]
+            # names and units from the model's file: its field's long name, its parameters' UNITS
+            assert attr(f["mean"], "long_name").startswith(f"mean of {attr(m[field], 'long_name')} {field} in the")
+            assert attr(f["param_physics_feed"], "units") == "s-1"
     refused = run_solver(REPO / "analysis" / "ensemble_stats.py", "--config", config, "--field", "C",
                          script=True, check=False, cwd=tmp_path)
     assert refused.returncode == 2 and "gray_scott" in refused.stderr and "u, v" in refused.stderr

@@ -15,7 +15,9 @@ A model file defines (see docs/models.md for a worked example):
 - ``initial(physics, initial, x, y, uniform)``: the fields at t = 0 on nodes ``x`` (columns) by ``y``
   (rows), one array (or a tuple of arrays) broadcastable to ``(len(y), len(x))``; ``uniform(seed, low,
   high)`` gives random numbers per node that do not depend on the decomposition;
-- optionally ``exact(physics, initial, x, y, t)``: the exact solution, for error reports and verification.
+- optionally ``exact(physics, initial, x, y, t)``: the exact solution, for error reports and verification;
+- optionally ``UNITS``: ``{"physics.NAME" or "initial.NAME": units}`` of the config values, for the analysis
+  scripts' labels (CF notation; "1" where absent).
 
 A config names its model with ``model:``: a built-in name (a file in this folder), an importable module
 (``mygroup.models.ocean``) or a path to a ``.py`` file (relative to the config's folder). The model's
@@ -56,6 +58,10 @@ class Model:
     @property
     def fields(self) -> dict[str, tuple[str, str]]:
         return dict(self.module.FIELDS)
+
+    @property
+    def parameter_units(self) -> dict[str, str]:
+        return dict(getattr(self.module, "UNITS", {}))
 
     @property
     def has_exact(self) -> bool:

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from .diffusion import check_gaussian, gaussian
 
 FIELDS = {"C": ("1", "tracer concentration")}
+UNITS = {"physics.diffusivity": "m2 s-1", "physics.velocity": "m s-1", "initial.center": "m",
+         "initial.sigma": "m", "initial.amplitude": "1"}
 
 
 @dataclass(frozen=True)

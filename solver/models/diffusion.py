@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 
 FIELDS = {"C": ("1", "concentration")}
+UNITS = {"physics.diffusivity": "m2 s-1", "initial.center": "m", "initial.sigma": "m",   # of the config values
+         "initial.amplitude": "1"}
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 FIELDS = {"C": ("1", "population density (carrying capacity 1)")}
+UNITS = {"physics.diffusivity": "m2 s-1", "physics.rate": "s-1", "initial.front": "m"}   # of the config values
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 
 FIELDS = {"u": ("1", "substrate concentration u"), "v": ("1", "activator concentration v")}
+UNITS = {"physics.diffusivity_u": "m2 s-1", "physics.diffusivity_v": "m2 s-1", "physics.feed": "s-1",
+         "physics.kill": "s-1", "initial.center": "m", "initial.half_width": "m", "initial.noise": "1"}
 
 
 @dataclass(frozen=True)
