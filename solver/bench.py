@@ -64,12 +64,17 @@ def _jit():
 KERNEL_NAMES = ("prange", "numba", "tiled", "numpy")     # prange: the yardstick (solver/stencil.py)
 
 
-def model_kernel(model, name: str):
-    """``advance(u, v, steps, region)`` of our kernel ``name`` on ``model``, with the model's coefficients for
-    a unit grid at 80 % of its largest stable dt (the update's cost does not depend on the values)."""
-    from . import kernels
+def unit_coefficients(model) -> tuple:
+    """The model's coefficients for a unit grid at 80 % of its largest stable dt (at most 1): what the
+    benchmark's kernels run with (the update's cost does not depend on the values)."""
     physics = model.Physics()
-    k = model.coefficients(physics, 1.0, 1.0, 0.8 * min(1.0, model.max_stable_dt(physics, 1.0, 1.0)))
+    return model.coefficients(physics, 1.0, 1.0, 0.8 * min(1.0, model.max_stable_dt(physics, 1.0, 1.0)))
+
+
+def model_kernel(model, name: str):
+    """``advance(u, v, steps, region)`` of our kernel ``name`` on ``model``, with :func:`unit_coefficients`."""
+    from . import kernels
+    k = unit_coefficients(model)
     advance = kernels.get(model, name)
     return lambda u, v, steps, region: advance(u, v, steps, k, region)
 

@@ -171,3 +171,27 @@ def test_auto_plans_kernel_and_halo_from_the_launch_and_the_cache(monkeypatch, t
     assert run.plan(mirror, (2, 1), 2).halo == 1
     fixed = config.load(str(write_config(tmp_path)), ["parallel.halo=3", "numerics.kernel=numpy"])
     assert run.plan(fixed, (2, 1), 2) == run.Plan("numpy", 3, "kernel numpy (as configured), halo 3 (as configured)")
+
+
+def test_tiled_phases_times_the_kernel_and_its_two_variants():
+    """bench/tiled_phases.py compiles its variants from today's solver/stencil.py (it says so in one line if
+    the lines it edits are gone) and prints a row per grid and thread count, the memory steps' share of a
+    chunk, and the speed-up of the ceiling and the kernel from one thread to all."""
+    result = run_solver(REPO / "bench" / "tiled_phases.py", "--sizes", "64,96", "--threads", "1,all",
+                        "--rounds", "1", script=True, timeout=300)
+    rows = [line.split() for line in result.stdout.splitlines() if line.split()[:1] in (["64"], ["96"])]
+    assert {row[0] for row in rows} == {"64", "96"}
+    for row in rows:      # ms per chunk of the kernel, its middle steps, its memory steps; the figures
+        assert len(row) == 8 and all(float(x) >= 0 for x in row[2:5] + [row[6]])   # are not the test's
+        assert row[5].endswith("%") and row[7].endswith("%")
+    assert "in-cache ceiling, 1 thread(s):" in result.stdout
+    if len({row[1] for row in rows}) > 1:
+        assert "from 1 to 2 threads: in-cache ceiling x" in result.stdout and "tiled 96^2 x" in result.stdout
+
+
+def test_ensemble_overhead_prints_every_command_against_the_imports():
+    result = run_solver(REPO / "bench" / "ensemble_overhead.py", "--rounds", "1", script=True, timeout=300)
+    for name in ("python -c pass", "import numpy, h5py", "import numba, numpy", "member, numba kernel",
+                 "member, numpy kernel"):
+        line = next(line for line in result.stdout.splitlines() if line.strip().startswith(name))
+        assert "x import numpy, h5py" in line and "x import numba, numpy" in line, line
