@@ -80,7 +80,7 @@ class Members:
     x: np.ndarray | None = None
     y: np.ndarray | None = None
     time: float = 0.0
-    quantity: tuple = ("C", "1", "concentration")       # the field's name, units and long name
+    quantity: tuple = ()                                 # the field's name, units and long name
     units: dict = field(default_factory=dict)           # parameter key -> units
 
     def parameter_units(self, label: str) -> str:
@@ -265,7 +265,7 @@ def plot(out_prefix: str, found: Members, stats: Welford, quantiles: list[float]
     x, y = found.x, found.y
     extent = (x[0], x[-1], y[0], y[-1])
     name, units, long_name = found.quantity
-    quantity = (long_name, name, units)
+    field_label = f"{long_name} {name} [{units}]"
     panels = [("mean", stats.mean), ("standard deviation", stats.std)]
     if len(quantiles) >= 2:
         panels += [(f"{quantiles[0]:g} quantile", qfields[0]), (f"{quantiles[-1]:g} quantile", qfields[-1])]
@@ -278,7 +278,7 @@ def plot(out_prefix: str, found: Members, stats: Welford, quantiles: list[float]
         ax.set_xlabel("x [m]")
         ax.set_ylabel("y [m]")
         ax.set_title(title)
-        fig.colorbar(image, ax=ax, label="{} {} [{}]".format(*quantity), shrink=0.85)
+        fig.colorbar(image, ax=ax, label=field_label, shrink=0.85)
     fig.suptitle(f"Final field over {len(found.used)} members, t = {found.time:.4g} s")
     fields_png = f"{out_prefix}-fields.png"
     fig.savefig(fields_png, dpi=110)
