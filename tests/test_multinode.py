@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from conftest import run_solver, write_config
-from test_slurm import ENSEMBLE, attrs_of, field_of, job_field, read, script, submit, wait_for
+from test_slurm import ENSEMBLE, attrs_of, field_of, job_field, read, release, script, submit, wait_for
 
 pytestmark = [pytest.mark.slurm, pytest.mark.multinode]
 
@@ -180,9 +180,7 @@ def test_node_failure_then_requeue(slurm_env, nodes, serial, tmp_path, launcher)
         print(f"job {job}: ended {ended:.1f} s after its ranks on {second} were killed")
 
         subprocess.run(["scontrol", "requeue", job], env=slurm_env, check=True, timeout=30)
-        time.sleep(2)       # a credential revoked in this second is refused (see test_usr1_checkpoints_requeues...)
-        subprocess.run(["scontrol", "update", f"jobid={job}", "StartTime=now"], env=slurm_env, check=True,
-                       timeout=30)
+        release(slurm_env, job)
         # The requeued run resumes at step 40 and rank 3 holds at step 50 again: let it go on this time.
         wait_for(slurm_env, job, log, lambda: read(log).count("rank 3 held at step") == 2,
                  "the requeued run's hold")
