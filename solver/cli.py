@@ -12,6 +12,7 @@ import argparse
 import os
 import signal
 import sys
+import time
 import traceback
 
 from . import config as config_module
@@ -310,8 +311,17 @@ def _interrupted(signum: int, path: str, prefix: str, comm) -> int:
     return _fail(comm, 128 + signum)
 
 
+ABORT_GRACE_SECONDS = 1.0   # before MPI_Abort: the launcher forwards the rank's last lines first
+
+
 def _fail(comm, code: int, collective: bool = False) -> int:
+    """End a failed run: under MPI a failure on one rank aborts every rank. The rank's error line is already
+    written and flushed, but a launcher may drop output still on its way when the abort reaches it (MPICH's
+    Hydra lost it in one of three CI runs), so the abort waits a moment; no other rank is waited for."""
     if comm is not None and comm.Get_size() > 1 and not collective:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        time.sleep(ABORT_GRACE_SECONDS)
         comm.Abort(code)
     return code
 
