@@ -40,8 +40,10 @@ KERNEL_DIR_VARIABLE = "SOLVER_KERNEL_DIR"
 
 
 def scratch_bytes_per_thread(fields: int = 1) -> int:
-    """Memory of the tiled kernel's two scratch tiles per thread (1.4 MB per field with the sizes above)."""
-    return 2 * fields * (TILE_Y + 2 * DEPTH) * (TILE_X + 2 * DEPTH) * 8
+    """Memory of the tiled kernel's two scratch tiles per thread (1.4 MB per field with the sizes above),
+    each rounded up to whole pages plus half a page (see ``_advance_tiled``)."""
+    size = fields * (TILE_Y + 2 * DEPTH) * (TILE_X + 2 * DEPTH)
+    return 2 * (-(-size // 512) * 512 + 256) * 8
 
 
 def get(model: Model, name: str):

@@ -30,6 +30,8 @@ No MPI, no I/O: decomposition, halo exchange and output live elsewhere.
 import numpy as np
 from numba import njit, prange
 
+PAGE = 512        # doubles in a 4 KiB page
+
 
 @njit(cache=True, nogil=True, boundscheck=False)
 def _row(src, sj, si, dst, dj, di, n, k):
@@ -155,7 +157,13 @@ def _tile(p, q, a, b, k, steps, first, region, shrink, core):
 @njit(parallel=True, cache=True, nogil=True, boundscheck=False)
 def _advance_tiled(u, v, steps, k, region, shrink, tile_y, tile_x, depth, threads):
     side_y, side_x = tile_y + 2 * depth, tile_x + 2 * depth
-    scratch = np.empty((2 * threads, u.shape[0], side_y, side_x))
+    fields = u.shape[0]
+    size = fields * side_y * side_x
+    # The scratch tiles lie half a page (2 KiB) apart modulo 4 KiB: a step loads from one tile and stores
+    # to the other at the same indices, and a load whose address shares its low 12 bits with a pending
+    # store waits for it (4K aliasing): tiles that started a whole page apart ran 10-15 % slower.
+    stride = -(-size // PAGE) * PAGE + PAGE // 2
+    pool = np.empty(2 * threads * stride)
     done = 0
     while done < steps:
         n = min(depth, steps - done)
@@ -171,11 +179,14 @@ def _advance_tiled(u, v, steps, k, region, shrink, tile_y, tile_x, depth, thread
             tiles_x = (d - c + tile_x - 1) // tile_x
             tiles = tiles_y * tiles_x
             for worker in prange(threads):
+                a_tile = pool[2 * worker * stride:2 * worker * stride + size].reshape((fields, side_y, side_x))
+                b_tile = pool[(2 * worker + 1) * stride:(2 * worker + 1) * stride + size].reshape(
+                    (fields, side_y, side_x))
                 for t in range(worker, tiles, threads):
                     ty, tx = t // tiles_x, t % tiles_x
                     core = (a + ty * tile_y, min(b, a + (ty + 1) * tile_y),
                             c + tx * tile_x, min(d, c + (tx + 1) * tile_x))
-                    _tile(u, v, scratch[2 * worker], scratch[2 * worker + 1], k, n, done, region, shrink, core)
+                    _tile(u, v, a_tile, b_tile, k, n, done, region, shrink, core)
         u, v = v, u
         done += n
     return u, v
