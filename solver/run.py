@@ -172,11 +172,12 @@ def hold(rank: int, step: int, signals: checkpoint.SignalFlag) -> None:
         signal.signal(signal.SIGCONT, previous)
 
 
-def initial_field(cfg: Config, decomp: Decomposition) -> np.ndarray:
-    """The model's fields at t = 0, ``(fields, y, x)`` over the stored subdomain; halo cells are NaN until
-    an exchange or a boundary condition fills them (a NaN that reaches a result shows a missed fill)."""
+def initial_field(cfg: Config, decomp: Decomposition, u: np.ndarray) -> np.ndarray:
+    """Fill u, ``(fields, y, x)`` over the stored subdomain, with the model's fields at t = 0; halo cells are
+    NaN until an exchange or a boundary condition fills them (a NaN that reaches a result shows a missed
+    fill)."""
     model = cfg.model_impl
-    u = np.full((len(model.fields), *decomp.local_shape), np.nan)
+    u[...] = np.nan
     x, y = owned_coordinates(cfg, decomp)
     u[owned_index(decomp)] = _stack(model.initial(cfg.physics, cfg.initial, x, y, GridRandom(decomp)), x, y)
     return u
@@ -343,7 +344,8 @@ def run(cfg: Config, path: str, comm=None, say=None, restart: str = "never", max
         attrs = comm.bcast(attrs, root=0)     # identical attributes on every rank (collective writes)
 
     # Initial condition, or the state of a checkpoint
-    u = initial_field(cfg, decomp)
+    u, v = kernels.buffer_pair((len(model.fields), *decomp.local_shape))
+    initial_field(cfg, decomp, u)
     owned = owned_index(decomp)
     checkpoint_path = checkpoint.path_for(cfg, path)
     first, snapshots = 0, None
@@ -354,7 +356,7 @@ def run(cfg: Config, path: str, comm=None, say=None, restart: str = "never", max
             hold_at = None
         say(f"resuming from {checkpoint_path} at step {first}")
     stepper.fill(u)        # the fixed boundary's nodes in the halo too: v keeps them, steps read them
-    v = u.copy()
+    v[...] = u
 
     t0 = time.perf_counter()
     writer = FieldWriter(path, cfg, decomp, attrs, resume_at=snapshots)

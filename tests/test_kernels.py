@@ -128,6 +128,22 @@ np.savez(sys.argv[1], **out)
 """
 
 
+@pytest.mark.parametrize("shape", [(1, 514, 1026), (2, 300, 512), (1, 64, 256), (3, 17, 129)])
+def test_buffer_pair_keeps_the_two_buffers_apart_from_4k_aliasing(shape):
+    """The solver's two field buffers start alias_free_offset bytes apart modulo 4 KiB (not where two
+    allocations happen to land), do not overlap, and that offset keeps every pair of rows a step loads and
+    stores at least 384 B from a page multiple, whatever the row length (five rows cannot all be further:
+    410 B at best)."""
+    u, v = kernels.buffer_pair(shape)
+    assert u.shape == v.shape == shape and u.dtype == v.dtype == np.float64
+    assert u.flags.c_contiguous and v.flags.c_contiguous and not np.shares_memory(u, v)
+    row = shape[-1] * 8
+    assert (v.ctypes.data - u.ctypes.data) % 4096 == kernels.alias_free_offset(row)
+    for row in range(8, 40000, 8):
+        offset = kernels.alias_free_offset(row)
+        assert min(min((offset + m * row) % 4096, -(offset + m * row) % 4096) for m in range(-2, 3)) >= 384, row
+
+
 def test_thread_count_does_not_change_the_bits(tmp_path):
     path = tmp_path / "threads.npz"
     subprocess.run([PYTHON, "-c", THREADS_SCRIPT, str(path)], check=True, timeout=300, cwd=REPO,
