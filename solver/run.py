@@ -70,9 +70,11 @@ def plan(cfg: Config, dims: tuple[int, int], local_ranks: int) -> Plan:
       refilled every step anyway, else DEPTH (15) steps between exchanges (or periodic wraps), at most half
       the smallest block: exchanges then cost a fifteenth as many latencies, and each cycle is one tiled
       chunk;
-    - kernel: tiled (temporal blocking) when there are several steps between exchanges, or when the field
-      buffers of this node's ranks outgrow the last-level cache (then it moves about a DEPTH-th of the
-      memory per update); else the plain numba kernel, which needs no scratch tiles.
+    - kernel: tiled (temporal blocking) when the field buffers of this node's ranks outgrow the last-level
+      cache (then it moves about a DEPTH-th of the memory per update) and there are several steps between
+      exchanges; else the plain numba kernel, which in cache is the faster of the two (it recomputes no
+      overlap and copies no tiles: 2 ranks x 1 thread on the reference problem ran at 0.94 of 1 rank x 2
+      threads with the tiled kernel, 1.00 with the plain one, both with an exchange every 15 steps).
     """
     px, py = dims
     size, nx, ny = px * py, cfg.grid.nx, cfg.grid.ny
@@ -92,14 +94,12 @@ def plan(cfg: Config, dims: tuple[int, int], local_ranks: int) -> Plan:
     outgrown = local_ranks * field_bytes / size > last_level_cache()
     if cfg.numerics.kernel != "auto":
         kernel, why_kernel = cfg.numerics.kernel, "as configured"
-    elif exchanges and halo >= 3:
-        kernel, why_kernel = "tiled", "several steps per exchange"
-    elif exchanges:
-        kernel, why_kernel = "numba", "too few steps per exchange to tile"
-    elif outgrown:
-        kernel, why_kernel = "tiled", "the fields outgrow the last-level cache"
-    else:
+    elif not outgrown:
         kernel, why_kernel = "numba", "the fields fit in the last-level cache"
+    elif exchanges and halo < 3:
+        kernel, why_kernel = "numba", "too few steps per exchange to tile"
+    else:
+        kernel, why_kernel = "tiled", "the fields outgrow the last-level cache"
     return Plan(kernel, halo, f"kernel {kernel} ({why_kernel}), halo {halo} ({why_halo})")
 
 

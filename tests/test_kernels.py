@@ -180,7 +180,10 @@ def test_auto_plans_kernel_and_halo_from_the_launch_and_the_cache(monkeypatch, t
     two = run.plan(cfg, (2, 1), 2)                       # blocks of 30 x 45: an exchange every 15 steps
     assert (two.kernel, two.halo) == ("tiled", 15) and "exchange every 15 steps" in two.reason
     small = run.plan(cfg, (15, 1), 15)                   # blocks of 4 columns: halo 2, too short to tile
-    assert (small.kernel, small.halo) == ("numba", 2)
+    assert (small.kernel, small.halo) == ("numba", 2) and "too few steps" in small.reason
+    monkeypatch.setattr(run, "last_level_cache", lambda: 64 * 1024 * 1024)
+    cached = run.plan(cfg, (2, 1), 2)                    # in cache the plain kernel, still a deep halo
+    assert (cached.kernel, cached.halo) == ("numba", 15) and "fit in the last-level cache" in cached.reason
     periodic = config.load(str(write_config(tmp_path, boundary={"west": "periodic", "east": "periodic"})))
     assert run.plan(periodic, (1, 1), 1).halo == 15      # one process wraps every 15 steps
     mirror = config.load(str(write_config(tmp_path, boundary={"south": "zero_flux"})))
