@@ -219,7 +219,7 @@ def run_benchmark(sizes, kernel_names, thread_counts, seconds, repeats, copy_mib
                     if external:       # own process: OpenMP's thread count is set at load
                         result = bench_external.measure(name, ny, nx, threads, seconds, repeats)
                     else:
-                        multiple = 2 * kernels.DEPTH if name == "tiled" else 1    # whole tiled chunks
+                        multiple = 2 * kernels.depth_for(fields) if name == "tiled" else 1   # whole chunks
                         result = time_kernel(model_kernel(model, name), (fields, ny, nx), seconds, repeats,
                                              multiple)
                     row = {"model": model.name, "kernel": name, "nx": nx, "ny": ny, "threads": used,
@@ -255,7 +255,7 @@ def run_benchmark(sizes, kernel_names, thread_counts, seconds, repeats, copy_mib
         row["percent_of_in_cache"] = 100.0 * row["mlups"] / ceiling[f"{row['model']} {row['threads']}"]["mlups"]
     for key, c in ceiling.items():
         c["percent_of_bound"] = 100.0 * c["mlups"] / bound[key.split()[-1]]["median"]
-    tiles = {"tile_y": kernels.TILE_Y, "tile_x": kernels.TILE_X, "depth": kernels.DEPTH}
+    tiles = {"strip": kernels.STRIP, "depth": kernels.DEPTH}
     return {"bound": bound, "store_copy": store, "in_cache": ceiling, "results": rows, "tiled": tiles}
 
 

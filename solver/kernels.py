@@ -30,20 +30,35 @@ import numpy as np
 from .models import Model, import_statement
 
 KERNELS = ("numba", "tiled", "numpy")        # and "prange", the benchmark's yardstick
-# Temporal blocking: tile core (rows x columns) and steps per tile (odd, see _advance_tiled). The recomputed
-# overlap stays small (about 20 % here) and the two scratch tiles per thread (1.4 MB) stay in the L3 cache
-# without crowding each other out with two threads. Chosen by a sweep at 2048^2 and 4096^2 on 2 cores
-# (docs/performance.md): 128 x 512 reached 94-96 % of the in-cache ceiling with 2 threads, 128 x 1024 90-93 %.
-TILE_Y, TILE_X, DEPTH = 128, 512, 15
+# Temporal blocking: strips of at most STRIP columns, advanced DEPTH steps (odd, see _advance_tiled) at a time
+# as a wavefront; models with several fields take fewer steps at a time (depth_for), so that each thread's
+# ring buffers (about 0.86 MB) stay in its L2 cache. Chosen by a sweep at 2048^2 and 4096^2 on 2 cores
+# (docs/performance.md).
+STRIP, DEPTH = 512, 31
 STENCIL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "stencil.py")
 KERNEL_DIR_VARIABLE = "SOLVER_KERNEL_DIR"
+RING_SLOTS = 6          # rows per level in the tiled kernel's rings (SLOTS in solver/stencil.py)
+
+
+def depth_for(fields: int) -> int:
+    """Steps per tiled chunk for a model of ``fields`` fields: DEPTH shared out among them, odd, at least 3."""
+    return max(3, (DEPTH // fields) | 1)
+
+
+def ring_columns(width: int, depth: int) -> int:
+    """Length of a ring row of the tiled kernel: a strip and its overlap, rounded up to end 512 B past a
+    4 KiB page. A step loads rows of one level's ring and stores rows of the next, a few rows apart; rows of
+    that length keep those addresses from sharing their low 12 bits (4K aliasing): of the lengths tried at
+    4096^2 (2 threads), 576 and 584 nodes ran at 8044-8126 MLUPS, 600 at 7001-7236."""
+    needed = width + 2 * depth + 2
+    return needed + (64 - needed % 512) % 512
 
 
 def scratch_bytes_per_thread(fields: int = 1) -> int:
-    """Memory of the tiled kernel's two scratch tiles per thread (1.4 MB per field with the sizes above),
-    each rounded up to whole pages plus half a page (see ``_advance_tiled``)."""
-    size = fields * (TILE_Y + 2 * DEPTH) * (TILE_X + 2 * DEPTH)
-    return 2 * (-(-size // 512) * 512 + 256) * 8
+    """Memory of the tiled kernel's ring buffers per thread (about 0.86 MB with the sizes above)."""
+    depth = depth_for(fields)
+    size = fields * depth * RING_SLOTS * ring_columns(STRIP, depth)
+    return (-(-size // 512) * 512 + 256) * 8
 
 
 def get(model: Model, name: str):
@@ -57,13 +72,13 @@ def get(model: Model, name: str):
         return lambda u, v, steps, k, region, shrink=(0, 0, 0, 0): \
             advance(u, v, steps, _floats(k), tuple(region), tuple(shrink))
     if name == "tiled":
+        depth = depth_for(len(model.fields))
+        columns = ring_columns(STRIP, depth)
+
         def advance_tiled(u, v, steps, k, region, shrink=(0, 0, 0, 0)):
             import numba
-            threads = numba.get_num_threads()
-            rows = region[1] - region[0]
-            tile_y = max(1, min(TILE_Y, -(-rows // (2 * threads))))   # two tiles per thread on small grids
-            return compiled._advance_tiled(u, v, steps, _floats(k), tuple(region), tuple(shrink), tile_y,
-                                           TILE_X, DEPTH, threads)
+            return compiled._advance_tiled(u, v, steps, _floats(k), tuple(region), tuple(shrink), STRIP, depth,
+                                           columns, numba.get_num_threads())
         return advance_tiled
     raise ValueError(f"unknown kernel {name!r}; choose one of {', '.join(KERNELS)} or prange")
 

@@ -51,7 +51,8 @@ class Timer:
         return t
 
 
-AUTO_HALO = kernels.DEPTH   # steps between exchanges: one whole tiled chunk per exchange
+AUTO_HALO = 15   # steps between exchanges in cache: an exchange's latency a fifteenth as often, and few
+                 # recomputed halo layers (out of cache: one whole tiled chunk, kernels.depth_for)
 
 
 @dataclass(frozen=True)
@@ -67,31 +68,34 @@ def plan(cfg: Config, dims: tuple[int, int], local_ranks: int) -> Plan:
     every rank decides alike (any choice gives the same bits):
 
     - halo: none to speak of (1) on one process with fixed boundaries, 1 when zero-flux boundaries are
-      refilled every step anyway, else DEPTH (15) steps between exchanges (or periodic wraps), at most half
-      the smallest block: exchanges then cost a fifteenth as many latencies, and each cycle is one tiled
-      chunk;
+      refilled every step anyway, else 15 steps between exchanges (or periodic wraps), or one whole tiled
+      chunk (31 steps for one field) with the tiled kernel, at most half the smallest block: exchanges then
+      cost a fifteenth as many latencies or fewer;
     - kernel: tiled (temporal blocking) when the field buffers of this node's ranks outgrow the last-level
-      cache (then it moves about a DEPTH-th of the memory per update) and there are several steps between
+      cache (then it moves about a chunk's-th of the memory per update) and there are several steps between
       exchanges; else the plain numba kernel, which in cache is the faster of the two (it recomputes no
-      overlap and copies no tiles: 2 ranks x 1 thread on the reference problem ran at 0.94 of 1 rank x 2
+      overlap and copies no rows: 2 ranks x 1 thread on the reference problem ran at 0.94 of 1 rank x 2
       threads with the tiled kernel, 1.00 with the plain one, both with an exchange every 15 steps).
     """
     px, py = dims
     size, nx, ny = px * py, cfg.grid.nx, cfg.grid.ny
     exchanges = size > 1 or any(getattr(cfg.boundary, side) != "fixed" for side in ("west", "east", "south", "north"))
+    fields = len(cfg.model_impl.fields)
+    smallest = min(nx // px, ny // py)
+    mirrored = "zero_flux" in (cfg.boundary.west, cfg.boundary.east, cfg.boundary.south, cfg.boundary.north)
+    deep = max(1, min(AUTO_HALO, smallest // 2)) if exchanges and not mirrored else 1
+    field_bytes = 2 * 8 * fields * (ny + 2 * deep * py) * (nx + 2 * deep * px)      # all ranks, halos included
+    outgrown = local_ranks * field_bytes / size > last_level_cache()
+    tiled = cfg.numerics.kernel == "tiled" or cfg.numerics.kernel == "auto" and outgrown
     if cfg.parallel.halo != "auto":
         halo, why_halo = cfg.parallel.halo, "as configured"
     elif not exchanges:
         halo, why_halo = 1, "one process, fixed boundaries: nothing to exchange"
-    elif "zero_flux" in (cfg.boundary.west, cfg.boundary.east, cfg.boundary.south, cfg.boundary.north):
+    elif mirrored:
         halo, why_halo = 1, "zero-flux boundaries are refilled every step"
     else:
-        smallest = min(nx // px, ny // py)
-        halo = max(1, min(AUTO_HALO, smallest // 2))
+        halo = max(1, min(kernels.depth_for(fields), smallest // 2)) if tiled else deep
         why_halo = f"{'an exchange' if size > 1 else 'a periodic wrap'} every {halo} steps"
-    fields = len(cfg.model_impl.fields)
-    field_bytes = 2 * 8 * fields * (ny + 2 * halo * py) * (nx + 2 * halo * px)      # all ranks, halos included
-    outgrown = local_ranks * field_bytes / size > last_level_cache()
     if cfg.numerics.kernel != "auto":
         kernel, why_kernel = cfg.numerics.kernel, "as configured"
     elif not outgrown:

@@ -18,12 +18,15 @@ the thread count or the decomposition.
 - ``_advance_numba``: the plain kernel. One compiled call runs the whole time loop; each step is a threaded
   sweep over pairs of rows whose inner loop LLVM vectorises (row views indexed from zero, so no
   negative-index wraparound). A pair shares two of the rows it reads: four loads per update instead of five.
-- ``_advance_tiled``: temporal blocking. Each thread copies a cache-sized tile plus an overlap of ``depth``
-  nodes into a private pair of scratch tiles, advances it ``depth`` steps there (recomputing the overlap,
-  which neighbouring tiles also compute) and writes back only its own core. Memory traffic per update drops
-  by about ``depth``, so it beats the streaming bound once the grid is out of cache. ``new`` matches the
-  plain kernel bit for bit on the last step's box; inside the box but outside the last step's box (the
-  shrinking rim of deep halos) and in ``old`` it holds stale values that no later step reads.
+- ``_advance_tiled``: temporal blocking. The box is cut into strips of columns; each thread takes a strip
+  up the grid ``depth`` steps at once, as a wavefront: every pass moves each level (steps done) a pair of
+  rows further, reading the grid at level 0, keeping the last six rows of each later level in a private
+  ring buffer (in the core's L2 cache) and writing the last level into the other grid. A level computes the
+  strip's columns and ``depth - level`` more on each side (recomputed by the neighbouring strip too), so the
+  last level is exact. Each node is read from and written to memory once per ``depth`` steps, and that
+  traffic is spread over the sweep instead of bunched in a first and last step. ``new`` matches the plain
+  kernel bit for bit on the last step's box; inside the box but outside the last step's box (the shrinking
+  rim of deep halos) and in ``old`` it holds stale values that no later step reads.
 
 No MPI, no I/O: decomposition, halo exchange and output live elsewhere.
 """
@@ -31,42 +34,57 @@ import numpy as np
 from numba import njit, prange
 
 PAGE = 512        # doubles in a 4 KiB page
+SLOTS = 6         # ring rows kept per level: a pair reads rows r - 1 .. r + 2 of the level below
+
+
+@njit(inline='always')
+def _one_row(src, south, centre, north, si, dst, d, di, n, k):
+    """Update n nodes of row ``centre`` of src from column si into row d of dst from column di; ``south`` and
+    ``north`` are the rows of src holding its neighbours (adjacent in the grid, anywhere in a ring buffer).
+
+    Views indexed from 0 let LLVM drop the wraparound checks and vectorise."""
+    c = _views(src, centre, si, n)
+    w = _views(src, centre, si - 1, n)
+    e = _views(src, centre, si + 1, n)
+    s = _views(src, south, si, n)
+    nn = _views(src, north, si, n)
+    out = _views(dst, d, di, n)
+    for m in range(n):
+        _put(out, m, update(_at(c, m), _at(w, m), _at(e, m), _at(s, m), _at(nn, m), k))
+
+
+@njit(inline='always')
+def _two_rows(src, south, centre0, centre1, north, si, dst, d0, d1, di, n, k):
+    """Rows ``centre0`` and ``centre1`` (its northern neighbour) in one sweep, as two calls of
+    :func:`_one_row` would: each row's centre is the other's north or south neighbour, so the pair loads
+    four values per update instead of five."""
+    s = _views(src, south, si, n)
+    c0 = _views(src, centre0, si, n)
+    w0 = _views(src, centre0, si - 1, n)
+    e0 = _views(src, centre0, si + 1, n)
+    c1 = _views(src, centre1, si, n)
+    w1 = _views(src, centre1, si - 1, n)
+    e1 = _views(src, centre1, si + 1, n)
+    nn = _views(src, north, si, n)
+    out0 = _views(dst, d0, di, n)
+    out1 = _views(dst, d1, di, n)
+    for m in range(n):
+        a = _at(c0, m)
+        b = _at(c1, m)
+        _put(out0, m, update(a, _at(w0, m), _at(e0, m), _at(s, m), b, k))
+        _put(out1, m, update(b, _at(w1, m), _at(e1, m), a, _at(nn, m), k))
 
 
 @njit(cache=True, nogil=True, boundscheck=False)
 def _row(src, sj, si, dst, dj, di, n, k):
-    """Update n nodes of row sj from column si of src into row dj from column di of dst.
-
-    Views indexed from 0 let LLVM drop the wraparound checks and vectorise."""
-    centre = _views(src, sj, si, n)
-    west = _views(src, sj, si - 1, n)
-    east = _views(src, sj, si + 1, n)
-    south = _views(src, sj - 1, si, n)
-    north = _views(src, sj + 1, si, n)
-    out = _views(dst, dj, di, n)
-    for m in range(n):
-        _put(out, m, update(_at(centre, m), _at(west, m), _at(east, m), _at(south, m), _at(north, m), k))
+    """Update n nodes of row sj from column si of src into row dj from column di of dst."""
+    _one_row(src, sj - 1, sj, sj + 1, si, dst, dj, di, n, k)
 
 
 @njit(cache=True, nogil=True, boundscheck=False)
 def _row_pair(src, sj, si, dst, dj, di, n, k):
-    """Rows sj and sj + 1 in one sweep, as two calls of :func:`_row` would: each row's centre is the other's
-    north or south neighbour, so the pair loads four values per update instead of five."""
-    south = _views(src, sj - 1, si, n)
-    centre0 = _views(src, sj, si, n)
-    west0 = _views(src, sj, si - 1, n)
-    east0 = _views(src, sj, si + 1, n)
-    centre1 = _views(src, sj + 1, si, n)
-    west1 = _views(src, sj + 1, si - 1, n)
-    east1 = _views(src, sj + 1, si + 1, n)
-    north = _views(src, sj + 2, si, n)
-    out0 = _views(dst, dj, di, n)
-    out1 = _views(dst, dj + 1, di, n)
-    for m in range(n):
-        c0 = _at(centre0, m)
-        c1 = _at(centre1, m)
-        _put(out0, m, update(c0, _at(west0, m), _at(east0, m), _at(south, m), c1, k))
-        _put(out1, m, update(c1, _at(west1, m), _at(east1, m), c0, _at(north, m), k))
+    """Rows sj and sj + 1 in one sweep (see :func:`_two_rows`)."""
+    _two_rows(src, sj - 1, sj, sj + 1, sj + 2, si, dst, dj, dj + 1, di, n, k)
 
 
 @njit(cache=True, nogil=True, boundscheck=False)
@@ -105,88 +123,110 @@ def _advance_numba(u, v, steps, k, region, shrink):
     return u, v
 
 
-@njit(cache=True, nogil=True, boundscheck=False)
-def _ring(scratch, src, ej0, ej1, ei0, ei1, j0, j1, i0, i1):
-    """Copy into scratch the nodes of the box (ej0, ej1, ei0, ei1) of src lying outside the region: no step
-    writes them, and a scratch tile reads them where the kernels read the caller's values."""
-    ni = ei1 - ei0
-    for gj in range(ej0, ej1):
-        j = gj - ej0
-        if gj < j0 or gj >= j1:
-            scratch[:, j, :ni] = src[:, gj, ei0:ei1]
-        else:
-            if ei0 < i0:
-                scratch[:, j, 0] = src[:, gj, ei0]
-            if ei1 > i1:
-                scratch[:, j, ni - 1] = src[:, gj, ei1 - 1]
+@njit(inline='always')
+def _slot(level, row):
+    """The row of a ring buffer holding ``row`` after ``level`` steps of the chunk (the last SLOTS rows)."""
+    return level * SLOTS + row % SLOTS
 
 
 @njit(cache=True, nogil=True, boundscheck=False)
-def _tile(p, q, a, b, k, steps, first, region, shrink, core):
-    """Advance one tile ``steps`` (odd, at least 3) steps from the buffer p (level ``first`` of the call)
-    into q, through the scratch pair (a, b): step 0 reads p, the last step writes q's core, the others stay
-    in the scratch tiles. Reads q only outside the region, where nobody writes, and writes q only inside
-    the core, so tiles may run concurrently."""
+def _strip(p, q, ring, k, steps, first, region, shrink, c0, c1):
+    """Advance the columns [c0, c1) of the chunk's last box ``steps`` steps from p into q: a wavefront up
+    the strip, each pass taking every level (steps done) one pair of rows further, from the grid (level 0)
+    through the ring buffers of levels 1 .. steps - 1 into q (the last level). Level l computes the columns
+    of its box within ``steps - l`` of the strip, so the last level is exact on [c0, c1). The row and the
+    columns just outside the region are copied into the rings as the plain kernel would read them there:
+    p's at even levels, q's at odd ones (no step writes them)."""
     j0, j1, i0, i1 = region
-    s_south, s_north, s_west, s_east = shrink
-    cj0, cj1, ci0, ci1 = core
-    # The box of local step 0, widened by one for its neighbours: the scratch tiles' origin and extent.
-    grow = steps - 1
-    ej0 = max(cj0 - grow, j0 + first * s_south) - 1
-    ej1 = min(cj1 + grow, j1 - first * s_north) + 1
-    ei0 = max(ci0 - grow, i0 + first * s_west) - 1
-    ei1 = min(ci1 + grow, i1 - first * s_east) + 1
-    _ring(a, p, ej0, ej1, ei0, ei1, j0, j1, i0, i1)
-    _ring(b, q, ej0, ej1, ei0, ei1, j0, j1, i0, i1)
-    _rows(p, ej0 + 1, ej1 - 1, ei0 + 1, b, 1, 1, ei1 - ei0 - 2, k)
-    for t in range(1, steps - 1):
-        s = first + t
-        grow = steps - 1 - t
-        bj0 = max(cj0 - grow, j0 + s * s_south)
-        bj1 = min(cj1 + grow, j1 - s * s_north)
-        bi0 = max(ci0 - grow, i0 + s * s_west)
-        bi1 = min(ci1 + grow, i1 - s * s_east)
-        if t % 2 == 1:
-            _rows(b, bj0 - ej0, bj1 - ej0, bi0 - ei0, a, bj0 - ej0, bi0 - ei0, bi1 - bi0, k)
-        else:
-            _rows(a, bj0 - ej0, bj1 - ej0, bi0 - ei0, b, bj0 - ej0, bi0 - ei0, bi1 - bi0, k)
-    # steps is odd, so the last step reads a; the core is the last step's box by construction.
-    _rows(a, cj0 - ej0, cj1 - ej0, ci0 - ei0, q, cj0, ci0, ci1 - ci0, k)
+    fields = p.shape[0]
+    off = c0 - steps                      # ring column = grid column - off
+    row_next = np.empty(steps + 2, np.int64)     # next row of each level to compute (or copy)
+    row_end = np.empty(steps + 2, np.int64)      # end of the level's box
+    row_stop = np.empty(steps + 2, np.int64)     # end of its rows in the ring: one more if it copies row j1
+    col_lo = np.empty(steps + 1, np.int64)
+    col_hi = np.empty(steps + 1, np.int64)
+    for level in range(1, steps + 1):
+        a, b, c, d = _box(region, shrink, first + level - 1)
+        row_next[level], row_end[level] = a, b
+        col_lo[level] = max(c0 - (steps - level), c)
+        col_hi[level] = min(c1 + (steps - level), d)
+    row_next[steps + 1] = row_end[steps + 1] = 0
+    for level in range(1, steps + 1):
+        row_stop[level] = row_end[level] + (1 if level < steps and row_end[level + 1] == j1 else 0)
+        if level < steps and row_next[level + 1] == j0:       # the row below the region, read at j0
+            edge = p if level % 2 == 0 else q
+            lo, hi = col_lo[level] - 1, col_hi[level] + 1
+            ring[:, _slot(level, j0 - 1), lo - off:hi - off] = edge[:, j0 - 1, lo:hi]
+    while row_next[steps] < row_end[steps]:
+        for level in range(1, steps + 1):
+            r = row_next[level]
+            if r >= row_stop[level]:
+                continue
+            rows = 1 if r >= row_end[level] or r + 1 == row_end[level] else 2
+            if level < steps and row_next[level + 1] < row_end[level + 1] and \
+                    r + rows - 1 - SLOTS >= row_next[level + 1] - 1:
+                continue                  # the level above still reads the ring rows these would replace
+            lo, hi = col_lo[level], col_hi[level]
+            if r >= row_end[level]:       # the row above the region, read by the level above at j1 - 1
+                edge = p if level % 2 == 0 else q
+                ring[:, _slot(level, r), lo - 1 - off:hi + 1 - off] = edge[:, r, lo - 1:hi + 1]
+                row_next[level] = r + 1
+                continue
+            if level > 1 and row_next[level - 1] <= r + rows:
+                continue                  # the level below has not yet got every row this one reads
+            if level == 1:
+                src, s0, s1, s2, s3, si = p, r - 1, r, r + 1, r + 2, lo
+            else:
+                src, si = ring, lo - off
+                s0, s1, s2, s3 = (_slot(level - 1, r - 1), _slot(level - 1, r), _slot(level - 1, r + 1),
+                                  _slot(level - 1, r + 2))
+            if level == steps:
+                dst, d0, d1, di = q, r, r + 1, lo
+            else:
+                dst, d0, d1, di = ring, _slot(level, r), _slot(level, r + 1), lo - off
+            if rows == 2:
+                _two_rows(src, s0, s1, s2, s3, si, dst, d0, d1, di, hi - lo, k)
+            else:
+                _one_row(src, s0, s1, s2, si, dst, d0, di, hi - lo, k)
+            if level < steps:             # the columns beside the region, as the plain kernel reads them
+                edge = p if level % 2 == 0 else q
+                for x in range(r, r + rows):
+                    if lo == i0:
+                        for f in range(fields):
+                            ring[f, _slot(level, x), i0 - 1 - off] = edge[f, x, i0 - 1]
+                    if hi == i1:
+                        for f in range(fields):
+                            ring[f, _slot(level, x), i1 - off] = edge[f, x, i1]
+            row_next[level] = r + rows
 
 
 @njit(parallel=True, cache=True, nogil=True, boundscheck=False)
-def _advance_tiled(u, v, steps, k, region, shrink, tile_y, tile_x, depth, threads):
-    side_y, side_x = tile_y + 2 * depth, tile_x + 2 * depth
+def _advance_tiled(u, v, steps, k, region, shrink, width, depth, columns, threads):
+    """``steps`` steps in chunks of at most ``depth`` (odd) through strips of at most ``width`` columns; ring
+    rows of ``columns`` (at least width + 2 depth + 2) nodes."""
     fields = u.shape[0]
-    size = fields * side_y * side_x
-    # The scratch tiles lie half a page (2 KiB) apart modulo 4 KiB: a step loads from one tile and stores
-    # to the other at the same indices, and a load whose address shares its low 12 bits with a pending
-    # store waits for it (4K aliasing): tiles that started a whole page apart ran 10-15 % slower.
+    size = fields * depth * SLOTS * columns
     stride = -(-size // PAGE) * PAGE + PAGE // 2
-    pool = np.empty(2 * threads * stride)
+    pool = np.empty(threads * stride)
     done = 0
     while done < steps:
         n = min(depth, steps - done)
         if n % 2 == 0:
-            n -= 1       # odd chunks: the result lands in the other buffer, so tiles never race
+            n -= 1       # odd chunks: the result lands in the buffer the plain kernel's would
         a, b, c, d = _box(region, shrink, done + n - 1)      # the chunk's last step
         if b <= a or d <= c:
             n = 1        # the box vanishes within the chunk: step by step, as the plain kernel does
-        if n == 1:
-            _sweep(u, v, _box(region, shrink, done), k)
-        else:
-            tiles_y = (b - a + tile_y - 1) // tile_y
-            tiles_x = (d - c + tile_x - 1) // tile_x
-            tiles = tiles_y * tiles_x
+            a, b, c, d = _box(region, shrink, done)
+        if b > a and d > c:
+            # strips of at most ``width`` columns, as even as possible, a whole number per thread
+            strips = -(-(d - c) // width)
+            strips = min(-(-strips // threads) * threads, d - c)
             for worker in prange(threads):
-                a_tile = pool[2 * worker * stride:2 * worker * stride + size].reshape((fields, side_y, side_x))
-                b_tile = pool[(2 * worker + 1) * stride:(2 * worker + 1) * stride + size].reshape(
-                    (fields, side_y, side_x))
-                for t in range(worker, tiles, threads):
-                    ty, tx = t // tiles_x, t % tiles_x
-                    core = (a + ty * tile_y, min(b, a + (ty + 1) * tile_y),
-                            c + tx * tile_x, min(d, c + (tx + 1) * tile_x))
-                    _tile(u, v, a_tile, b_tile, k, n, done, region, shrink, core)
+                ring = pool[worker * stride:worker * stride + size].reshape((fields, depth * SLOTS, columns))
+                for strip in range(worker, strips, threads):
+                    c0 = c + (d - c) * strip // strips
+                    c1 = c + (d - c) * (strip + 1) // strips
+                    _strip(u, v, ring, k, n, done, region, shrink, c0, c1)
         u, v = v, u
         done += n
     return u, v

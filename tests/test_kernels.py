@@ -48,11 +48,11 @@ def last_box(region, shrink, steps):
             slice(i0 + s * shrink[2], i1 - s * shrink[3]))
 
 
-@pytest.fixture(params=[(kernels.TILE_Y, kernels.TILE_X, kernels.DEPTH), (8, 8, 3), (5, 11, 7)],
-                ids=lambda t: "tile{}x{}d{}".format(*t))
+@pytest.fixture(params=[(kernels.STRIP, kernels.DEPTH), (8, 3), (11, 7), (5, 5), (3, 9)],
+                ids=lambda t: "strip{}d{}".format(*t))
 def tile_shape(request, monkeypatch):
-    """Several tile shapes, small ones so that tiny grids still cut into many tiles."""
-    for name, value in zip(("TILE_Y", "TILE_X", "DEPTH"), request.param):
+    """Several strip widths and depths, small ones so that tiny grids still cut into many strips."""
+    for name, value in zip(("STRIP", "DEPTH"), request.param):
         monkeypatch.setattr(kernels, name, value)
     return request.param
 
@@ -88,8 +88,7 @@ def test_deep_halo_decomposition_gives_the_serial_bits(kernel, monkeypatch):
     """Two subdomains side by side with a halo of width k, exchanged every k steps, each advancing k steps
     with its inner side shrinking (the MPI pattern, done here with copies) equal the undivided grid."""
     monkeypatch.setattr(kernels, "DEPTH", 3)
-    monkeypatch.setattr(kernels, "TILE_Y", 7)
-    monkeypatch.setattr(kernels, "TILE_X", 6)
+    monkeypatch.setattr(kernels, "STRIP", 6)
     ny, nx, k, cycles = 31, 41, 5, 4
     model, u, _, coefficients = problem("gray_scott", ny, nx, seed=3)
     advance = kernels.get(model, kernel)
@@ -179,6 +178,8 @@ def test_auto_plans_kernel_and_halo_from_the_launch_and_the_cache(monkeypatch, t
     assert run.plan(cfg, (1, 1), 2).kernel == "tiled"    # two ranks on the node share the cache
     two = run.plan(cfg, (2, 1), 2)                       # blocks of 30 x 45: an exchange every 15 steps
     assert (two.kernel, two.halo) == ("tiled", 15) and "exchange every 15 steps" in two.reason
+    wide = config.load(str(write_config(tmp_path, grid={"nx": 301, "ny": 201}, time={"dt": 1e-4, "t_end": 1e-3})))
+    assert run.plan(wide, (2, 1), 2).halo == kernels.depth_for(1) == 31     # one whole tiled chunk per exchange
     small = run.plan(cfg, (15, 1), 15)                   # blocks of 4 columns: halo 2, too short to tile
     assert (small.kernel, small.halo) == ("numba", 2) and "too few steps" in small.reason
     monkeypatch.setattr(run, "last_level_cache", lambda: 64 * 1024 * 1024)
@@ -190,22 +191,6 @@ def test_auto_plans_kernel_and_halo_from_the_launch_and_the_cache(monkeypatch, t
     assert run.plan(mirror, (2, 1), 2).halo == 1
     fixed = config.load(str(write_config(tmp_path)), ["parallel.halo=3", "numerics.kernel=numpy"])
     assert run.plan(fixed, (2, 1), 2) == run.Plan("numpy", 3, "kernel numpy (as configured), halo 3 (as configured)")
-
-
-def test_tiled_phases_times_the_kernel_and_its_two_variants():
-    """bench/tiled_phases.py compiles its variants from today's solver/stencil.py (it says so in one line if
-    the lines it edits are gone) and prints a row per grid and thread count, the memory steps' share of a
-    chunk, and the speed-up of the ceiling and the kernel from one thread to all."""
-    result = run_solver(REPO / "bench" / "tiled_phases.py", "--sizes", "64,96", "--threads", "1,all",
-                        "--rounds", "1", script=True, timeout=300)
-    rows = [line.split() for line in result.stdout.splitlines() if line.split()[:1] in (["64"], ["96"])]
-    assert {row[0] for row in rows} == {"64", "96"}
-    for row in rows:      # ms per chunk of the kernel, its middle steps, its memory steps; the figures
-        assert len(row) == 8 and all(float(x) >= 0 for x in row[2:5] + [row[6]])   # are not the test's
-        assert row[5].endswith("%") and row[7].endswith("%")
-    assert "in-cache ceiling, 1 thread(s):" in result.stdout
-    if len({row[1] for row in rows}) > 1:
-        assert "from 1 to 2 threads: in-cache ceiling x" in result.stdout and "tiled 96^2 x" in result.stdout
 
 
 def test_ensemble_overhead_prints_every_command_against_the_imports():

@@ -55,6 +55,17 @@ def test_cold_cache_compiled_by_several_processes_at_once_in_both_orders(tmp_pat
 
 
 @pytest.mark.slow
+def test_kernels_cached_by_separate_runs_load_in_any_later_run(tmp_path):
+    """One run caches the tiled kernel, a second the plain one beside it, a third loads the plain one alone
+    (a big run, a benchmark, then a small run): it crashed when both kernels called one cached parallel
+    function, whose machine code the plain kernel's cache entry then referred to wrongly."""
+    env = solver_env(NUMBA_CACHE_DIR=str(tmp_path / "cache"), NUMBA_NUM_THREADS="2", OMP_WAIT_POLICY="PASSIVE")
+    results = [outcome(start(order, env)) for order in ("tiled", "numba,tiled", "numba", "tiled")]
+    for result in results:
+        assert all(verdict == "same" for verdict, _ in result.values()), result
+
+
+@pytest.mark.slow
 def test_kernel_edited_in_place_is_compiled_again(tmp_path):
     package = tmp_path / "checkout"
     shutil.copytree(REPO / "solver", package / "solver", ignore=shutil.ignore_patterns("__pycache__"))

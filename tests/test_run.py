@@ -104,9 +104,10 @@ def test_existing_output_replaced_only_with_overwrite(tmp_path, small_config):
 
 
 def test_dry_run_predicts_and_writes_nothing(tmp_path, small_config):
-    result = run_solver("run", small_config, "--dry-run", "--ranks", "4", cwd=tmp_path)
+    result = run_solver("run", small_config, "--dry-run", "--ranks", "4", "--set", "numerics.kernel=tiled",
+                        cwd=tmp_path)
     text = result.stdout
     for word in ("dx = 0.0333333", "dy = 0.0227273", "stability", "memory per rank", "output size",
-                 "4 rank(s) as", "scratch tiles per thread"):
+                 "4 rank(s) as", "ring buffers per thread"):
         assert word in text, text
     assert not (tmp_path / "out.h5").exists()
