@@ -129,6 +129,19 @@ def _slot(level, row):
     return level * SLOTS + row % SLOTS
 
 
+@njit(inline='always')
+def _outside(p, q, level):
+    """The buffer holding, after ``level`` steps of a chunk, what the plain kernel reads outside the region:
+    p at even levels, q at odd ones (no step writes there)."""
+    return p if level % 2 == 0 else q
+
+
+@njit(inline='always')
+def _edge_row(ring, edge, level, row, lo, hi, off):
+    """Copy a row outside the region, columns lo - 1 .. hi, from ``edge`` into the ring of ``level``."""
+    ring[:, _slot(level, row), lo - 1 - off:hi + 1 - off] = edge[:, row, lo - 1:hi + 1]
+
+
 @njit(cache=True, nogil=True, boundscheck=False)
 def _strip(p, q, ring, k, steps, first, region, shrink, c0, c1):
     """Advance the columns [c0, c1) of the chunk's last box ``steps`` steps from p into q: a wavefront up
@@ -140,9 +153,9 @@ def _strip(p, q, ring, k, steps, first, region, shrink, c0, c1):
     j0, j1, i0, i1 = region
     fields = p.shape[0]
     off = c0 - steps                      # ring column = grid column - off
-    row_next = np.empty(steps + 2, np.int64)     # next row of each level to compute (or copy)
-    row_end = np.empty(steps + 2, np.int64)      # end of the level's box
-    row_stop = np.empty(steps + 2, np.int64)     # end of its rows in the ring: one more if it copies row j1
+    row_next = np.empty(steps + 1, np.int64)     # next row of each level to compute (or copy)
+    row_end = np.empty(steps + 1, np.int64)      # end of the level's box
+    row_stop = np.empty(steps + 1, np.int64)     # end of its rows in the ring: one more if it copies row j1
     col_lo = np.empty(steps + 1, np.int64)
     col_hi = np.empty(steps + 1, np.int64)
     for level in range(1, steps + 1):
@@ -150,13 +163,10 @@ def _strip(p, q, ring, k, steps, first, region, shrink, c0, c1):
         row_next[level], row_end[level] = a, b
         col_lo[level] = max(c0 - (steps - level), c)
         col_hi[level] = min(c1 + (steps - level), d)
-    row_next[steps + 1] = row_end[steps + 1] = 0
     for level in range(1, steps + 1):
         row_stop[level] = row_end[level] + (1 if level < steps and row_end[level + 1] == j1 else 0)
         if level < steps and row_next[level + 1] == j0:       # the row below the region, read at j0
-            edge = p if level % 2 == 0 else q
-            lo, hi = col_lo[level] - 1, col_hi[level] + 1
-            ring[:, _slot(level, j0 - 1), lo - off:hi - off] = edge[:, j0 - 1, lo:hi]
+            _edge_row(ring, _outside(p, q, level), level, j0 - 1, col_lo[level], col_hi[level], off)
     while row_next[steps] < row_end[steps]:
         for level in range(1, steps + 1):
             r = row_next[level]
@@ -168,8 +178,7 @@ def _strip(p, q, ring, k, steps, first, region, shrink, c0, c1):
                 continue                  # the level above still reads the ring rows these would replace
             lo, hi = col_lo[level], col_hi[level]
             if r >= row_end[level]:       # the row above the region, read by the level above at j1 - 1
-                edge = p if level % 2 == 0 else q
-                ring[:, _slot(level, r), lo - 1 - off:hi + 1 - off] = edge[:, r, lo - 1:hi + 1]
+                _edge_row(ring, _outside(p, q, level), level, r, lo, hi, off)
                 row_next[level] = r + 1
                 continue
             if level > 1 and row_next[level - 1] <= r + rows:
@@ -189,7 +198,7 @@ def _strip(p, q, ring, k, steps, first, region, shrink, c0, c1):
             else:
                 _one_row(src, s0, s1, s2, si, dst, d0, di, hi - lo, k)
             if level < steps:             # the columns beside the region, as the plain kernel reads them
-                edge = p if level % 2 == 0 else q
+                edge = _outside(p, q, level)
                 for x in range(r, r + rows):
                     if lo == i0:
                         for f in range(fields):
