@@ -420,7 +420,7 @@ def dry_run(cfg, path: str, ranks: int | None) -> str:
     scratch = ""
     if chosen.kernel == "tiled":
         from .kernels import scratch_bytes_per_thread
-        scratch = f", plus {_size(scratch_bytes_per_thread(fields))} of ring buffers per thread (tiled kernel)"
+        scratch = f", plus {_size(scratch_bytes_per_thread(fields, by))} of ring buffers per thread (tiled kernel)"
     output_bytes = snapshots * fields * cfg.grid.nx * cfg.grid.ny * 8
     return "\n".join([
         cfg.to_yaml().rstrip(),

@@ -54,11 +54,12 @@ def ring_columns(width: int, depth: int) -> int:
     return needed + (64 - needed % 512) % 512
 
 
-def scratch_bytes_per_thread(fields: int = 1) -> int:
-    """Memory of the tiled kernel's ring buffers per thread (about 0.86 MB with the sizes above)."""
+def scratch_bytes_per_thread(fields: int = 1, rows: int = 0) -> int:
+    """Memory of the tiled kernel's ring buffers per thread (about 0.86 MB with the sizes above), and of the
+    copies of the region's side columns for a block of ``rows`` rows (32 B a row and field)."""
     depth = depth_for(fields)
     size = fields * depth * RING_SLOTS * ring_columns(STRIP, depth)
-    return (-(-size // 512) * 512 + 256) * 8
+    return (-(-size // 512) * 512 + 256) * 8 + 4 * fields * rows * 8
 
 
 def get(model: Model, name: str):

@@ -24,17 +24,56 @@ the thread count or the decomposition.
   ring buffer (in the core's L2 cache) and writing the last level into the other grid. A level computes the
   strip's columns and ``depth - level`` more on each side (recomputed by the neighbouring strip too), so the
   last level is exact. Each node is read from and written to memory once per ``depth`` steps, and that
-  traffic is spread over the sweep instead of bunched in a first and last step. ``new`` matches the plain
+  traffic is spread over the sweep and prefetched a pass ahead, so it overlaps the arithmetic. ``new`` matches the plain
   kernel bit for bit on the last step's box; inside the box but outside the last step's box (the shrinking
   rim of deep halos) and in ``old`` it holds stale values that no later step reads.
 
 No MPI, no I/O: decomposition, halo exchange and output live elsewhere.
 """
 import numpy as np
+from llvmlite import ir
 from numba import njit, prange
+from numba.core import cgutils, types
+from numba.extending import intrinsic
 
 PAGE = 512        # doubles in a 4 KiB page
 SLOTS = 6         # ring rows kept per level: a pair reads rows r - 1 .. r + 2 of the level below
+
+
+def _prefetch_intrinsic(write):
+    """``prefetch(address)``: ask the caches for the line holding ``address`` (an integer), to read it or
+    (write=1) to overwrite it soon, without waiting for it; LLVM's prefetch, which numba does not expose."""
+    try:
+        pointer, name = ir.PointerType(), "llvm.prefetch.p0"            # opaque pointers (LLVM >= 15)
+    except TypeError:
+        pointer, name = ir.IntType(8).as_pointer(), "llvm.prefetch.p0i8"
+
+    @intrinsic
+    def prefetch(typingctx, address):
+        def codegen(context, builder, signature, args):
+            i32 = ir.IntType(32)
+            function = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(ir.VoidType(), [pointer, i32, i32, i32]), name)
+            builder.call(function, [builder.inttoptr(args[0], pointer), ir.Constant(i32, write),
+                                    ir.Constant(i32, 3), ir.Constant(i32, 1)])     # keep in every cache, data
+            return context.get_dummy_value()
+        return types.void(address), codegen
+    return prefetch
+
+
+_prefetch_read, _prefetch_write = _prefetch_intrinsic(0), _prefetch_intrinsic(1)
+
+
+@njit(inline='always')
+def _prefetch_row(a, j, lo, hi, write):
+    """Prefetch columns lo .. hi - 1 of row j of every field of a, one cache line (8 nodes) at a time."""
+    for f in range(a.shape[0]):
+        start = a[f, j, lo:hi].ctypes.data
+        for offset in range(0, 8 * (hi - lo) + 63, 64):
+            if write:
+                _prefetch_write(start + offset)
+            else:
+                _prefetch_read(start + offset)
 
 
 @njit(inline='always')
@@ -142,6 +181,22 @@ def _edge_row(ring, edge, level, row, lo, hi, off):
     ring[:, _slot(level, row), lo - 1 - off:hi + 1 - off] = edge[:, row, lo - 1:hi + 1]
 
 
+@njit(inline='always')
+def _edge_columns(ring, sides, parity, d0, d1, x, rows, west, east, west_col, east_col):
+    """Copy the nodes just outside the region's west and east sides (as ``west`` and ``east`` say) of rows
+    x and, if ``rows`` is 2, x + 1 of ``sides`` at ``parity`` into columns west_col and east_col of ring
+    rows d0 and d1."""
+    for f in range(ring.shape[0]):
+        if west:
+            ring[f, d0, west_col] = sides[0, parity, f, x]
+            if rows == 2:
+                ring[f, d1, west_col] = sides[0, parity, f, x + 1]
+        if east:
+            ring[f, d0, east_col] = sides[1, parity, f, x]
+            if rows == 2:
+                ring[f, d1, east_col] = sides[1, parity, f, x + 1]
+
+
 @njit(cache=True, nogil=True, boundscheck=False)
 def _strip(p, q, ring, k, steps, first, region, shrink, c0, c1):
     """Advance the columns [c0, c1) of the chunk's last box ``steps`` steps from p into q: a wavefront up
@@ -167,6 +222,14 @@ def _strip(p, q, ring, k, steps, first, region, shrink, c0, c1):
         row_stop[level] = row_end[level] + (1 if level < steps and row_end[level + 1] == j1 else 0)
         if level < steps and row_next[level + 1] == j0:       # the row below the region, read at j0
             _edge_row(ring, _outside(p, q, level), level, j0 - 1, col_lo[level], col_hi[level], off)
+    # the columns beside the region as the plain kernel reads them, p's at even levels and q's at odd ones,
+    # gathered once: read row by row, q's would miss the cache every time (no level writes q near them)
+    sides = np.empty((2, 2, fields, j1 - j0))
+    if c0 - steps <= i0 or c1 + steps >= i1:
+        for f in range(fields):
+            for x in range(j0, j1):
+                sides[0, 0, f, x - j0], sides[0, 1, f, x - j0] = p[f, x, i0 - 1], q[f, x, i0 - 1]
+                sides[1, 0, f, x - j0], sides[1, 1, f, x - j0] = p[f, x, i1], q[f, x, i1]
     while row_next[steps] < row_end[steps]:
         for level in range(1, steps + 1):
             r = row_next[level]
@@ -193,19 +256,20 @@ def _strip(p, q, ring, k, steps, first, region, shrink, c0, c1):
                 dst, d0, d1, di = q, r, r + 1, lo
             else:
                 dst, d0, d1, di = ring, _slot(level, r), _slot(level, r + 1), lo - off
+            # the grid rows the next pass reads and writes, fetched while this one computes
+            if level == 1 and r + 4 <= j1:
+                _prefetch_row(p, r + 3, lo - 1, hi + 1, 0)
+                _prefetch_row(p, r + 4, lo - 1, hi + 1, 0)
+            if level == steps and r + 3 < row_end[level]:
+                _prefetch_row(q, r + 2, lo, hi, 1)
+                _prefetch_row(q, r + 3, lo, hi, 1)
             if rows == 2:
                 _two_rows(src, s0, s1, s2, s3, si, dst, d0, d1, di, hi - lo, k)
             else:
                 _one_row(src, s0, s1, s2, si, dst, d0, di, hi - lo, k)
-            if level < steps:             # the columns beside the region, as the plain kernel reads them
-                edge = _outside(p, q, level)
-                for x in range(r, r + rows):
-                    if lo == i0:
-                        for f in range(fields):
-                            ring[f, _slot(level, x), i0 - 1 - off] = edge[f, x, i0 - 1]
-                    if hi == i1:
-                        for f in range(fields):
-                            ring[f, _slot(level, x), i1 - off] = edge[f, x, i1]
+            if level < steps and (lo == i0 or hi == i1):      # the columns beside the region
+                _edge_columns(ring, sides, level % 2, d0, d1, r - j0, rows, lo == i0, hi == i1, i0 - 1 - off,
+                              i1 - off)
             row_next[level] = r + rows
 
 
