@@ -32,12 +32,12 @@ from .models import Model, import_statement
 KERNELS = ("numba", "tiled", "numpy")        # and "prange", the benchmark's yardstick
 # Temporal blocking: strips of at most STRIP columns, advanced DEPTH steps (odd, see _advance_tiled) at a time
 # as a wavefront; models with several fields take fewer steps at a time (depth_for), so that each thread's
-# ring buffers (about 0.86 MB) stay in its L2 cache. Chosen by a sweep at 2048^2 and 4096^2 on 2 cores
+# ring buffers (about 0.72 MB) stay in its L2 cache. Chosen by a sweep at 2048^2 and 4096^2 on 2 cores
 # (docs/performance.md).
 STRIP, DEPTH = 512, 31
 STENCIL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "stencil.py")
 KERNEL_DIR_VARIABLE = "SOLVER_KERNEL_DIR"
-RING_SLOTS = 6          # rows per level in the tiled kernel's rings (SLOTS in solver/stencil.py)
+RING_SLOTS = 5          # rows per level in the tiled kernel's rings (SLOTS in solver/stencil.py)
 
 
 def depth_for(fields: int) -> int:
@@ -55,7 +55,7 @@ def ring_columns(width: int, depth: int) -> int:
 
 
 def scratch_bytes_per_thread(fields: int = 1, rows: int = 0) -> int:
-    """Memory of the tiled kernel's ring buffers per thread (about 0.86 MB with the sizes above), and of the
+    """Memory of the tiled kernel's ring buffers per thread (about 0.72 MB with the sizes above), and of the
     copies of the region's side columns for a block of ``rows`` rows (32 B a row and field)."""
     depth = depth_for(fields)
     size = fields * depth * RING_SLOTS * ring_columns(STRIP, depth)

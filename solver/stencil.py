@@ -20,13 +20,13 @@ the thread count or the decomposition.
   negative-index wraparound). A pair shares two of the rows it reads: four loads per update instead of five.
 - ``_advance_tiled``: temporal blocking. The box is cut into strips of columns; each thread takes a strip
   up the grid ``depth`` steps at once, as a wavefront: every pass moves each level (steps done) a pair of
-  rows further, reading the grid at level 0, keeping the last six rows of each later level in a private
+  rows further, reading the grid at level 0, keeping the last five rows of each later level in a private
   ring buffer (in the core's L2 cache) and writing the last level into the other grid. A level computes the
   strip's columns and ``depth - level`` more on each side (recomputed by the neighbouring strip too), so the
   last level is exact. Each node is read from and written to memory once per ``depth`` steps, and that
-  traffic is spread over the sweep and prefetched a pass ahead, so it overlaps the arithmetic. ``new`` matches the plain
-  kernel bit for bit on the last step's box; inside the box but outside the last step's box (the shrinking
-  rim of deep halos) and in ``old`` it holds stale values that no later step reads.
+  traffic is spread over the sweep and prefetched a pass ahead, so it overlaps the arithmetic. ``new``
+  matches the plain kernel bit for bit on the last step's box; inside the box but outside the last step's
+  box (the shrinking rim of deep halos) and in ``old`` it holds stale values that no later step reads.
 
 No MPI, no I/O: decomposition, halo exchange and output live elsewhere.
 """
@@ -37,7 +37,11 @@ from numba.core import cgutils, types
 from numba.extending import intrinsic
 
 PAGE = 512        # doubles in a 4 KiB page
-SLOTS = 6         # ring rows kept per level: a pair reads rows r - 1 .. r + 2 of the level below
+# Ring rows kept per level. A pair of rows reads rows r - 1 .. r + 2 of the level below, and the level below
+# may only overwrite rows the level above has read: with five, a level that must wait for the one above to
+# read (it runs at least three rows ahead) never blocks the one above (which waits for at most two), so the
+# wavefront cannot stall; four can (measured: it hangs). Five rather than six: 4-5 % faster at 4096^2.
+SLOTS = 5
 
 
 def _prefetch_intrinsic(write):
