@@ -490,8 +490,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mpi-sizes", default="1024x512,2048x2048", help="grids for --mpi (default 1024x512,2048x2048)")
     p.add_argument("--mpi-steps", type=int, help=f"steps of each --mpi solver run (default {MPI_STEPS}, more on "
                    f"grids under {MPI_UPDATES / MPI_STEPS / 1e6:.0f} million nodes: {MPI_UPDATES:.0e} node updates)")
-    p.add_argument("--mpi-repeats", type=int, default=3,
-                   help="runs of each --mpi configuration, median reported (default 3)")
+    p.add_argument("--mpi-repeats", type=int, default=5,
+                   help="runs of each --mpi configuration, median reported (default 5: single runs of a second "
+                        "scatter by several per cent on a shared machine)")
     p.add_argument("--json", metavar="PATH", help="write every figure to this JSON file")
     p.add_argument("--plot", metavar="PNG", help="write a roofline-style chart to this PNG file")
 
