@@ -17,7 +17,6 @@ import traceback
 
 from . import config as config_module
 from . import safety
-from .bench import add_arguments as bench_arguments
 from .config import ConfigError
 
 EXIT_USAGE = 2
@@ -83,6 +82,7 @@ def world(MPI):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .bench import add_arguments as bench_arguments      # here: an ensemble member imports this module
     parser = Parser(prog="python -m solver", description="2D diffusion solver: numba threads, MPI "
                     "domain decomposition, parallel HDF5 output.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser, metavar="COMMAND")

@@ -7,7 +7,6 @@ names the file, the key and the fix; nothing downstream needs to check types aga
 """
 from __future__ import annotations
 
-import difflib
 import math
 import os
 import re
@@ -155,7 +154,7 @@ class Config:
         return _to_plain(self)
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
+        return yaml.dump(self.to_dict(), Dumper=YAML_DUMPER, sort_keys=False, default_flow_style=None)
 
 
 KERNELS = ("auto", "numba", "tiled", "numpy")
@@ -217,10 +216,15 @@ def parse_yaml(text: str, source: str) -> dict:
 MAX_YAML_VALUES = 100_000     # values of a config with its aliases expanded: far beyond any real config
 
 
-def _check_nodes(text: str, source: str) -> None:
+# libyaml's parser and emitter when PyYAML was built with it (pip wheels are), as an ensemble member reads
+# two configs and writes one: the same documents (and the same text for every config here), a tenth of the time
+YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+YAML_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+def _check_nodes(root, source: str) -> None:
     """Before anything is constructed: no mapping names a key twice (YAML would keep the last silently),
     and aliases do not expand to more than MAX_YAML_VALUES values (an alias bomb)."""
-    root = yaml.compose(text, Loader=yaml.SafeLoader)
     sizes: dict[int, int] = {}
 
     def size(node) -> int:          # values once every alias is expanded, each shared node counted once
@@ -246,8 +250,13 @@ def _check_nodes(text: str, source: str) -> None:
         sizes[id(node)] = total
         return total
 
-    if root is not None:
-        size(root)
+    size(root)
+
+
+def _close_matches(word: str, choices, n: int = 1) -> list[str]:
+    """The nearest of ``choices`` to a misspelt ``word`` (difflib, imported only when a config is wrong)."""
+    import difflib
+    return difflib.get_close_matches(word, choices, n=n)
 
 
 def _safe_load(text: str, source: str) -> Any:
@@ -255,8 +264,16 @@ def _safe_load(text: str, source: str) -> Any:
     date like 2001-02-30 or ``!!int abc``, KeyError for ``!!bool maybe``, RecursionError for deep nesting).
     Duplicate keys and alias bombs are refused before anything is built (_check_nodes)."""
     try:
-        _check_nodes(text, source)
-        return yaml.safe_load(text)
+        # libyaml takes exact str (or bytes): not the numpy subclasses an HDF5 attribute gives
+        loader = YAML_LOADER(bytes(text).decode() if isinstance(text, bytes) else str(text))
+        try:
+            root = loader.get_single_node()          # parsed once: checked, then built
+            if root is None:
+                return None
+            _check_nodes(root, source)
+            return loader.construct_document(root)
+        finally:
+            loader.dispose()
     except ConfigError:
         raise
     except yaml.constructor.ConstructorError as err:
@@ -337,7 +354,7 @@ def _known_key(cls, name: str, source: str, prefix: str) -> str:
     if name in names:
         return name
     where = f"{prefix}{name}"
-    close = difflib.get_close_matches(name, names, n=1)
+    close = _close_matches(name, names, n=1)
     hint = f"did you mean {prefix}{close[0]}?" if close else f"valid keys: {', '.join(names)}"
     raise ConfigError(f"{source}: unknown key {where!r}; {hint}")
 
@@ -474,7 +491,7 @@ def validate(cfg: Config) -> None:
     for side in SIDES:
         value = getattr(cfg.boundary, side)
         if value not in BOUNDARIES:
-            close = difflib.get_close_matches(value, BOUNDARIES, n=1)
+            close = _close_matches(value, BOUNDARIES, n=1)
             fail(f"boundary.{side} = {value!r}; " + (f"did you mean {close[0]}?" if close else
                                                        f"choose one of {', '.join(BOUNDARIES)}"))
     for low, high in (("west", "east"), ("south", "north")):
@@ -492,7 +509,7 @@ def validate(cfg: Config) -> None:
     if not cfg.output.path:
         fail("output.path is empty: name an output file such as results/run.h5")
     if cfg.numerics.kernel not in KERNELS:
-        close = difflib.get_close_matches(cfg.numerics.kernel, KERNELS, n=1)
+        close = _close_matches(cfg.numerics.kernel, KERNELS, n=1)
         hint = f"did you mean {close[0]}?" if close else f"choose one of {', '.join(KERNELS)}"
         fail(f"numerics.kernel = {cfg.numerics.kernel!r} is not a kernel; {hint}")
     p = cfg.parallel

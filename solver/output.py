@@ -18,7 +18,6 @@ from __future__ import annotations
 import fcntl
 import os
 import re
-import socket
 import sys
 import time
 from contextlib import contextmanager
@@ -183,7 +182,7 @@ class OutputLock:
             self.fd = fd
             try:
                 os.ftruncate(fd, 0)
-                os.write(fd, f"pid {os.getpid()} on {socket.gethostname()} since "
+                os.write(fd, f"pid {os.getpid()} on {os.uname().nodename} since "
                              f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
             except OSError:     # a full disk: the lock holds without its note; writing the output will say
                 pass
