@@ -226,14 +226,15 @@ def _strip(p, q, ring, k, steps, first, region, shrink, c0, c1):
         row_stop[level] = row_end[level] + (1 if level < steps and row_end[level + 1] == j1 else 0)
         if level < steps and row_next[level + 1] == j0:       # the row below the region, read at j0
             _edge_row(ring, _outside(p, q, level), level, j0 - 1, col_lo[level], col_hi[level], off)
-    # the columns beside the region as the plain kernel reads them, p's at even levels and q's at odd ones,
-    # gathered once: read row by row, q's would miss the cache every time (no level writes q near them)
+    # the columns beside the region as the plain kernel reads them at even and odd levels (sides[side,
+    # parity]), gathered once: read row by row, q's would miss the cache every time (no level writes q there)
     sides = np.empty((2, 2, fields, j1 - j0))
     if c0 - steps <= i0 or c1 + steps >= i1:
-        for f in range(fields):
-            for x in range(j0, j1):
-                sides[0, 0, f, x - j0], sides[0, 1, f, x - j0] = p[f, x, i0 - 1], q[f, x, i0 - 1]
-                sides[1, 0, f, x - j0], sides[1, 1, f, x - j0] = p[f, x, i1], q[f, x, i1]
+        for parity in range(2):
+            edge = _outside(p, q, parity)
+            for f in range(fields):
+                for x in range(j0, j1):
+                    sides[0, parity, f, x - j0], sides[1, parity, f, x - j0] = edge[f, x, i0 - 1], edge[f, x, i1]
     while row_next[steps] < row_end[steps]:
         for level in range(1, steps + 1):
             r = row_next[level]
