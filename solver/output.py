@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import platform
 import re
 import sys
 import time
@@ -182,7 +183,7 @@ class OutputLock:
             self.fd = fd
             try:
                 os.ftruncate(fd, 0)
-                os.write(fd, f"pid {os.getpid()} on {os.uname().nodename} since "
+                os.write(fd, f"pid {os.getpid()} on {platform.node()} since "
                              f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
             except OSError:     # a full disk: the lock holds without its note; writing the output will say
                 pass

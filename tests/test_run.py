@@ -93,6 +93,17 @@ def test_provenance_in_every_output(tmp_path, small_config):
     assert "git_commit" in info.stdout and "nx: 61" in info.stdout and "kernel" in info.stdout
 
 
+def test_installed_version_reads_the_install_without_importing():
+    """mpi4py's version in the provenance comes from its .dist-info directory: what importlib.metadata says,
+    without the imports importlib.metadata costs an ensemble member."""
+    import importlib.metadata
+
+    from solver.provenance import installed_version
+    for package in ("mpi4py", "numpy", "h5py"):
+        assert installed_version(package) == importlib.metadata.version(package), package
+    assert installed_version("no_such_package_here") == "none"
+
+
 def test_existing_output_replaced_only_with_overwrite(tmp_path, small_config):
     run_solver("run", small_config, cwd=tmp_path)
     again = run_solver("run", small_config, cwd=tmp_path, check=False)
