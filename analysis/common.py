@@ -1,7 +1,7 @@
 """What every analysis script shares: open a solver output safely, rebuild its config, pick a field of its
 model, compare with the model's exact solution, and turn bad input into one line and exit code 2.
 
-The exact field comes from the model itself (its ``exact`` hook, through ``solver.run.exact_field``) with the
+The exact field comes from the model itself (its ``exact`` hook, through ``solver.core.fields.exact_field``) with the
 config stored in the file's ``config`` attribute, so the scripts never restate a formula and know no model.
 """
 from __future__ import annotations
@@ -19,13 +19,12 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:          # the scripts run as files: use this checkout's solver package
     sys.path.insert(0, str(REPO))
 
-from solver import cli  # noqa: E402
-from solver.config import Config, ConfigError, from_dict, parse_yaml  # noqa: E402
-from solver.output import attribute, open_complete  # noqa: E402
+from solver.args import Parser  # noqa: E402,F401  (argparse with one-line errors, as the solver's)
+from solver.core.config import Config, from_dict  # noqa: E402
+from solver.core.yamlfile import parse_yaml  # noqa: E402
+from solver.errors import EXIT_USAGE, UserError  # noqa: E402
 from solver.safety import reading  # noqa: E402
-
-EXIT_USAGE = cli.EXIT_USAGE
-Parser = cli.Parser      # argparse with one-line errors and exit code 2, as the solver's command line
+from solver.storage.output import attribute, open_complete  # noqa: E402
 
 
 class InputError(Exception):
@@ -33,10 +32,10 @@ class InputError(Exception):
 
 
 def run_main(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
-    """Call main, turning InputError/ConfigError into ``error: ...`` on stderr and exit code 2."""
+    """Call main, turning InputError/UserError into ``error: ...`` on stderr and exit code 2."""
     try:
         return main(argv)
-    except (InputError, ConfigError) as err:
+    except (InputError, UserError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
 
@@ -79,8 +78,8 @@ class Output:
 
     def exact(self, index: int) -> np.ndarray:
         """The model's exact solution of this field at the time of snapshot ``index``."""
-        from solver.grid import init_global_grid
-        from solver.run import exact_field
+        from solver.core.fields import exact_field
+        from solver.core.grid import init_global_grid
         self.require_exact("this comparison")
         recorded, model = self.attrs.get("model_source_sha256"), self.cfg.model_impl
         if recorded and recorded != model.source_hash and not self._warned:
@@ -119,7 +118,7 @@ def _open_output(path: str, field: str | None) -> Output:
             raise InputError(f"{path}: its 'config' attribute is not text; pass an output of 'python -m solver run'")
         try:
             cfg = from_dict(parse_yaml(attrs["config"], f"{path}:config"), f"{path}:config")
-        except ConfigError as err:
+        except UserError as err:
             raise InputError(f"the config stored in the file does not load: {err}") from None
         names = list(cfg.model_impl.fields)
         field = names[0] if field is None else field
@@ -164,8 +163,8 @@ def write_csv(rows: list[dict], path: str, columns: list[str] | None = None) -> 
 
 def check_outputs(inputs: list[str], *outputs: tuple[str | None, str, tuple[str, ...]]) -> None:
     """Refuse, before any work, outputs (path, option, extensions) that are directories, have another
-    extension, are inputs or would replace a file of another kind (solver.files.check_analysis_output)."""
-    from solver.files import check_analysis_output
+    extension, are inputs or would replace a file of another kind (solver/storage/files.py check_analysis_output)."""
+    from solver.storage.files import check_analysis_output
     for path, option, extensions in outputs:
         if path is not None:
             check_analysis_output(path, [str(name) for name in inputs], extensions, option)

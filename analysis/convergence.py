@@ -32,8 +32,8 @@ import numpy as np  # noqa: E402
 
 from analysis.common import (REPO, InputError, Parser, check_outputs, errors, open_output, run_main,  # noqa: E402
                              write_csv)
-from solver import config as config_module  # noqa: E402
-from solver.config import Config  # noqa: E402
+from solver.core import config as config_module  # noqa: E402
+from solver.core.config import Config  # noqa: E402
 
 DEFAULT_CONFIG = REPO / "configs" / "convergence.yaml"
 
@@ -65,8 +65,8 @@ def observed_orders(spacing: list[float], error: list[float]) -> list[float]:
 
 def study(base: Config, levels: int, stability: float, workdir: str) -> tuple[list[dict], dict]:
     """Run every level; returns one row per level (grid, dt, errors at t_end) and the outputs' units."""
-    from solver.checkpoint import path_for
-    from solver.files import check_run_paths
+    from solver.storage.checkpoint import path_for
+    from solver.storage.files import check_run_paths
     from solver.run import run
     configs = [level_config(base, level, stability) for level in range(levels)]
     paths = [os.path.join(workdir, f"level-{level}.h5") for level in range(levels)]
@@ -76,7 +76,7 @@ def study(base: Config, levels: int, stability: float, workdir: str) -> tuple[li
     rows = []
     for level, cfg, path in zip(range(levels), configs, paths):
         started = time.perf_counter()
-        run(cfg, path, comm=None, say=lambda message, error=False: None)
+        run(cfg, path, say=lambda message, error=False: None)
         out = open_output(path)
         e = errors(out.snapshot(-1), out.exact(-1), cfg.dx, cfg.dy)
         rows.append({"level": level, "nx": cfg.grid.nx, "ny": cfg.grid.ny, "dx": cfg.dx, "dy": cfg.dy,

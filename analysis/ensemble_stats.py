@@ -26,10 +26,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from solver.config import ConfigError, load
-from solver.files import check_analysis_output
-from solver.ensemble import Parser, UsageError, check_range, member_path, parse_member
-from solver.output import attribute, partial_path
+from solver.args import Parser, UsageError
+from solver.core.config import load
+from solver.ensemble import member_path, parse_members
+from solver.errors import UserError
+from solver.storage.files import check_analysis_output
+from solver.storage.output import attribute, partial_path
 
 SCALARS = {   # name: (long name, units)
     "peak": ("peak value of the final field", "1"),
@@ -315,13 +317,7 @@ def parse_range(text: str, cfg) -> list[int]:
         if not members:
             raise UsageError("ensemble.members is 0: give the members with --members FIRST-LAST")
         return list(range(1, members + 1))
-    first, sep, last = text.partition("-")
-    a = parse_member(first)
-    b = parse_member(last) if sep else a
-    if b < a:
-        raise UsageError(f"--members {text}: the range runs backwards; write {b}-{a}")
-    check_range(cfg, a, b, text)
-    return list(range(a, b + 1))
+    return parse_members([text], cfg)
 
 
 def compress(numbers: list[int]) -> str:
@@ -372,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
         check_analysis_output(out, [args.config], (".h5",), "-o")
         for png in pngs:
             check_analysis_output(png, [args.config], (".png",), "-o (its plots)")
-    except (ConfigError, UsageError) as err:
+    except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     quantiles = sorted(set(args.quantiles))

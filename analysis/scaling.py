@@ -29,7 +29,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from analysis.common import InputError, Parser, check_outputs, open_output, run_main, write_csv  # noqa: E402
-from solver import config as config_module  # noqa: E402
+from solver.core import config as config_module  # noqa: E402
 
 TIMINGS = ("mlups", "compute_seconds", "halo_seconds", "io_seconds", "wall_seconds", "ranks", "threads_per_rank")
 SHARES = (("compute_seconds", "compute", "tab:blue"), ("halo_seconds", "halo exchange", "tab:orange"),

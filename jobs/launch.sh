@@ -17,7 +17,7 @@
 # where it cannot be written, the status alone counts.
 # shellcheck shell=bash
 
-SOLVER_EXIT_REQUEUE=3       # solver/checkpoint.py EXIT_REQUEUE
+SOLVER_EXIT_REQUEUE=3       # solver/storage/checkpoint.py EXIT_REQUEUE
 
 launch() {
     local child status forwarded stop_file

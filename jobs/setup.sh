@@ -68,8 +68,8 @@ fi
 py=$venv/bin/python
 pip() { "$py" -m pip --disable-pip-version-check -q "$@"; }
 
-# Which MPI library mpi4py and h5py use: one line, or the problem and its fix (solver/mpilib.py).
-mpi_check() { PYTHONPATH=$root "$py" -m solver.mpilib check | sed 's/^/setup: /'; }
+# Which MPI library mpi4py and h5py use: one line, or the problem and its fix (solver/parallel/mpilib.py).
+mpi_check() { PYTHONPATH=$root "$py" -m solver.parallel.mpilib check | sed 's/^/setup: /'; }
 
 # Re-install only when the requirements, the extras, the MPI or the HDF5 changed since the last successful
 # setup. The stamp holds a hash of all of them, then the MPI and the HDF5 lines compiled against.

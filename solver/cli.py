@@ -9,80 +9,36 @@ system's time limit send) ends a run like Ctrl-C: one line, and a serial run rem
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import signal
 import sys
 import time
 import traceback
 
-from . import config as config_module
-from . import safety
-from .config import ConfigError
-
-EXIT_USAGE = 2
-MPI_LAUNCHER_VARIABLES = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "PMI_RANK", "MPI_LOCALNRANKS")
-MPI_SIZE_VARIABLES = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE")    # Open MPI; Hydra (MPICH, Intel MPI), srun PMI-1/2
-
-# Environment variables the solver (or numba underneath it) reads as counts: name -> (least value, fix).
-COUNT_VARIABLES = {
-    "SLURM_CPUS_PER_TASK": (1, "fix the job's --cpus-per-task or unset it"),
-    "NUMBA_NUM_THREADS": (1, "set it to the threads per rank, e.g. NUMBA_NUM_THREADS=2, or unset it"),
-    **{name: (0 if name.endswith("RANK") else 1,
-              "it is set by mpirun/srun; unset it when starting the solver without a launcher")
-       for name in MPI_LAUNCHER_VARIABLES},
-}
-NUMBA_THREADING_LAYERS = ("default", "safe", "threadsafe", "forksafe", "tbb", "omp", "workqueue")
+from . import machine, safety
+from .args import Parser
+from .comm import launcher_size, on_root, world
+from .core import config as config_module
+from .core import kernels
+from .errors import EXIT_FAILED, EXIT_REQUEUE, EXIT_USAGE, ConfigError, OutputError, RunError, UserError
+from .info import describe
+from .run import run
+from .run.planning import check_fits, footprint
+from .storage import output
+from .storage.checkpoint import Stopped, path_for, record_stop
+from .storage.files import check_run_paths
+from .storage.lock import OutputLock
+from .storage.output import partial_path
 
 
 class Terminated(BaseException):
     """SIGTERM arrived (scancel, a time limit): unwinds the run like KeyboardInterrupt does for SIGINT."""
 
 
-class Parser(argparse.ArgumentParser):
-    """argparse with one-line errors (and exit code 2) instead of a usage block."""
-
-    def error(self, message: str):
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-def check_environment(environ=os.environ) -> None:
-    """Refuse environment variables that would crash numba or the launcher detection, with one line."""
-    for name, (least, fix) in COUNT_VARIABLES.items():
-        value = environ.get(name)
-        if value is not None and not (value.strip().isdigit() and int(value) >= least):
-            kind = "a positive" if least else "a non-negative"
-            raise ConfigError(f"environment: {name}={value!r} is not {kind} whole number; {fix}")
-    layer = environ.get("NUMBA_THREADING_LAYER")
-    if layer is not None and layer not in NUMBA_THREADING_LAYERS:
-        raise ConfigError(f"environment: NUMBA_THREADING_LAYER={layer!r} is not a numba threading layer; "
-                          f"use one of {', '.join(NUMBA_THREADING_LAYERS)} or unset it")
-
-
-def launched_by_mpi() -> bool:
-    """True under mpirun/mpiexec/srun with an MPI plugin; a plain process never imports mpi4py."""
-    return any(os.environ.get(v) for v in MPI_LAUNCHER_VARIABLES)
-
-
-def launcher_size() -> int | None:
-    """The rank count the launcher says it started, where it says so (not every launcher does)."""
-    sizes = [int(os.environ[v]) for v in MPI_SIZE_VARIABLES if os.environ.get(v, "").strip().isdigit()]
-    return sizes[0] if sizes else None
-
-
-def world(MPI):
-    """COMM_WORLD, refused when it is smaller than the launch: mpirun of one MPI starts ranks that each find
-    themselves alone under mpi4py built for another (N serial copies of the run, all writing one file)."""
-    from .mpilib import version
-    comm, launched = MPI.COMM_WORLD, launcher_size()
-    if launched is not None and comm.Get_size() != launched:
-        raise ConfigError(f"the launcher started {launched} ranks but MPI sees {comm.Get_size()}: the launcher and "
-                          f"mpi4py ({version()}) are different MPIs; use the mpirun of the MPI mpi4py was built with, "
-                          "or activate the environment set up for this one (jobs/setup.sh, VENV)")
-    return comm
-
-
-def build_parser() -> argparse.ArgumentParser:
-    from .bench import add_arguments as bench_arguments      # here: an ensemble member imports this module
+def build_parser(commands: dict | None = None) -> argparse.ArgumentParser:
+    """The parser of ``run``, ``validate``, ``info`` and of the extra ``commands`` (name -> (help,
+    description, add_arguments)): the benchmark's, which the package's entry point adds (solver/__main__.py)."""
     parser = Parser(prog="python -m solver", description="2D diffusion solver: numba threads, MPI "
                     "domain decomposition, parallel HDF5 output.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser, metavar="COMMAND")
@@ -116,18 +72,17 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Print what produced an output file: config, versions, git, SLURM, timings.")
     p.add_argument("file", help="an HDF5 file written by the solver")
 
-    p = sub.add_parser("bench", help="time the kernels against the memory-bandwidth bound",
-                       description="Measure the copy bound and every kernel's MLUPS at several sizes in one run; "
-                       "print a table, optionally write JSON and a roofline-style PNG.")
-    bench_arguments(p)
+    for name, (help_text, description, add_arguments) in (commands or {}).items():
+        add_arguments(sub.add_parser(name, help=help_text, description=description))
     return parser
 
 
 _kept: list = []   # an exception whose HDF5 objects must never be freed (see output.closed_cleanly)
 
 
-def main(argv: list[str] | None = None) -> int:
-    code = _main(argv)
+def main(argv: list[str] | None = None, commands: dict | None = None) -> int:
+    """The command line; ``commands``: extra subcommands, name -> (help, description, add_arguments, run)."""
+    code = _main(argv, commands or {})
     if _kept:
         sys.stdout.flush()
         sys.stderr.flush()
@@ -135,8 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     return code
 
 
-def _main(argv: list[str] | None) -> int:
-    args = build_parser().parse_args(argv)
+def _main(argv: list[str] | None, commands: dict) -> int:
+    args = build_parser({name: entry[:3] for name, entry in commands.items()}).parse_args(argv)
     try:
         if args.command == "validate":
             cfg = config_module.load(args.config, args.overrides)
@@ -144,22 +99,20 @@ def _main(argv: list[str] | None) -> int:
             print(f"# {args.config}: valid; model {describe_model(cfg)}; {cfg.nsteps} steps, dt = "
                   f"{cfg.stability:.3f} of the largest stable dt")
             return 0
-        if args.command == "bench":
+        if args.command in commands:
             safety.started()
-            from .bench import main as bench
-            return bench(args)
+            return commands[args.command][3](args)
         if args.command == "info":
-            from .info import describe
             print(describe(args.file))
             return 0
         return command_run(args)
-    except ConfigError as err:
+    except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
 
 
 def command_run(args) -> int:
-    check_environment()
+    machine.check_environment()
     cfg = config_module.load(args.config, args.overrides)
     path = cfg.output.path if args.output is None else args.output
     if args.dry_run:
@@ -168,14 +121,11 @@ def command_run(args) -> int:
     if args.max_steps < 0:
         raise ConfigError(f"--max-steps {args.max_steps}: must be a positive step count (0: no limit)")
     options = {"restart": args.restart, "max_steps": args.max_steps}
-    comm = None
-    if launched_by_mpi():
-        from mpi4py import MPI
-        comm = world(MPI)
+    comm = world()
     try:
         agree(cfg, comm)
-    except ConfigError:
-        if comm is not None and comm.Get_rank() != 0:
+    except UserError:
+        if comm.Get_rank() != 0:
             return EXIT_USAGE            # every rank found the same problem: rank 0 says it, once
         raise
     safety.started()            # from here a signal is the run's to handle (a checkpoint, a clean-up)
@@ -183,7 +133,7 @@ def command_run(args) -> int:
     lock = None
     try:
         lock = claim_output(path, args.overwrite, comm, resuming=args.restart != "never",
-                            checkpoint=checkpoint_path(cfg, path), config=args.config)
+                            checkpoint=path_for(cfg, path), config=args.config)
         return run_guarded(cfg, path, comm, **options)
     except (KeyboardInterrupt, Terminated) as err:      # before the run began: nothing to clean up
         return _interrupted(_signal_behind(err), path, "", comm)
@@ -197,38 +147,33 @@ def _terminate(signum, frame):
     raise Terminated(signum)
 
 
-def checkpoint_path(cfg, path: str) -> str:
-    from .checkpoint import path_for
-    return path_for(cfg, path)
-
-
-def claim_output(path: str, overwrite: bool, comm, resuming: bool = False, checkpoint: str | None = None,
+def claim_output(path: str, overwrite: bool, comm, checkpoint: str, resuming: bool = False,
                  config: str | None = None):
     """Check the output may be written and lock it for this run; rank 0 does it and tells the others.
-    Every file the run may replace or delete must be missing or its own (solver.files.check_run_paths)."""
-    from .files import check_run_paths
-    from .output import OutputLock, partial_path
-    lock, problem = None, None
-    if comm is None or comm.Get_rank() == 0:
+    Every file the run may replace or delete must be missing or its own (storage/files.py check_run_paths)."""
+
+    def claim():
+        check_output(path, overwrite, create=False)
+        check_run_paths(path, checkpoint, config, overwrite)
+        check_output(path, overwrite)       # only now create the output's directory
+        lock = OutputLock(path)
+        lock.acquire()
         try:
-            check_output(path, overwrite, create=False)
-            check_run_paths(path, checkpoint or os.path.splitext(path)[0] + ".ckpt.h5", config, overwrite)
-            check_output(path, overwrite)       # only now create the output's directory
-            lock = OutputLock(path)
-            lock.acquire()
-            check_output(path, overwrite)       # again: a run that held the lock may just have finished
-            if os.path.exists(partial_path(path)) and not resuming:
-                print(f"note: replacing {partial_path(path)} left by an earlier run that did not finish",
-                      file=sys.stderr, flush=True)
-        except (ConfigError, OSError) as err:     # whatever it is, the other ranks must hear of it
-            if lock is not None:
-                lock.release()
-            lock, problem = None, str(err)
-    if comm is not None and comm.Get_size() > 1:
-        problem = comm.bcast(problem, root=0)
-    if problem:
-        raise ConfigError(problem)
-    return lock
+            check_output(path, overwrite)   # again: a run that held the lock may just have finished
+        except UserError:
+            lock.release()
+            raise
+        if os.path.exists(partial_path(path)) and not resuming:
+            print(f"note: replacing {partial_path(path)} left by an earlier run that did not finish",
+                  file=sys.stderr, flush=True)
+        return lock
+
+    def claim_or_say():
+        try:
+            return claim()
+        except OSError as err:              # whatever it is, the other ranks must hear of it
+            raise ConfigError(str(err)) from None
+    return on_root(comm, claim_or_say)
 
 
 def check_output(path: str, overwrite: bool, create: bool = True) -> None:
@@ -253,12 +198,8 @@ def check_output(path: str, overwrite: bool, create: bool = True) -> None:
 
 def run_guarded(cfg, path: str, comm, **options) -> int:
     """Run, turning failures into one line and an exit code; under MPI a failing rank aborts all."""
-    from .checkpoint import EXIT_REQUEUE, Stopped, record_stop
-    from . import output
-    from .output import OutputError
-    from .run import RunError, run
-    rank = 0 if comm is None else comm.Get_rank()
-    prefix = "" if comm is None or comm.Get_size() == 1 else f"rank {rank}: "
+    rank = comm.Get_rank()
+    prefix = "" if comm.Get_size() == 1 else f"rank {rank}: "
     try:
         summary = run(cfg, path, comm, **options)
     except Stopped as stop:             # collective: every rank stops at the same step
@@ -269,7 +210,7 @@ def run_guarded(cfg, path: str, comm, **options) -> int:
         return EXIT_REQUEUE
     except (KeyboardInterrupt, Terminated) as err:
         return _interrupted(_signal_behind(err), path, prefix, comm)
-    except ConfigError as err:          # deterministic: every rank finds the same problem
+    except UserError as err:            # deterministic: every rank finds the same problem
         if rank == 0:
             print(f"error: {err}", file=sys.stderr, flush=True)
         return _fail(comm, EXIT_USAGE, collective=True)
@@ -285,7 +226,7 @@ def run_guarded(cfg, path: str, comm, **options) -> int:
         print(f"{prefix}error: {err}", file=sys.stderr, flush=True)
         if not output.closed_cleanly():
             _kept.append(err)     # its frames hold HDF5 objects that crash when freed; main() leaves at once
-        return _fail(comm, 1)
+        return _fail(comm, EXIT_FAILED)
     if rank == 0:
         print(format_summary(summary, path))
     return 0
@@ -318,7 +259,7 @@ def _fail(comm, code: int, collective: bool = False) -> int:
     """End a failed run: under MPI a failure on one rank aborts every rank. The rank's error line is already
     written and flushed, but a launcher may drop output still on its way when the abort reaches it (MPICH's
     Hydra lost it in one of three CI runs), so the abort waits a moment; no other rank is waited for."""
-    if comm is not None and comm.Get_size() > 1 and not collective:
+    if comm.Get_size() > 1 and not collective:
         sys.stdout.flush()
         sys.stderr.flush()
         time.sleep(ABORT_GRACE_SECONDS)
@@ -342,47 +283,16 @@ def describe_model(cfg) -> str:
     return f"{model.name} from {model.file} (fields {', '.join(model.fields)})"
 
 
-MAX_RANKS = 2 ** 22      # more MPI ranks than any machine runs; also bounds the process-grid search
-
-
-def footprint(cfg, ranks: int):
-    """(px, py, bx, by, bytes, plan): the process grid, the largest stored block (halo included), the bytes
-    of its two field buffers and the run's plan (kernel and halo; ranks taken to share one node). Refuses
-    rank counts and halo widths the grid cannot hold, before any allocation or any long search."""
-    from .grid import process_grid, split
-    from .run import plan
-    nx, ny = cfg.grid.nx, cfg.grid.ny
-    if ranks < 1:
-        raise ConfigError(f"--ranks {ranks}: needs at least 1 rank")
-    if ranks > min(MAX_RANKS, nx * ny):
-        raise ConfigError(f"{ranks} ranks: more than the {min(MAX_RANKS, nx * ny)} this grid (or any machine) "
-                          "can use; use fewer ranks")
-    px, py = process_grid(ranks, nx, ny) if cfg.parallel.ranks == "auto" else cfg.parallel.ranks
-    if px * py != ranks:
-        raise ConfigError(f"{cfg.source}: parallel.ranks = [{px}, {py}] needs {px * py} ranks, not {ranks}")
-    chosen = plan(cfg, (px, py), ranks)
-    h = chosen.halo
-    smallest = min(split(nx, px, px - 1)[1] - split(nx, px, px - 1)[0],
-                   split(ny, py, py - 1)[1] - split(ny, py, py - 1)[0])
-    if h > smallest:
-        raise ConfigError(f"{cfg.source}: parallel.halo = {h} is wider than the smallest block ({smallest} "
-                          f"nodes on {ranks} rank(s)); use parallel.halo <= {max(1, smallest)}")
-    bx = split(nx, px, 0)[1] + 2 * h        # the largest block is the first
-    by = split(ny, py, 0)[1] + 2 * h
-    return px, py, bx, by, 2 * len(cfg.model_impl.fields) * bx * by * 8, chosen  # two levels of every field
-
-
 def agree(cfg, comm) -> None:
     """Before anything is allocated or written: the run fits in memory on every rank, and every rank
     resolved the same config (a file edited while the job started, or an MPMD launch, would otherwise hang
     the ranks in mismatched collectives). Collective under MPI: every rank raises the same ConfigError."""
-    import hashlib
     problem = None
     try:
-        check_fits(cfg, 1 if comm is None else comm.Get_size())
-    except ConfigError as err:
+        check_fits(cfg, comm.Get_size())
+    except UserError as err:
         problem = str(err)
-    if comm is None or comm.Get_size() == 1:
+    if comm.Get_size() == 1:
         if problem:
             raise ConfigError(problem)
         return
@@ -398,20 +308,12 @@ def agree(cfg, comm) -> None:
         raise ConfigError(problem)
 
 
-def check_fits(cfg, ranks: int, warn=None) -> None:
-    """Refuse (or warn, for --dry-run) a run whose per-rank fields cannot fit in the memory it may use:
-    the two buffers plus the initial condition's temporaries, about twice the buffers."""
-    from .safety import check_memory
-    local = [os.environ.get(v, "") for v in ("OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "PMI_LOCAL_SIZE")]
-    ranks_here = next((int(v) for v in local if v.strip().isdigit() and int(v) > 0), 1)   # Open MPI, Hydra, PMIx
-    check_memory(2 * footprint(cfg, ranks)[4], ranks_here, warn)
-
-
 def dry_run(cfg, path: str, ranks: int | None) -> str:
     """What a run would do and need, without running it."""
     if ranks is None:
         ranks = launcher_size() or 1
-    px, py, bx, by, field_bytes, chosen = footprint(cfg, ranks)
+    need = footprint(cfg, ranks)
+    (px, py), (bx, by), field_bytes, chosen = need.dims, need.block, need.field_bytes, need.plan
     h = chosen.halo
     check_fits(cfg, ranks, warn=lambda message: print(message, file=sys.stderr, flush=True))
     every = cfg.output.every
@@ -419,8 +321,7 @@ def dry_run(cfg, path: str, ranks: int | None) -> str:
     fields = len(cfg.model_impl.fields)
     scratch = ""
     if chosen.kernel == "tiled":
-        from .kernels import scratch_bytes_per_thread
-        scratch = f", plus {_size(scratch_bytes_per_thread(fields, by))} of ring buffers per thread (tiled kernel)"
+        scratch = f", plus {_size(kernels.scratch_bytes_per_thread(fields, by))} of ring buffers per thread (tiled kernel)"
     output_bytes = snapshots * fields * cfg.grid.nx * cfg.grid.ny * 8
     return "\n".join([
         cfg.to_yaml().rstrip(),
@@ -439,4 +340,4 @@ def dry_run(cfg, path: str, ranks: int | None) -> str:
     ])
 
 
-_size = safety.size_text
+_size = machine.size_text

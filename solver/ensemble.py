@@ -17,29 +17,33 @@ import os
 import sys
 
 if __name__ == "__main__" and not __package__:
-    # Run as a file, sys.path[0] is solver/ (whose config.py, output.py ... would shadow top-level
-    # modules); make it the repository root so ``solver`` is the package next to this file.
+    # Run as a file, sys.path[0] is solver/ (whose modules and folders would shadow top-level ones);
+    # make it the repository root so ``solver`` is the package next to this file.
     sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     from solver.safety import quiet_start
-    quiet_start()       # Ctrl-C or SIGTERM while importing: one line (solver.safety)
+    quiet_start()       # Ctrl-C or SIGTERM while importing: one line (solver/safety.py)
 
 import argparse
-import re
 import time
 import zlib
 from dataclasses import dataclass, replace
 from typing import Any, Callable
 
-from solver.config import Config, ConfigError, components, load, perturbed_width, with_values
+import numpy as np
+
+from solver import safety
+from solver.args import Parser, UsageError, parse_member, parse_range
+from solver.core.config import Config, load, with_values
+from solver.core.perturbations import DISTRIBUTIONS, components, perturbed_width
+from solver.errors import EXIT_FAILED, EXIT_USAGE, ConfigError, OutputBusy, UserError
+from solver.machine import check_environment, cpus_per_task
+from solver.run import run
+from solver.run.planning import check_fits
+from solver.storage import files
+from solver.storage.checkpoint import path_for
+from solver.storage.lock import OutputLock
 
 DEFAULT_CONFIG = "configs/ensemble.yaml"
-EXIT_USAGE, EXIT_FAILED = 2, 1
-
-
-class UsageError(ValueError):
-    """A bad member number or option; one line for the user, exit code 2."""
-
-
 @dataclass(frozen=True)
 class Outcome:
     """What happened to one member: status is done, skipped or failed."""
@@ -50,14 +54,6 @@ class Outcome:
 
 
 # --- members and their parameters -------------------------------------------------------------
-def parse_member(text: str) -> int:
-    """A member number is a whole number from 1 up; anything else is a usage error."""
-    if not re.fullmatch(r"\s*[0-9]+\s*", text) or int(text) < 1:
-        raise UsageError(f"member {text!r} is not a member number: use whole numbers from 1 up, "
-                         "e.g. python solver/ensemble.py 17 or jot 1000 | parallel python solver/ensemble.py")
-    return int(text)
-
-
 def check_member(cfg: Config, member: int) -> None:
     members = cfg.ensemble.members
     if members and member > members:
@@ -76,10 +72,28 @@ def check_range(cfg: Config, first: int, last: int, text: str) -> None:
                          "at once; split it into smaller ranges or set ensemble.members")
 
 
+def parse_members(items: list[str], cfg: Config) -> list[int]:
+    """Member numbers and ranges ``A-B``, each once, in the order given; none means 1..ensemble.members."""
+    members = cfg.ensemble.members
+    if not items:
+        if not members:
+            raise UsageError("no members given and ensemble.members is 0; "
+                             "name members (1 2 5-10) or set ensemble.members")
+        return list(range(1, members + 1))
+    out = []
+    for item in items:
+        bounds = parse_range(item)
+        if bounds is None:
+            out.append(parse_member(item))
+            continue
+        check_range(cfg, *bounds, item)
+        out.extend(range(bounds[0], bounds[1] + 1))
+    return list(dict.fromkeys(out))
+
+
 def check_setup(cfg: Config) -> None:
     """Refuse, once and up front, what would fail every member the same way: the environment, an
     output_dir that cannot hold the members, a shared checkpoint.path, a key the distribution cannot draw."""
-    from solver.cli import check_environment
     check_environment()
     src = cfg.source
     if cfg.checkpoint.path:
@@ -105,7 +119,6 @@ def check_setup(cfg: Config) -> None:
 
 def draw(cfg: Config, member: int) -> dict[str, Any]:
     """The perturbed values of one member: {dotted key: value}, a list for a pair such as initial.center."""
-    import numpy as np
     values = {}
     for key, spec in cfg.ensemble.perturb.items():
         # One stream per key, keyed by the key's name: reordering or adding keys changes no other draw.
@@ -116,13 +129,10 @@ def draw(cfg: Config, member: int) -> dict[str, Any]:
             choices = spec["values"]
             values[key] = choices[int(rng.integers(len(choices)))]
             continue
-        args = [components(spec[name], width) for name in _ARGUMENTS[spec["dist"]]]
+        args = [components(spec[name], width) for name in DISTRIBUTIONS[spec["dist"]]]
         sample = getattr(rng, spec["dist"])(*args)
         values[key] = float(sample[0]) if width == 1 else [float(v) for v in sample]
     return values
-
-
-_ARGUMENTS = {"uniform": ("low", "high"), "normal": ("mean", "std"), "lognormal": ("mean", "sigma")}
 
 
 def member_config(cfg: Config, member: int) -> tuple[Config, dict[str, Any]]:
@@ -144,8 +154,7 @@ def member_threads(cfg: Config) -> Config:
     (members run side by side; threading one small member only adds start-up)."""
     threads = cfg.parallel.threads
     if threads == "auto":
-        slurm = os.environ.get("SLURM_CPUS_PER_TASK", "")
-        threads = int(slurm) if slurm.isdigit() and int(slurm) > 0 else 1
+        threads = cpus_per_task() or 1
         cfg = replace(cfg, parallel=replace(cfg.parallel, threads=threads))
     if "numba" not in sys.modules:
         os.environ["NUMBA_NUM_THREADS"] = str(threads)   # numba starts only the threads we use
@@ -168,15 +177,11 @@ def run_member(cfg: Config, member: int, force: bool = False, say: Callable | No
     path = member_path(cfg, member)
     lock = None
     try:
-        from solver import files
-        from solver.checkpoint import path_for
-        from solver.output import OutputLock
         skipped = Outcome(member, "skipped", f"member {member}: skipped, {path} is complete (--force reruns it)")
         if not force and files.kind(path) == files.OUTPUT:
             return skipped
         member_cfg, values = member_config(cfg, member)
         member_cfg = member_threads(member_cfg)
-        from solver.cli import check_fits
         check_fits(member_cfg, 1)
         os.makedirs(cfg.ensemble.output_dir, exist_ok=True)
         # Only the member's own files are replaced, and one process at a time computes a member
@@ -184,7 +189,7 @@ def run_member(cfg: Config, member: int, force: bool = False, say: Callable | No
         lock = OutputLock(path)
         try:
             lock.acquire()
-        except files.OutputBusy as err:
+        except OutputBusy as err:
             lock = None
             return Outcome(member, "skipped", f"member {member}: skipped, {err.holder} is computing it")
         if not force and files.kind(path) == files.OUTPUT:      # finished while we waited for the lock
@@ -193,9 +198,8 @@ def run_member(cfg: Config, member: int, force: bool = False, say: Callable | No
                  "ensemble_config": config_path or cfg.source,
                  "ensemble_parameters": ",".join(values)}
         attrs.update({f"param.{key}": value for key, value in values.items()})
-        from solver.run import run
         summary = run(member_cfg, path, say=say or _quiet, attrs=attrs)
-    except ConfigError as err:
+    except UserError as err:
         message = str(err) if str(err).startswith("member") else f"member {member}: {err}"
         return Outcome(member, "failed", f"error: {message}", time.perf_counter() - start)
     except Exception as err:     # RunError, OSError ...: this member fails, the others go on
@@ -224,13 +228,6 @@ def report(outcome: Outcome) -> None:
 
 
 # --- command line -----------------------------------------------------------------------------
-class Parser(argparse.ArgumentParser):
-    """argparse with one-line errors and exit code 2."""
-
-    def error(self, message: str):
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="python solver/ensemble.py",
                     description="Run ensemble members, one after another: member k perturbs the config's "
@@ -264,11 +261,10 @@ def main(argv: list[str] | None = None) -> int:
         for member in members:
             check_member(cfg, member)
         check_setup(cfg)
-    except (ConfigError, UsageError) as err:
+    except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
-    from solver.safety import started
-    started()
+    safety.started()
     failed, done = 0, 0
     try:
         for member in members:

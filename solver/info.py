@@ -1,9 +1,9 @@
 """``python -m solver info FILE``: the provenance of an output in a readable form."""
 from __future__ import annotations
 
-from .config import ConfigError
-from .output import attribute, open_complete
+from .errors import ConfigError
 from .safety import reading
+from .storage.output import attribute, open_complete
 
 SECTIONS = {
     "run": ("solver_command", "start_time", "end_time", "host", "git_commit", "git_dirty"),

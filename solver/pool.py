@@ -7,38 +7,16 @@ worker rather than once per member. Workers are spawned (not forked) with NUMBA_
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from functools import lru_cache
 
 from solver import ensemble
-from solver.config import ConfigError, load
-
-EXIT_USAGE, EXIT_FAILED = 2, 1
-
-
-def parse_members(items: list[str], cfg) -> list[int]:
-    """Member numbers and ranges ``A-B``; none means 1..ensemble.members."""
-    members = cfg.ensemble.members
-    if not items:
-        if not members:
-            raise ensemble.UsageError("no members given and ensemble.members is 0; "
-                                      "name members (1 2 5-10) or set ensemble.members")
-        return list(range(1, members + 1))
-    out = []
-    for item in items:
-        first, sep, last = item.partition("-")
-        if sep and first:
-            a, b = ensemble.parse_member(first), ensemble.parse_member(last)
-            if b < a:
-                raise ensemble.UsageError(f"member range {item!r} runs backwards; write it as {b}-{a}")
-            ensemble.check_range(cfg, a, b, item)
-            out.extend(range(a, b + 1))
-        else:
-            out.append(ensemble.parse_member(item))
-    return list(dict.fromkeys(out))      # each member once, in the order given
+from solver.args import Parser, UsageError
+from solver.core.config import load
+from solver.errors import EXIT_FAILED, EXIT_USAGE, UserError
+from solver.machine import available_cores
 
 
 @lru_cache(maxsize=None)
@@ -51,7 +29,7 @@ def _work(config_path: str, member: int, force: bool) -> ensemble.Outcome:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = ensemble.Parser(prog="python -m solver.pool",
+    parser = Parser(prog="python -m solver.pool",
                              description="Run ensemble members in a pool of worker processes "
                              "(concurrent.futures): the same files and bits as "
                              "'parallel python solver/ensemble.py', without GNU parallel.",
@@ -70,18 +48,17 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         cfg = load(args.config)
-        members = parse_members(args.members, cfg)
+        members = ensemble.parse_members(args.members, cfg)
         for member in members:
             ensemble.check_member(cfg, member)
         ensemble.check_setup(cfg)
         if args.jobs < 0:
-            raise ensemble.UsageError(f"--jobs {args.jobs}: give a positive number of workers, or 0 for auto")
-    except (ConfigError, ensemble.UsageError) as err:
+            raise UsageError(f"--jobs {args.jobs}: give a positive number of workers, or 0 for auto")
+    except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
     threads = ensemble.member_threads(cfg).parallel.threads     # also sets NUMBA_NUM_THREADS for workers
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    jobs = args.jobs or max(1, cores // threads)
+    jobs = args.jobs or max(1, available_cores() // threads)
     print(f"running {len(members)} member(s) of {args.config} on {jobs} worker(s)", flush=True)
 
     import multiprocessing

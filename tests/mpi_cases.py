@@ -14,7 +14,7 @@ import sys
 from mpi4py import MPI
 
 from solver.cli import run_guarded
-from solver.config import load
+from solver.core.config import load
 
 CASE = re.compile(r"(\d+)x(\d+)-h(\d+)-t(\d+)$")
 

@@ -14,9 +14,9 @@ import sys
 import numpy as np
 from mpi4py import MPI
 
-from solver.config import load
-from solver.grid import init_global_grid, split
-from solver.halo import HaloExchange
+from solver.core.config import load
+from solver.core.grid import init_global_grid, split
+from solver.parallel.halo import HaloExchange
 
 EMPTY = -1.0
 

@@ -7,8 +7,9 @@ import json
 import pytest
 
 from conftest import run_solver
-from solver import bench, bench_external
-from solver.config import ConfigError
+from solver.bench import external as bench_external
+from solver.bench import main as bench
+from solver.errors import ConfigError
 
 
 def test_bench_times_devito_and_pystencils_in_the_same_table(tmp_path):

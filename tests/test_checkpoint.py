@@ -86,7 +86,7 @@ def test_signal_checkpoints_and_the_same_command_resumes(tmp_path):
     job = subprocess.Popen(["bash", "jobs/run.sh", str(config)], cwd=REPO, env=solver_env(SOLVER_HOLD_AT=HOLD),
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        for line in job.stdout:            # held mid-run (solver/run.py's test hook): the loop is listening
+        for line in job.stdout:            # held mid-run (solver/run/'s test hook): the loop is listening
             if "held at step" in line:
                 job.send_signal(signal.SIGUSR1)
                 break

@@ -5,8 +5,8 @@ import subprocess
 
 import pytest
 
-from solver import config
-from solver.config import ConfigError
+from solver.core import config
+from solver.core.config import ConfigError
 
 from conftest import PYTHON, REPO, solver_env, write_config
 

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from conftest import PYTHON, REPO, require, solver_env
-from solver import config as config_module
+from solver.core import config as config_module
 from solver import ensemble
 
 MEMBERS = 20

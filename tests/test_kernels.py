@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from conftest import PYTHON, REPO, require, run_solver, solver_env, write_config
-from solver import kernels, models
+from solver import models
+from solver.core import kernels
 from solver.models import diffusion
 
 MODELS = list(models.BUILT_IN)
@@ -111,7 +112,8 @@ def test_deep_halo_decomposition_gives_the_serial_bits(kernel, monkeypatch):
 
 THREADS_SCRIPT = """
 import sys, numba, numpy as np
-from solver import kernels, models
+from solver import models
+from solver.core import kernels
 rng = np.random.default_rng(7)
 out = {}
 for model_name in ("diffusion", "gray_scott"):
@@ -169,9 +171,11 @@ def test_kernels_follow_the_analytic_gaussian(kernel):
 
 
 def test_auto_plans_kernel_and_halo_from_the_launch_and_the_cache(monkeypatch, tmp_path):
-    from solver import config, run
-    assert run.last_level_cache() >= 256 * 1024          # read from sysfs here: some real cache size
-    monkeypatch.setattr(run, "last_level_cache", lambda: 64 * 1024)
+    from solver import machine
+    from solver.core import config
+    from solver.run import planning as run
+    assert machine.last_level_cache() >= 256 * 1024      # read from sysfs here: some real cache size
+    monkeypatch.setattr(machine, "last_level_cache", lambda: 64 * 1024)
     cfg = config.load(str(write_config(tmp_path)))       # 61 x 45, fixed boundaries: 46 KiB for two buffers
     one = run.plan(cfg, (1, 1), 1)
     assert (one.kernel, one.halo) == ("numba", 1) and "fit in the last-level cache" in one.reason
@@ -182,7 +186,7 @@ def test_auto_plans_kernel_and_halo_from_the_launch_and_the_cache(monkeypatch, t
     assert run.plan(wide, (2, 1), 2).halo == kernels.depth_for(1) == 31     # one whole tiled chunk per exchange
     small = run.plan(cfg, (15, 1), 15)                   # blocks of 4 columns: halo 2, too short to tile
     assert (small.kernel, small.halo) == ("numba", 2) and "too few steps" in small.reason
-    monkeypatch.setattr(run, "last_level_cache", lambda: 64 * 1024 * 1024)
+    monkeypatch.setattr(machine, "last_level_cache", lambda: 64 * 1024 * 1024)
     cached = run.plan(cfg, (2, 1), 2)                    # in cache the plain kernel, still a deep halo
     assert (cached.kernel, cached.halo) == ("numba", 15) and "fit in the last-level cache" in cached.reason
     periodic = config.load(str(write_config(tmp_path, boundary={"west": "periodic", "east": "periodic"})))

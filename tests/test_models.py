@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import PYTHON, REPO, run_solver, solver_env, write_config
-from solver import config as config_module
+from solver.core import config as config_module
 from solver import models
 
 # Small versions of each built-in model's config: a few dozen steps on an odd-sized grid.
@@ -282,7 +282,8 @@ def test_pure_advection_is_stable_and_allowed(tmp_path):
 
 
 def test_ensemble_perturbs_a_model_parameter_and_the_checkpoint_hash_covers_it(tmp_path):
-    from solver import checkpoint, ensemble
+    from solver import ensemble
+    from solver.storage import checkpoint
     config = model_config(tmp_path, "gray_scott",
                           ensemble={"members": 4, "perturb": {"physics.feed": {"dist": "uniform", "low": 0.03,
                                                                                "high": 0.04}}})

@@ -1,4 +1,4 @@
-"""solver/mpilib.py: the one-MPI check of jobs/setup.sh and the MPI library that provenance records.
+"""solver/parallel/mpilib.py: the one-MPI check of jobs/setup.sh and the MPI library that provenance records.
 
 A mixed build is made for real, small: a fake ``h5py`` package whose compiled module links a library named
 like an MPI's (compiled here), beside the real mpi4py; the check must refuse it with the fix.
@@ -11,7 +11,7 @@ import h5py
 import pytest
 
 from conftest import PYTHON, REPO, require, run_solver, solver_env
-from solver import mpilib
+from solver.parallel import mpilib
 
 OPEN_MPI = "/usr/lib/x86_64-linux-gnu/libmpi.so.40.30.4"
 MPICH = "/usr/lib/x86_64-linux-gnu/libmpich.so.12.2.2"
@@ -39,7 +39,7 @@ def test_check_accepts_one_library_and_refuses_a_mix_with_the_fix():
 
 
 def check(env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run([PYTHON, "-m", "solver.mpilib", "check"], env=env, capture_output=True, text=True,
+    return subprocess.run([PYTHON, "-m", "solver.parallel.mpilib", "check"], env=env, capture_output=True, text=True,
                           timeout=60)
 
 

@@ -1,8 +1,8 @@
 """numba's on-disk kernel cache from cold: several processes compiling at once (as ``mpirun -n 4`` or
 ``parallel -P8`` on a fresh clone do), in both kernel orders, all get the numpy reference's bits; and a kernel
 file edited in place (same size, same modification time, as a checkout that keeps times can leave it) is
-compiled again, never served from the stale cache (solver/kernels.py names each compiled copy of
-solver/stencil.py after a hash of its text)."""
+compiled again, never served from the stale cache (solver/core/kernels.py names each compiled copy of
+solver/core/stencil.py after a hash of its text)."""
 from __future__ import annotations
 
 import os
@@ -18,7 +18,8 @@ from conftest import PYTHON, REPO, solver_env
 SCRIPT = """
 import sys, zlib
 import numpy as np
-from solver import kernels, models
+from solver import models
+from solver.core import kernels
 model = models.load("diffusion")
 ny, nx, steps = 37, 29, 7
 j, i = np.mgrid[0:ny, 0:nx]
@@ -74,7 +75,7 @@ def test_kernel_edited_in_place_is_compiled_again(tmp_path):
     before = outcome(start("numba", env, cwd=package))
     assert before["numba"][0] == "same"
 
-    kernels = package / "solver" / "stencil.py"
+    kernels = package / "solver" / "core" / "stencil.py"
     text, stat = kernels.read_text(), kernels.stat()
     # The plain kernel's time loop stops swapping its buffers: every step reads the initial field.
     loop = "        _sweep(u, v, _box(region, shrink, s), k)\n        u, v = v, u\n"

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from solver import config
+from solver.core import config
 from solver.models.diffusion import exact as gaussian_exact
-from solver.output import attribute
+from solver.storage.output import attribute
 
 from conftest import REPO, require, run_solver
 
@@ -98,7 +98,7 @@ def test_installed_version_reads_the_install_without_importing():
     without the imports importlib.metadata costs an ensemble member."""
     import importlib.metadata
 
-    from solver.provenance import installed_version
+    from solver.storage.provenance import installed_version
     for package in ("mpi4py", "numpy", "h5py"):
         assert installed_version(package) == importlib.metadata.version(package), package
     assert installed_version("no_such_package_here") == "none"

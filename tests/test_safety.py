@@ -1,4 +1,4 @@
-"""solver/safety.py and solver/files.py on their own: the memory a job may use, read from a cgroup v2 or v1
+"""solver/safety.py and solver/storage/files.py on their own: the memory a job may use, read from a cgroup v2 or v1
 tree or /proc/meminfo (fake trees here, as SLURM's --mem sets them up), and what kind() says of files."""
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from pathlib import Path
 import h5py
 import pytest
 
-from solver import files, safety
+from solver import machine as safety
+from solver.storage import files
 
 
 def tree(root: Path, entries: dict[str, str]) -> Path:

@@ -21,7 +21,7 @@ A model file defines (see docs/models.md for a worked example):
 
 A config names its model with ``model:``: a built-in name (a file in this folder), an importable module
 (``mygroup.models.ocean``) or a path to a ``.py`` file (relative to the config's folder). The model's
-source is hashed: compiled kernels (solver/kernels.py) and checkpoints are keyed on it.
+source is hashed: compiled kernels (solver/core/kernels.py) and checkpoints are keyed on it.
 """
 from __future__ import annotations
 
@@ -35,12 +35,10 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
+from ..errors import ModelError
+
 BUILT_IN = ("diffusion", "advection_diffusion", "fisher_kpp", "gray_scott")
 REQUIRED = ("FIELDS", "Physics", "Initial", "coefficients", "update", "max_stable_dt", "initial")
-
-
-class ModelError(ValueError):
-    """A model that cannot be found or is incomplete; the message is one line for the user."""
 
 
 @dataclass(frozen=True)

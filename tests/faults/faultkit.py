@@ -20,7 +20,7 @@ HOLD_STEP = 300      # past the first snapshot and a progress line, well before 
 
 
 def hold_env(rank: int = 0, step: int = HOLD_STEP, **extra: str) -> dict:
-    """Environment that makes rank RANK wait at STEP until it gets a signal (solver/run.py's test hook)."""
+    """Environment that makes rank RANK wait at STEP until it gets a signal (solver/run/'s test hook)."""
     return solver_env(SOLVER_HOLD_AT=f"{rank}:{step}", **extra)
 
 

@@ -12,8 +12,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from solver import config
-from solver.config import Config, ConfigError
+from solver.core import config
+from solver.core.config import Config, ConfigError
 
 SECTIONS = {section: list(keys) for section, keys in Config().to_dict().items() if isinstance(keys, dict)}
 

@@ -1,6 +1,6 @@
 """What used to end in a traceback, a hang or an OOM kill ends in one line and exit 2, with nothing written:
 YAML that is ambiguous or explosive, degenerate parameters, malformed HDF5 anywhere a file is read, absurd
-sizes, and signals while the solver is still starting (solver/safety.py, solver/config.py's loader)."""
+sizes, and signals while the solver is still starting (solver/safety.py, solver/core/config.py's loader)."""
 from __future__ import annotations
 
 import os

@@ -1,5 +1,5 @@
 """A process deletes or replaces only files it created, or outputs it was told to overwrite that are the
-solver's own (solver/files.py); everything else is refused up front with one line, exit 2, nothing changed."""
+solver's own (solver/storage/files.py); everything else is refused up front with one line, exit 2, nothing changed."""
 from __future__ import annotations
 
 import os

@@ -11,22 +11,20 @@ dataset with collective I/O; there is no gather, and every metadata call is made
 
 Failures while writing (a full disk, a vanished directory) become one :class:`OutputError` line; a serial
 run then removes its ``.partial`` (nothing half-written is left behind), while under MPI the failing rank
-aborts the job and the ``.partial`` stays. :class:`OutputLock` keeps two runs from writing the same output.
+aborts the job and the ``.partial`` stays. solver/storage/lock.py keeps two runs from writing the same output.
 """
 from __future__ import annotations
 
-import fcntl
 import os
-import platform
 import re
 import sys
-import time
 from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 
-from .grid import Decomposition
+from ..core.grid import Decomposition
+from ..errors import ConfigError, OutputError
 from .xdmf import write_xdmf
 
 CHUNK_EDGE = 512       # chunk at most 512 x 512 nodes (2 MiB) per snapshot
@@ -52,10 +50,6 @@ def set_netcdf_attrs(attrs, values: dict[str, Any]) -> None:
         attrs[key] = value
 
 
-class OutputError(RuntimeError):
-    """Writing the output failed (disk full, directory gone, ...); the message is one line for the user."""
-
-
 def attribute(value: Any) -> Any:
     """An attribute as plain Python: text (stored as fixed-length bytes, see :func:`set_netcdf_attrs`)
     decoded, numpy scalars and arrays as numbers and lists. Every reader of provenance goes through here."""
@@ -66,10 +60,6 @@ def attribute(value: Any) -> Any:
 
 def partial_path(path: str) -> str:
     return path + ".partial"
-
-
-def lock_path(path: str) -> str:
-    return path + ".lock"
 
 
 def reason(err: BaseException) -> str:
@@ -94,10 +84,10 @@ def writing(path: str, what: str = "writing"):
         raise OutputError(f"{what} {path}: {reason(err)}") from None
 
 
-def open_hdf5(path: str, mode: str, comm=None, **options):
-    """h5py.File on one process, or opened by every rank of comm together (the mpio driver) under MPI."""
+def open_hdf5(path: str, mode: str, comm, **options):
+    """h5py.File on one rank, or opened by every rank of comm together (the mpio driver) on several."""
     import h5py
-    if comm is not None and comm.Get_size() > 1:
+    if comm.Get_size() > 1:
         return h5py.File(path, mode, driver="mpio", comm=comm, **options)
     return h5py.File(path, mode, **options)
 
@@ -109,7 +99,6 @@ def open_complete(path: str):
     that a killed or still running solver left behind.
     """
     import h5py
-    from .config import ConfigError
     path = str(path)
     if path.endswith(".partial"):
         raise ConfigError(f"{path}: an unfinished output (its run was stopped, or is still running); "
@@ -129,85 +118,6 @@ def open_complete(path: str):
         raise ConfigError(f"{path}: an unfinished output (its 'complete' attribute is not set): the run that "
                           "wrote it did not finish; rerun it")
     return f
-
-
-def is_complete(path: str) -> bool:
-    """True if path is a finished output (its ``complete`` attribute is set)."""
-    import h5py
-    try:
-        with h5py.File(path, "r") as f:
-            return bool(f.attrs.get("complete", 0))
-    except (OSError, KeyError):
-        return False
-
-
-class OutputLock:
-    """This run's claim on an output: an exclusive ``flock`` on ``PATH.lock``, removed on release.
-
-    The kernel drops a flock when its holder dies, so the lock file a killed run leaves behind is stale and
-    the next run simply takes it over; while the holder lives, its pid, host and start time in the file name
-    it in the refusal. (``PATH.partial`` itself cannot be the lock: HDF5 locks the files it opens.)
-    """
-
-    def __init__(self, path: str):
-        self.path, self.file, self.fd = path, lock_path(path), None
-
-    def acquire(self) -> None:
-        from .config import ConfigError
-        while self.fd is None:
-            try:
-                fd = os.open(self.file, os.O_RDWR | os.O_CREAT, 0o644)
-            except OSError as err:
-                raise ConfigError(f"cannot create the lock file {self.file}: {reason(err)}; "
-                                  "choose a writable place for the output with -o") from None
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                from .files import OutputBusy
-                holder = _holder(fd)
-                os.close(fd)
-                raise OutputBusy(f"output {self.path} is being written by {holder}; wait for that run "
-                                  f"to finish or choose another output with -o", holder) from None
-            except OSError as err:    # a file system without locks (some parallel ones): go on unlocked
-                os.close(fd)
-                print(f"warning: cannot lock {self.file} ({reason(err)}); make sure no other run writes "
-                      f"{self.path}", file=sys.stderr, flush=True)
-                return
-            try:
-                same = os.stat(self.file).st_ino == os.fstat(fd).st_ino
-            except FileNotFoundError:
-                same = False
-            if not same:                # the holder removed the file as we opened it: take the new one
-                os.close(fd)
-                continue
-            self.fd = fd
-            try:
-                os.ftruncate(fd, 0)
-                os.write(fd, f"pid {os.getpid()} on {platform.node()} since "
-                             f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
-            except OSError:     # a full disk: the lock holds without its note; writing the output will say
-                pass
-
-    def release(self) -> None:
-        """Remove the lock file (while still holding it, so no one takes a doomed file) and unlock."""
-        if self.fd is None:
-            return
-        try:
-            os.unlink(self.file)
-        except OSError:
-            pass
-        os.close(self.fd)
-        self.fd = None
-
-
-def _holder(fd: int) -> str:
-    """Who holds the lock on fd, as its holder wrote it (it writes just after locking: wait a moment)."""
-    for _ in range(40):
-        text = os.pread(fd, 200, 0).decode(errors="replace").strip()
-        if text:
-            return text
-        time.sleep(0.025)
-    return "another run"
 
 
 _unclosed: list = []      # writers whose HDF5 file could not be closed after a failure
@@ -230,7 +140,7 @@ class FieldWriter:
         self.fields = cfg.model_impl.fields           # name -> (units, long name)
         self.comm = decomp.comm
         self.tmp = partial_path(path)
-        self.parallel = self.comm is not None and self.comm.Get_size() > 1
+        self.parallel = self.comm.Get_size() > 1
         try:
             with writing(self.path):
                 self._create(cfg, attrs, resume_at)
@@ -325,8 +235,7 @@ class FieldWriter:
             except OSError as err:      # the HDF5 file is complete; only the ParaView sidecar is missing
                 print(f"warning: could not write the XDMF sidecar of {self.path}: {reason(err)}",
                       file=sys.stderr, flush=True)
-        if self.comm is not None:
-            self.comm.Barrier()
+        self.comm.Barrier()
 
     def discard(self, keep: bool = False, everywhere: bool = False) -> None:
         """Give up the output after a failure: a serial run closes and removes its ``.partial``, unless

@@ -11,7 +11,7 @@ the ratio includes our kernels' cheaper form). The in-cache ceiling, the plain k
 inside the last-level cache, is the arithmetic rate with memory out of the way: the most a temporally
 blocked kernel can reach. ``--mpi`` also times the solver itself, one rank x all threads against
 ``mpirun -n 2`` x one thread. With the bench extra, Devito and pystencils solve the same problem in the same
-table (``bench_external``).
+table (solver/bench/external.py).
 """
 from __future__ import annotations
 
@@ -20,7 +20,6 @@ import json
 import os
 import platform
 import re
-import resource
 import shutil
 import subprocess
 import sys
@@ -30,14 +29,18 @@ from pathlib import Path
 
 import numpy as np
 
-from . import bench_external
-from .config import ConfigError
+from .. import REPO, models
+from .. import machine as this_machine
+from ..core import config as config_module
+from ..core import kernels
+from ..errors import ConfigError
+from . import external as bench_external
+from .timing import peak_rss_mib, time_kernel
 
 DEFAULT_SIZES = "1024x512,2048x2048,4096x4096"
 DEFAULT_KERNELS = "prange,numba,tiled,numpy"
 COPY_MIB = 256             # each of the two copy arrays: far beyond any L3 of today's CPUs
 SERIAL_ONLY = ("numpy",)   # not threaded: timed once, with one thread
-REPO = Path(__file__).resolve().parent.parent
 
 _compiled: dict = {}
 
@@ -61,7 +64,7 @@ def _jit():
     return _compiled
 
 
-KERNEL_NAMES = ("prange", "numba", "tiled", "numpy")     # prange: the yardstick (solver/stencil.py)
+KERNEL_NAMES = ("prange", *kernels.KERNELS)     # prange: the yardstick (solver/core/stencil.py)
 
 
 def unit_coefficients(model) -> tuple:
@@ -73,7 +76,6 @@ def unit_coefficients(model) -> tuple:
 
 def model_kernel(model, name: str):
     """``advance(u, v, steps, region)`` of our kernel ``name`` on ``model``, with :func:`unit_coefficients`."""
-    from . import kernels
     k = unit_coefficients(model)
     advance = kernels.get(model, name)
     return lambda u, v, steps, region: advance(u, v, steps, k, region)
@@ -93,44 +95,6 @@ def copy_rate(src: np.ndarray, dst: np.ndarray, repeats: int = 5, kind: str = "c
         copy(src, dst)
         times.append(time.perf_counter() - t)
     return src.size / float(np.median(times))
-
-
-def time_kernel(advance, shape: tuple, seconds: float, repeats: int, multiple: int) -> dict:
-    """MLUPS of ``advance(u, v, steps, region)`` on arrays of ``shape`` (``(fields, ny, nx)``, or ``(ny, nx)``
-    for the external libraries): warm-up, calibrate the step count, median of repeats."""
-    from . import kernels
-    u, v = kernels.buffer_pair(shape)                       # laid out as the solver lays out its fields
-    u[...] = np.random.default_rng(0).random(shape)
-    v[...] = u
-    ny, nx = shape[-2:]
-    region = (1, ny - 1, 1, nx - 1)
-    u, v = advance(u, v, multiple, region)                  # compile (or load) and touch the pages
-    trial = multiple
-    while True:
-        t = time.perf_counter()
-        u, v = advance(u, v, trial, region)
-        elapsed = time.perf_counter() - t
-        if elapsed > 0.05 * seconds or trial * 2 * nx * ny > 4e9:
-            break
-        trial *= 2
-    per_step = elapsed / trial
-    steps = max(multiple, int(round(seconds / max(per_step, 1e-9) / multiple)) * multiple)
-    samples, wall, cpu = [], 0.0, time.process_time()
-    for _ in range(repeats):
-        t = time.perf_counter()
-        u, v = advance(u, v, steps, region)
-        seconds_taken = time.perf_counter() - t
-        wall += seconds_taken
-        samples.append(nx * ny * steps / seconds_taken / 1e6)
-    cpu = time.process_time() - cpu
-    if not np.isfinite(u).all():
-        raise RuntimeError("the benchmark field blew up; this is a bug in a kernel")
-    return {"steps": steps, "repeats": repeats, "mlups": float(np.median(samples)),
-            "mlups_samples": [round(s, 1) for s in samples], "cpu_seconds_per_wall_second": round(cpu / wall, 2)}
-
-
-def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def parse_sizes(text: str) -> list[tuple[int, int]]:
@@ -168,7 +132,7 @@ def parse_threads(text: str, limit: int) -> list[int]:
 
 def machine() -> dict:
     info = {"hostname": platform.node(), "cpu": platform.processor() or platform.machine(),
-            "cores": os.cpu_count()}
+            "cores": this_machine.cpu_count()}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -176,15 +140,13 @@ def machine() -> dict:
                 break
     except OSError:
         pass
-    from .grid import data_caches
-    info["caches_per_cpu0"] = {level: f"{size // 1024}K" for level, size in data_caches().items()}
+    info["caches_per_cpu0"] = {level: f"{size // 1024}K" for level, size in this_machine.data_caches().items()}
     return info
 
 
 def run_benchmark(sizes, kernel_names, thread_counts, seconds, repeats, copy_mib, say,
                   model_specs=("diffusion",)) -> dict:
     import numba
-    from . import kernels, models
     chosen = [models.load(spec) for spec in model_specs]
     n = copy_mib * 1024 * 1024 // 8
     src, dst = np.ones(n), np.zeros(n)
@@ -266,21 +228,20 @@ def in_cache_grids(fields: int = 1, threads: int | None = None) -> list[tuple[in
     to every thread count: one thread on a grid sized for two cores ran out of cache (3190-4205 MLUPS on
     1048 x 1000 against 4133-4747 on 500 x 542), which made the two-thread ceiling 2.4-2.5 times the
     one-thread one. 1000 columns: a power-of-two row length would make rows collide in the cache sets."""
-    from .grid import available_cores, last_level_cache
-    share = min(1.0, (threads or available_cores()) / available_cores())
-    rows = int(share * last_level_cache()) // (2 * 8 * 1000 * fields)
+    share = min(1.0, (threads or this_machine.available_cores()) / this_machine.available_cores())
+    rows = int(share * this_machine.last_level_cache()) // (2 * 8 * 1000 * fields)
     return [(max(16, rows // 2), 1000), (max(16, 3 * rows // 4), 1000)]
 
 
-def _solver_figures(command, env) -> tuple[float, float]:
-    """Run the solver once; its MLUPS and the halo exchange's share of the step time, in percent."""
+def _solver_figures(command, env, output: str) -> tuple[float, float]:
+    """Run the solver once; its MLUPS and the halo exchange's share of the step time, in percent, as the run
+    recorded them in its output's attributes."""
+    import h5py
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-2000:]}")
-    m = re.search(r"compute ([\d.]+), halo ([\d.]+), io ([\d.]+)\)\s+(\d+) MLUPS", done.stdout)
-    if m is None:
-        raise RuntimeError(f"no MLUPS figure in the solver's output:\n{done.stdout[-2000:]}")
-    compute, halo, _io, mlups = map(float, m.groups())
+    with h5py.File(output, "r") as f:
+        compute, halo, mlups = (float(f.attrs[key]) for key in ("compute_seconds", "halo_seconds", "mlups"))
     return mlups, 100.0 * halo / max(compute + halo, 1e-12)
 
 
@@ -298,7 +259,6 @@ def run_mpi(sizes, kernel_names, fixed_steps, threads, repeats, say) -> list[dic
     """The solver itself: 1 rank x ``threads`` threads against ``mpirun -n 2`` x 1 thread each, the median of
     ``repeats`` runs (a run of a second or less is short enough for one hiccup of the machine to show), of
     ``fixed_steps`` steps, or :func:`mpi_steps` when None."""
-    from . import config as config_module
     mpirun = shutil.which("mpirun")
     if mpirun is None:
         raise ConfigError("--mpi needs mpirun on PATH: install or load an MPI (bash jobs/setup.sh) or drop --mpi")
@@ -313,8 +273,8 @@ def run_mpi(sizes, kernel_names, fixed_steps, threads, repeats, say) -> list[dic
             base = config_module.load(str(REPO / "configs" / "default.yaml"),
                                       [f"grid.nx={nx}", f"grid.ny={ny}", "time.dt=1.0e-12", "time.t_end=1.0e-12"])
             dt = float(f"{0.9 * base.max_stable_dt:.3g}")
-            # auto: what a user gets by default (the kernel and halo planned by solver/run.py)
-            for name in ["auto", *(k for k in kernel_names if k in config_module.KERNELS and k != "numpy")]:
+            # auto: what a user gets by default (the kernel and halo planned by solver/run/planning.py)
+            for name in ["auto", *(k for k in kernel_names if k in kernels.KERNELS and k != "numpy")]:
                 launches = {}
                 for ranks, per_rank in ((1, threads), (2, 1)):
                     overrides = [f"grid.nx={nx}", f"grid.ny={ny}", f"time.dt={dt:.6e}",
@@ -331,7 +291,7 @@ def run_mpi(sizes, kernel_names, fixed_steps, threads, repeats, say) -> list[dic
                 samples = {launch: [] for launch in launches}
                 for _ in range(repeats):
                     for launch, command in launches.items():
-                        samples[launch].append(_solver_figures(command, env))
+                        samples[launch].append(_solver_figures(command, env, os.path.join(tmp, "bench.h5")))
                 for (ranks, per_rank), figures in samples.items():
                     mlups = float(np.median([m for m, _ in figures]))
                     row = {"kernel": name, "nx": nx, "ny": ny, "ranks": ranks, "threads_per_rank": per_rank,
@@ -503,8 +463,7 @@ def main(args: argparse.Namespace) -> int:
     sizes = parse_sizes(args.sizes)
     default = ",".join([DEFAULT_KERNELS, *filter(bench_external.available, bench_external.LIBRARIES)])
     names = parse_list(args.kernels or default, "--kernels", [*KERNEL_NAMES, *bench_external.LIBRARIES])
-    from .models import BUILT_IN
-    model_specs = BUILT_IN if args.models == "all" else parse_list(args.models, "--models", BUILT_IN)
+    model_specs = models.BUILT_IN if args.models == "all" else parse_list(args.models, "--models", models.BUILT_IN)
     bench_external.check_installed(names)
     threads = parse_threads(args.threads, limit)
     if args.seconds <= 0 or min(args.repeats, args.copy_mib, 1 if args.mpi_steps is None else args.mpi_steps,

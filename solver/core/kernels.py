@@ -26,7 +26,8 @@ import sys
 
 import numpy as np
 
-from .models import Model, import_statement
+from ..errors import ConfigError
+from ..models import Model, import_statement
 
 KERNELS = ("numba", "tiled", "numpy")        # and "prange", the benchmark's yardstick
 # Temporal blocking: strips of at most STRIP columns, advanced DEPTH steps (odd, see _advance_tiled) at a time
@@ -145,7 +146,6 @@ def warm_up(model: Model, name: str) -> None:
     except Exception as err:
         if name == "numpy" or not type(err).__module__.startswith("numba"):
             raise
-        from .config import ConfigError
         lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in str(err).splitlines()]
         cause = next((line for line in lines if line and not line.startswith(("Failed in", "During:"))), "")
         raise ConfigError(f"model {model.name} ({model.file}): numba cannot compile its update for the {name} "

@@ -3,7 +3,7 @@
 The global grid has ``nx x ny`` nodes, boundaries included, stored as arrays of shape ``(ny, nx)`` (x is
 the fast index, as in the output's ``C(time, y, x)``). Ranks form a ``py x px`` Cartesian process grid; each
 owns a block whose sizes differ by at most one node from the others' and stores it with a halo of width
-``halo`` on every side. With one process (``comm=None``) the same object describes the whole grid, so the
+``halo`` on every side. With one rank (a serial run) the same object describes the whole grid, so the
 run loop has one path. Kernels and I/O ask this object for offsets; they never compute them.
 
 A side of a block is *open* when its halo holds data to compute with: a neighbouring rank's nodes, the
@@ -12,14 +12,12 @@ open sides' boundary nodes and, with deep halos, their halos; a fixed boundary's
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from .config import Config, ConfigError
+from ..comm import SERIAL, mpi
+from ..errors import ConfigError
+from .config import SIDES, Config
 
 
 def split(n: int, parts: int, index: int) -> tuple[int, int]:
@@ -44,7 +42,7 @@ def process_grid(size: int, nx: int, ny: int) -> tuple[int, int]:
 
 @dataclass(frozen=True)
 class Decomposition:
-    """One rank's view of the global grid; with ``comm=None`` the whole grid on one process."""
+    """One rank's view of the global grid; on one rank, the whole grid."""
 
     nx: int                       # global nodes along x
     ny: int                       # global nodes along y
@@ -55,7 +53,7 @@ class Decomposition:
     halo: int                     # halo width on every side
     neighbours: dict              # 'west', 'east', 'south', 'north' -> rank, or None at the boundary
     boundary: dict                # 'west', ... -> 'fixed', 'zero_flux' or 'periodic' (of the global grid)
-    comm: Any = None              # Cartesian communicator, or None for one process
+    comm: Any = SERIAL            # Cartesian communicator (the serial stand-in on one rank)
     rank: int = 0
     size: int = 1
 
@@ -90,7 +88,7 @@ class Decomposition:
     @property
     def needs_halo(self) -> bool:
         """Whether any side must be filled before steps (else one call may advance any number of steps)."""
-        return any(self.open(side) for side in ("west", "east", "south", "north"))
+        return any(self.open(side) for side in SIDES)
 
     # --- where the kernel may write -----------------------------------------------------------
     def update_region(self, extra: int = 0) -> tuple[int, int, int, int]:
@@ -115,22 +113,7 @@ class Decomposition:
     @property
     def shrink(self) -> tuple[int, int, int, int]:
         """(south, north, west, east): 1 where the side is open, so deep-halo steps shrink it."""
-        return tuple(int(self.open(s)) for s in ("south", "north", "west", "east"))
-
-    # --- coordinates --------------------------------------------------------------------------
-    def coordinates(self, cfg: Config) -> tuple[np.ndarray, np.ndarray]:
-        """x and y of the stored subdomain (halo included; NaN beyond the global grid), taken from the
-        same global axes (``Config.axis``) so every rank sees identical values."""
-        h = self.halo
-        return _padded(cfg.axis("x"), self.x_range, h), _padded(cfg.axis("y"), self.y_range, h)
-
-
-def _padded(axis: np.ndarray, owned: tuple[int, int], halo: int) -> np.ndarray:
-    out = np.full(owned[1] - owned[0] + 2 * halo, np.nan)
-    lo, hi = owned[0] - halo, owned[1] + halo
-    src_lo, src_hi = max(lo, 0), min(hi, axis.size)
-    out[src_lo - lo:src_hi - lo] = axis[src_lo:src_hi]
-    return out
+        return tuple(int(self.open(s)) for s in ("south", "north", "west", "east"))   # the kernels' order
 
 
 def process_dims(cfg: Config, size: int) -> tuple[int, int]:
@@ -144,24 +127,37 @@ def process_dims(cfg: Config, size: int) -> tuple[int, int]:
     return px, py
 
 
-def init_global_grid(cfg: Config, comm: Any = None, halo: int | None = None) -> Decomposition:
-    """Decompose the grid of ``cfg`` over ``comm`` (None: one process) and return this rank's view, with a
+def check_halo(cfg: Config, dims: tuple[int, int], halo: int) -> None:
+    """Refuse a halo wider than the smallest block of the process grid ``dims`` (its steps would read nodes
+    no neighbour holds)."""
+    px, py = dims
+    smallest = min(cfg.grid.nx // px, cfg.grid.ny // py)
+    if halo > smallest:
+        raise ConfigError(f"{cfg.source}: parallel.halo = {halo} is wider than the smallest block ({smallest} "
+                          f"nodes on {px * py} rank(s)); use parallel.halo <= {max(1, smallest)}")
+
+
+def largest_block(cfg: Config, dims: tuple[int, int]) -> tuple[int, int]:
+    """Owned nodes ``(x, y)`` of the largest block (the first rank's): where memory per rank is decided."""
+    (px, py), (nx, ny) = dims, (cfg.grid.nx, cfg.grid.ny)
+    return split(nx, px, 0)[1], split(ny, py, 0)[1]
+
+
+def init_global_grid(cfg: Config, comm: Any = SERIAL, halo: int | None = None) -> Decomposition:
+    """Decompose the grid of ``cfg`` over ``comm`` and return this rank's view, with a
     halo of width ``halo`` (default: parallel.halo, 1 for auto; the run passes what it planned)."""
     nx, ny = cfg.grid.nx, cfg.grid.ny
     if halo is None:
         halo = cfg.parallel.halo if isinstance(cfg.parallel.halo, int) else 1
-    boundary = {side: getattr(cfg.boundary, side) for side in ("west", "east", "south", "north")}
-    if comm is None:
-        return Decomposition(nx, ny, (1, 1), (0, 0), (0, nx), (0, ny), halo,
-                             dict.fromkeys(("west", "east", "south", "north")), boundary)
+    boundary = {side: getattr(cfg.boundary, side) for side in SIDES}
     size = comm.Get_size()
+    if size == 1:       # periodic wraps and mirrors are filled in place: no neighbours, no messages
+        return Decomposition(nx, ny, (1, 1), (0, 0), (0, nx), (0, ny), halo, dict.fromkeys(SIDES), boundary, comm)
     px, py = process_dims(cfg, size)
-    if nx // px < halo or ny // py < halo:
-        raise ConfigError(f"{cfg.source}: {px} x {py} ranks leave blocks of {nx // px} x {ny // py} nodes, "
-                          f"fewer than parallel.halo = {halo}; use fewer ranks or a smaller halo")
+    check_halo(cfg, (px, py), halo)
     # Cartesian dimensions are ordered (y, x) like the arrays, so x-neighbours are adjacent ranks; a periodic
     # axis wraps around, so its first and last ranks (or one rank with itself) exchange like any neighbours.
-    from mpi4py import MPI
+    MPI = mpi()
     periods = [cfg.boundary.periodic("y"), cfg.boundary.periodic("x")]
     cart = comm.Create_cart([py, px], periods=periods, reorder=False)
     cy, cx = cart.Get_coords(cart.Get_rank())
@@ -174,32 +170,3 @@ def init_global_grid(cfg: Config, comm: Any = None, halo: int | None = None) -> 
                   "south": rank_or_none(south), "north": rank_or_none(north)}
     return Decomposition(nx, ny, (px, py), (cx, cy), split(nx, px, cx), split(ny, py, cy), halo,
                          neighbours, boundary, cart, cart.Get_rank(), size)
-
-
-def data_caches() -> dict[str, int]:
-    """The data caches of the first CPU from Linux sysfs, level name -> bytes, e.g. {'L1': 32768, ...}."""
-    caches = {}
-    for index in sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):
-        try:
-            if (index / "type").read_text().strip() == "Instruction":
-                continue
-            level = (index / "level").read_text().strip()
-            text = (index / "size").read_text().strip()
-        except OSError:
-            continue
-        unit = {"K": 1024, "M": 1024 ** 2, "G": 1024 ** 3}.get(text[-1:], 1)
-        if text.rstrip("KMG").isdigit():
-            caches[f"L{level}"] = int(text.rstrip("KMG")) * unit
-    return caches
-
-
-def last_level_cache() -> int:
-    """Bytes of the largest data cache the kernel sees; 8 MiB where the system does not say."""
-    return max(data_caches().values(), default=8 * 1024 ** 2)
-
-
-def available_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:      # macOS
-        return os.cpu_count() or 1

@@ -2,7 +2,7 @@
 
 Issue 7 asks for our kernels to be measured side by side against two stencil compilers that generate C with
 OpenMP from a symbolic description: Devito and pystencils (``pip install -e '.[bench]'``). Each builds the
-same problem as ``solver.kernels``: float64, an ny x nx array, the update in our kernels' form
+same problem as ``solver.core.kernels``: float64, an ny x nx array, the update in our kernels' form
 
     C' = (1 - 2 cx - 2 cy) C + cx (W + E) + cy (S + N)
 
@@ -19,7 +19,6 @@ is ``bench.time_kernel``'s: warm-up and compile excluded, calibrated step count,
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import importlib.util
 import json
 import os
@@ -28,12 +27,16 @@ import sys
 
 import numpy as np
 
-from .config import ConfigError
+from .. import REPO
+from ..core.kernels import advance_numpy
+from ..errors import ConfigError
+from ..models import diffusion
+from ..storage.provenance import installed_version
+from .timing import peak_rss_mib, time_kernel
 
 LIBRARIES = ("devito", "pystencils")
 INSTALL = "pip install -e '.[bench]'"
 RTOL = 1e-12
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def available(name: str) -> bool:
@@ -54,8 +57,6 @@ def centre_weight(cx: float, cy: float) -> float:
 
 def reference(u, v, steps, cx, cy, region):
     """The diffusion model's update through our numpy kernel, on 2D arrays."""
-    from .kernels import advance_numpy
-    from .models import diffusion
     new, old = advance_numpy(diffusion.update, u[np.newaxis], v[np.newaxis], steps, (centre_weight(cx, cy), cx, cy),
                              region)
     return new[0], old[0]
@@ -146,10 +147,10 @@ def verify(name: str, advance, ny: int, nx: int, cx: float = 0.21, cy: float = 0
 def measure(name: str, ny: int, nx: int, threads: int, seconds: float, repeats: int) -> dict:
     """Verify and time one library in a fresh process with ``threads`` OpenMP threads; its figures as a dict."""
     env = dict(os.environ, OMP_NUM_THREADS=str(threads),
-               PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+               PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     env.setdefault("DEVITO_LANGUAGE", "openmp")
     env.setdefault("DEVITO_LOGGING", "ERROR")
-    command = [sys.executable, "-m", "solver.bench_external", name, str(ny), str(nx), repr(seconds), str(repeats)]
+    command = [sys.executable, "-m", "solver.bench.external", name, str(ny), str(nx), repr(seconds), str(repeats)]
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600 + 20 * seconds * repeats)
     if done.returncode != 0:
         raise RuntimeError(f"{name} at {nx} x {ny} with {threads} thread(s) failed:\n{done.stderr[-2000:]}")
@@ -157,8 +158,7 @@ def measure(name: str, ny: int, nx: int, threads: int, seconds: float, repeats: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .bench import peak_rss_mib, time_kernel
-    p = argparse.ArgumentParser(prog="python -m solver.bench_external",
+    p = argparse.ArgumentParser(prog="python -m solver.bench.external",
                                 description="Verify and time Devito or pystencils on the benchmark's problem; "
                                 "print the figures as one JSON line. Threads: OMP_NUM_THREADS.")
     p.add_argument("library", choices=LIBRARIES)
@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     result = time_kernel(lambda u, v, steps, region: advance(u, v, steps, 0.2, 0.2, region), (args.ny, args.nx),
                          args.seconds, args.repeats, 1)
     result.update(peak_rss_mib=round(peak_rss_mib(), 1),
-                  library=f"{args.library} {importlib.metadata.version(args.library)}")
+                  library=f"{args.library} {installed_version(args.library)}")
     print(json.dumps(result))
     return 0
 

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .grid import Decomposition
+from ..comm import mpi
+from ..core.grid import Decomposition
 
 # (dy, dx) offsets of the neighbours; the tag of a message is the index of the direction it travels.
 DIRECTIONS = [(-1, 0), (1, 0), (0, -1), (0, 1), (-1, -1), (-1, 1), (1, -1), (1, 1)]
@@ -26,7 +27,7 @@ class HaloExchange:
     """Exchanges the halo of one stored-subdomain array shape; reuse it for both buffers."""
 
     def __init__(self, decomp: Decomposition, fields: int = 1):
-        from mpi4py import MPI
+        MPI = mpi()
         self.MPI, self.comm = MPI, decomp.comm
         h, (ny, nx) = decomp.halo, decomp.local_shape
         cx, cy = decomp.coords

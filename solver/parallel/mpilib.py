@@ -2,7 +2,7 @@
 
 mpi4py and h5py (through parallel HDF5) each link an MPI library; one process cannot use two. A build against
 one MPI's compiler wrapper and another MPI's HDF5 installs fine and crashes at the first parallel write, so
-``jobs/setup.sh`` runs ``python -m solver.mpilib check`` after building and refuses such a mix. Provenance
+``jobs/setup.sh`` runs ``python -m solver.parallel.mpilib check`` after building and refuses such a mix. Provenance
 records the library in use (``in_use``), also in a serial run, which loads it through h5py.
 
 Standard library only: setup runs this before the project is installed.
@@ -108,7 +108,7 @@ def h5py_libraries() -> list[str]:
 def main(argv: list[str]) -> int:
     """``check``: print 'MPI: VERSION (FILE), used by mpi4py and h5py' or the problem and the fix (exit 1)."""
     if argv != ["check"]:
-        print("usage: python -m solver.mpilib check", file=sys.stderr)
+        print("usage: python -m solver.parallel.mpilib check", file=sys.stderr)
         return 2
     import mpi4py
     mpi4py.rc.initialize = False           # load the library, start nothing

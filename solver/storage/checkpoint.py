@@ -25,20 +25,18 @@ import threading
 import numpy as np
 import yaml
 
-from .config import Config, ConfigError
-from .grid import Decomposition
+from ..comm import any_true, on_root
+from ..core.config import Config
+from ..core.grid import Decomposition
+from ..errors import EXIT_REQUEUE, CheckpointError
+from .files import CHECKPOINT, CHECKPOINT_FORMAT as FORMAT, kind
 from .output import attribute, open_hdf5, reason
 
-FORMAT = "diffusion2d-checkpoint/1"
-EXIT_REQUEUE = 3                          # "checkpointed, run me again": the job script requeues
+__all__ = ["EXIT_REQUEUE", "CheckpointError", "Stopped", "SignalFlag", "path_for", "write", "load", "remove"]
 STOP_FILE_VARIABLE = "SOLVER_STOP_FILE"   # set by jobs/launch.sh: a file to record a Stopped in
 SIGNALS = (signal.SIGUSR1, signal.SIGTERM)
 RESULT_KEYS = ("grid", "physics", "initial", "boundary", "time")   # plus output.every and the model's source;
                                                                  # ranks, threads, kernel may change
-
-
-class CheckpointError(ConfigError):
-    """A checkpoint that cannot be trusted (damaged, another config, no matching output); one line."""
 
 
 class Stopped(Exception):
@@ -89,9 +87,7 @@ def checksum(block: np.ndarray, decomp: Decomposition) -> str:
     cols = np.arange(*decomp.x_range, dtype=np.uint64)[np.newaxis, :]
     weights = ((fields * np.uint64(decomp.ny) + rows) * np.uint64(decomp.nx) + cols) * np.uint64(2) + np.uint64(1)
     bits = np.ascontiguousarray(block, dtype=np.float64).view(np.uint64)
-    total = int(np.sum(bits * weights, dtype=np.uint64))
-    if decomp.comm is not None:
-        total = decomp.comm.allreduce(total)
+    total = decomp.comm.allreduce(int(np.sum(bits * weights, dtype=np.uint64)))    # the sum over the ranks
     return f"{total % 2 ** 64:016x}"
 
 
@@ -117,23 +113,18 @@ class SignalFlag:
 
     def agreed(self, comm) -> bool:
         """True on every rank if any rank got a signal (collective under MPI)."""
-        got = self.received is not None
-        if comm is None:
-            return got
-        from mpi4py import MPI
-        return comm.allreduce(got, op=MPI.LOR)
+        return any_true(comm, self.received is not None)
 
 
 def write(path: str, cfg: Config, decomp: Decomposition, block: np.ndarray, step: int, snapshots: int) -> None:
     """Write the owned ``block`` of every rank at ``step`` to ``path`` atomically (collective)."""
     comm = decomp.comm
-    parallel = comm is not None and comm.Get_size() > 1
+    parallel = comm.Get_size() > 1
     total = checksum(block, decomp)
     tmp = path + ".partial"
     if decomp.rank == 0:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    if comm is not None:
-        comm.Barrier()
+    comm.Barrier()
     with open_hdf5(tmp, "w", comm) as f:
         rows, cols = slice(*decomp.y_range), slice(*decomp.x_range)
         for index, name in enumerate(cfg.model_impl.fields):
@@ -150,8 +141,7 @@ def write(path: str, cfg: Config, decomp: Decomposition, block: np.ndarray, step
         with open(tmp, "rb") as stream:
             os.fsync(stream.fileno())
         os.replace(tmp, path)
-    if comm is not None:
-        comm.Barrier()
+    comm.Barrier()
 
 
 def load(path: str, cfg: Config, decomp: Decomposition, output_partial: str) -> tuple[np.ndarray, int, int]:
@@ -161,16 +151,7 @@ def load(path: str, cfg: Config, decomp: Decomposition, output_partial: str) -> 
     raises the same CheckpointError; the checksum is then verified over the blocks all ranks read.
     """
     comm = decomp.comm
-    problem, meta = None, None
-    if decomp.rank == 0:
-        try:
-            meta = inspect(path, cfg, output_partial)
-        except CheckpointError as err:
-            problem = str(err)
-    if comm is not None:
-        problem, meta = comm.bcast((problem, meta), root=0)
-    if problem:
-        raise CheckpointError(problem)
+    meta = comm.bcast(on_root(comm, lambda: inspect(path, cfg, output_partial)), root=0)
     with open_hdf5(path, "r", comm) as f:
         rows, cols = slice(*decomp.y_range), slice(*decomp.x_range)
         block = np.stack([f[name][rows, cols] for name in cfg.model_impl.fields])
@@ -223,7 +204,6 @@ def inspect(path: str, cfg: Config, output_partial: str) -> dict:
 
 
 def remove(path: str, decomp: Decomposition) -> None:
-    """Delete a checkpoint once the run it belongs to is complete (only a checkpoint: see solver.files)."""
-    from .files import CHECKPOINT, kind
+    """Delete a checkpoint once the run it belongs to is complete (only a checkpoint: see storage/files.py)."""
     if decomp.rank == 0 and kind(path) == CHECKPOINT:
         os.remove(path)

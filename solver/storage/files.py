@@ -3,7 +3,7 @@
 The rule, for the solver, the ensemble drivers and the analysis scripts alike: a process deletes or
 replaces only files it created itself, or outputs it was explicitly told to overwrite that are recognisably
 the solver's own (:func:`kind`). Everything else is refused up front, before any work, with one
-:class:`~solver.config.ConfigError` line naming the file, what it is and the fix.
+:class:`~solver.errors.ConfigError` line naming the file, what it is and the fix.
 
 - :func:`check_run_paths`: every path a run will create, replace or delete (output, its ``.partial``,
   ``.lock`` and XDMF sidecar, the checkpoint and its ``.partial``) is distinct from the others and from
@@ -18,19 +18,15 @@ from __future__ import annotations
 import os
 import stat
 
-from .config import ConfigError
+from ..errors import ConfigError
+from ..safety import encodable
+from .lock import lock_path
+from .output import partial_path
+from .xdmf import sidecar_path
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-CHECKPOINT_FORMAT = "diffusion2d-checkpoint/1"     # solver.checkpoint.FORMAT (not imported: no h5py here)
-
-class OutputBusy(ConfigError):
-    """Another live run holds the lock of the output (solver.output.OutputLock); ``holder`` names it."""
-
-    def __init__(self, message: str, holder: str = "another run"):
-        super().__init__(message)
-        self.holder = holder
-
+CHECKPOINT_FORMAT = "diffusion2d-checkpoint/1"     # what a checkpoint's format attribute says
 
 # What kind() answers for the solver's own files
 OUTPUT, CHECKPOINT, STATISTICS, PARTIAL, LOCK, XDMF = (
@@ -132,9 +128,6 @@ def check_run_paths(output: str, checkpoint: str, config: str | None, overwrite:
     ``overwrite``: an existing complete output may be replaced (``--overwrite``, or an ensemble member run
     again with ``--force``); it must still be a solver output, never a config, a FIFO, a link or a device.
     """
-    from .output import lock_path, partial_path
-    from .safety import encodable
-    from .xdmf import sidecar_path
     for role, path in (("output", output), ("checkpoint", checkpoint), ("config", config or "")):
         encodable(path, role)
     roles = {"output": output, "the output's unfinished file": partial_path(output),
@@ -168,7 +161,6 @@ ANALYSIS_KINDS = {".png": ("a PNG image",), ".csv": ("a text file",), ".mp4": ("
 def check_analysis_output(path: str, inputs: list[str], extensions: tuple[str, ...], option: str) -> None:
     """Refuse an analysis output that is a directory, has another extension, is one of the inputs or is
     an existing file of another kind (a solver output, a config, a FIFO ...); one line naming the fix."""
-    from .safety import encodable
     path = str(path)
     encodable(path, option)
     example = f"results/plot{extensions[0]}"

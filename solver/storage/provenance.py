@@ -9,7 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from .. import REPO
+from ..comm import SERIAL
+from ..parallel import mpilib
+
 SLURM_VARIABLES = ("SLURM_JOB_ID", "SLURM_JOB_NAME", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID",
                    "SLURM_NTASKS", "SLURM_CPUS_PER_TASK", "SLURM_JOB_NODELIST", "SLURM_RESTART_COUNT",
                    "SLURM_CLUSTER_NAME")
@@ -41,7 +44,6 @@ def versions() -> dict[str, str]:
     import h5py
     import numpy
 
-    from . import mpilib
     numba = sys.modules.get("numba")        # the numpy kernel never imports it: then it played no part
     return {"python_version": platform.python_version(), "numpy_version": numpy.__version__,
             "numba_version": numba.__version__ if numba else "not imported (numpy kernel)",
@@ -74,7 +76,7 @@ def command_line() -> str:
     return " ".join([program, *sys.argv[1:]])
 
 
-def collect(config_yaml: str, ranks: int, threads: int, process_grid: tuple[int, int], comm=None,
+def collect(config_yaml: str, ranks: int, threads: int, process_grid: tuple[int, int], comm=SERIAL,
             ranks_on_node: int = 1) -> dict:
     """Attributes known when a run starts (identical on every rank: gather them on rank 0 and share).
     With ``comm`` (a collective: every rank calls it) they include where each rank ran: see placement."""
@@ -93,7 +95,7 @@ def placement(comm, threads: int, ranks_on_node: int) -> dict:
     (the ranks sharing each rank's node, as the rank counted them) and ``rank_threads`` (threads of each
     rank). On several nodes these differ per rank; a collective under MPI (call it on every rank)."""
     mine = (platform.node(), ranks_on_node, threads)
-    ranks = comm.allgather(mine) if comm is not None else [mine]
+    ranks = comm.allgather(mine)
     return {"hosts": " ".join(host for host, _, _ in ranks), "ranks_on_node": [n for _, n, _ in ranks],
             "rank_threads": [t for _, _, t in ranks]}
 

@@ -1,0 +1,142 @@
+"""The communicator seam: MPI's COMM_WORLD under a launcher, else a one-rank stand-in with the same methods.
+
+Serial is the one-rank case, not a branch: a run, a checkpoint, the output and the provenance talk to a
+communicator and never ask whether there is MPI. mpi4py is imported here and nowhere else (:func:`mpi`),
+and only when a launcher started the process: a plain run and an ensemble member never import it.
+
+The few verbs the rest of the package uses beyond mpi4py's own methods:
+
+- :func:`world`: the communicator of this process;
+- :func:`maximum`, :func:`any_true`, :func:`all_true`: reductions that cost nothing on one rank;
+- :func:`on_root`: rank 0 checks (the file system, say), every rank raises the same UserError;
+- :func:`ranks_on_node`: how many ranks share this node.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Callable
+
+from .errors import ConfigError, UserError
+
+MPI_LAUNCHER_VARIABLES = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "PMI_RANK", "MPI_LOCALNRANKS")
+MPI_SIZE_VARIABLES = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE")    # Open MPI; Hydra (MPICH, Intel MPI), srun PMI-1/2
+MPI_LOCAL_SIZE_VARIABLES = ("OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "PMI_LOCAL_SIZE")
+
+
+class SerialComm:
+    """A communicator of one rank: what a process started without an MPI launcher talks to."""
+
+    def Get_rank(self) -> int:
+        return 0
+
+    def Get_size(self) -> int:
+        return 1
+
+    def bcast(self, obj: Any, root: int = 0) -> Any:
+        return obj
+
+    def allreduce(self, obj: Any, op: Any = None) -> Any:
+        return obj
+
+    def allgather(self, obj: Any) -> list:
+        return [obj]
+
+    def Barrier(self) -> None:
+        pass
+
+    def Abort(self, code: int = 1) -> None:
+        os._exit(code)
+
+
+SERIAL = SerialComm()
+
+
+def mpi():
+    """mpi4py's ``MPI`` module (initialises MPI): the package's one import of mpi4py."""
+    from mpi4py import MPI
+    return MPI
+
+
+def is_digits(text: str) -> bool:
+    """True for a non-empty run of ASCII digits (``str.isdigit`` also accepts '²', which int() refuses)."""
+    return text.isascii() and text.isdigit()
+
+
+def launched_by_mpi() -> bool:
+    """True under mpirun/mpiexec/srun with an MPI plugin; a plain process never imports mpi4py."""
+    return any(os.environ.get(v) for v in MPI_LAUNCHER_VARIABLES)
+
+
+def launcher_size() -> int | None:
+    """The rank count the launcher says it started, where it says so (not every launcher does)."""
+    sizes = [int(os.environ[v]) for v in MPI_SIZE_VARIABLES if is_digits(os.environ.get(v, "").strip())]
+    return sizes[0] if sizes else None
+
+
+def local_launcher_size() -> int:
+    """The ranks the launcher started on this node, where it says so (Open MPI, Hydra, PMIx), else 1."""
+    local = [os.environ.get(v, "").strip() for v in MPI_LOCAL_SIZE_VARIABLES]
+    return next((int(v) for v in local if is_digits(v) and int(v) > 0), 1)
+
+
+def world():
+    """COMM_WORLD under an MPI launcher, else :data:`SERIAL`. Refused when smaller than the launch: mpirun of
+    one MPI starts ranks that each find themselves alone under mpi4py built for another (N serial copies of the
+    run, all writing one file)."""
+    if not launched_by_mpi():
+        return SERIAL
+    comm, launched = mpi().COMM_WORLD, launcher_size()
+    if launched is not None and comm.Get_size() != launched:
+        library = (mpi().Get_library_version().splitlines() or ["unknown"])[0].strip()
+        raise ConfigError(f"the launcher started {launched} ranks but MPI sees {comm.Get_size()}: the launcher and "
+                          f"mpi4py ({library}) are different MPIs; use the mpirun of the MPI mpi4py was built with, "
+                          "or activate the environment set up for this one (jobs/setup.sh, VENV)")
+    return comm
+
+
+def _reduce(comm, value, op: str):
+    if comm.Get_size() == 1:
+        return value
+    return comm.allreduce(value, op=getattr(mpi(), op))
+
+
+def maximum(comm, value):
+    """The largest of every rank's value."""
+    return _reduce(comm, value, "MAX")
+
+
+def any_true(comm, value: bool) -> bool:
+    """True on every rank if it is true on any."""
+    return _reduce(comm, bool(value), "LOR")
+
+
+def all_true(comm, value: bool) -> bool:
+    """True on every rank if it is true on all."""
+    return _reduce(comm, bool(value), "LAND")
+
+
+def on_root(comm, check: Callable[[], Any]) -> Any:
+    """Run ``check()`` on rank 0 only (it reads the file system, say) and raise its UserError on every rank.
+
+    Returns what ``check`` returned on rank 0, and None on the other ranks. Collective: every rank calls it.
+    """
+    problem, result = None, None
+    if comm.Get_rank() == 0:
+        try:
+            result = check()
+        except UserError as err:
+            problem = err
+    problem = comm.bcast(problem, root=0)
+    if problem is not None:
+        raise problem
+    return result
+
+
+def ranks_on_node(comm) -> int:
+    """How many ranks share this node (a collective under MPI: call it once)."""
+    if comm.Get_size() == 1:
+        return 1
+    node = comm.Split_type(mpi().COMM_TYPE_SHARED)
+    count = node.Get_size()
+    node.Free()
+    return count

@@ -1,0 +1,230 @@
+"""Checking a config: each value against the type of its default, then the relations between keys.
+
+Any mistake becomes one :class:`~solver.errors.ConfigError` line naming the file, the key and the fix; nothing
+downstream needs to check types again.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import fields
+from typing import Any
+
+from ..errors import ConfigError
+from .perturbations import DISTRIBUTIONS, NOT_PERTURBED, check_distribution, perturbed_width, show
+from .schema import (AUTO_COUNTS, BOUNDARIES, KERNEL_CHOICES, MAX_NODES, MAX_STEPS, SIDES, Config,
+                     section_types)
+
+
+def close_matches(word: str, choices, n: int = 1) -> list[str]:
+    """The nearest of ``choices`` to a misspelt ``word`` (difflib, imported only when a config is wrong)."""
+    import difflib
+    return difflib.get_close_matches(word, choices, n=n)
+
+
+def known_key(cls, name: str, source: str, prefix: str) -> str:
+    """name if cls has that field, else a ConfigError suggesting the closest one."""
+    names = [f.name for f in fields(cls) if f.name != "source"]
+    if name in names:
+        return name
+    where = f"{prefix}{name}"
+    close = close_matches(name, names, n=1)
+    hint = f"did you mean {prefix}{close[0]}?" if close else f"valid keys: {', '.join(names)}"
+    raise ConfigError(f"{source}: unknown key {where!r}; {hint}")
+
+
+def build_section(cls, raw: dict, source: str, section: str):
+    values = {}
+    defaults = cls()
+    for key, value in raw.items():
+        name = known_key(cls, str(key), source, section + ".")
+        values[name] = _coerce(value, getattr(defaults, name), f"{section}.{name}", source)
+    return cls(**values)
+
+
+def _coerce(value: Any, default: Any, key: str, source: str) -> Any:
+    """Check a value against the type of its default; the counts that default to 'auto' also take 'auto'."""
+    bad = ConfigError(f"{source}: {key} = {show(value)}: expected "
+                      f"{_expected(default, key)}")
+    if key in AUTO_COUNTS:
+        if value == "auto":
+            return value
+        if key == "parallel.ranks":
+            return _pair(value, int, bad)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad
+        return value
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise bad
+        return value
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad
+        return value
+    if isinstance(default, float):
+        number = _number(value)
+        if number is None:
+            raise bad
+        if not math.isfinite(number):
+            raise ConfigError(f"{source}: {key} = {value}: must be a finite number")
+        return number
+    if isinstance(default, tuple):
+        return _pair(value, float, bad)
+    if isinstance(default, str):
+        if not isinstance(value, str):
+            raise bad
+        return value
+    if isinstance(default, dict):
+        if not isinstance(value, dict):
+            raise bad
+        return value
+    raise bad
+
+
+# YAML 1.1 (PyYAML) reads 1e-3 and 1.0e3 as text: a number must have a dot and a signed exponent there.
+_EXPONENT_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
+def _number(value: Any) -> float | None:
+    """value as a float (inf for an int too large for one), or None if it is not a number."""
+    if isinstance(value, str) and _EXPONENT_NUMBER.fullmatch(value.strip()):
+        return float(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+
+
+def _pair(value: Any, kind: type, bad: ConfigError) -> tuple:
+    if not isinstance(value, (list, tuple)) or len(value) != 2:
+        raise bad
+    out = []
+    for v in value:
+        if kind is float:
+            v = _number(v)
+            if v is None or not math.isfinite(v):
+                raise bad
+        elif isinstance(v, bool) or not isinstance(v, int):
+            raise bad
+        out.append(kind(v))
+    return tuple(out)
+
+
+def _expected(default: Any, key: str) -> str:
+    if key in AUTO_COUNTS:
+        return "auto or a whole number"
+    if isinstance(default, bool):
+        return "true or false"
+    if isinstance(default, int):
+        return "a whole number"
+    if isinstance(default, float):
+        return "a number"
+    if isinstance(default, tuple):
+        return "a pair of numbers like [0.0, 1.0]"
+    if isinstance(default, dict):
+        return "a mapping"
+    return "a string"
+
+
+# --- checks across keys -----------------------------------------------------------------------
+def validate(cfg: Config) -> None:
+    """Check ranges and the relations between keys; raise one ConfigError naming key and fix."""
+    src = cfg.source
+
+    def fail(message: str) -> None:
+        raise ConfigError(f"{src}: {message}")
+
+    g = cfg.grid
+    for key in ("nx", "ny"):
+        if getattr(g, key) < 3:
+            fail(f"grid.{key} = {getattr(g, key)} is below 3: the grid needs an interior node; use at least 3")
+        if getattr(g, key) > MAX_NODES:
+            fail(f"grid.{key} = {getattr(g, key)} is more nodes than any machine holds; use at most {MAX_NODES}")
+    for key, spacing in (("x", "dx"), ("y", "dy")):
+        lo, hi = getattr(g, key)
+        if not hi > lo:
+            fail(f"grid.{key} = [{lo}, {hi}]: the upper end must exceed the lower one")
+        step = getattr(cfg, spacing)
+        if not (1e-150 < step < 1e150):      # so that 1/dx^2 and the stability number stay finite
+            fail(f"grid.{key} = [{lo}, {hi}] with {getattr(g, 'n' + key)} nodes gives {spacing} = {step:g}, "
+                 "beyond what floating point resolves; choose a sensible extent")
+    for key, value in (("time.dt", cfg.time.dt), ("time.t_end", cfg.time.t_end)):
+        if not value > 0:
+            fail(f"{key} = {value} must be positive")
+    for side in SIDES:
+        value = getattr(cfg.boundary, side)
+        if value not in BOUNDARIES:
+            close = close_matches(value, BOUNDARIES, n=1)
+            fail(f"boundary.{side} = {value!r}; " + (f"did you mean {close[0]}?" if close else
+                                                       f"choose one of {', '.join(BOUNDARIES)}"))
+    for low, high in (("west", "east"), ("south", "north")):
+        if (getattr(cfg.boundary, low) == "periodic") != (getattr(cfg.boundary, high) == "periodic"):
+            fail(f"boundary.{low} = {getattr(cfg.boundary, low)} but boundary.{high} = "
+                 f"{getattr(cfg.boundary, high)}: periodic takes both sides of an axis; set both to periodic")
+    model = cfg.model_impl
+    problem = model.check(cfg.physics, cfg.initial) if hasattr(model, "check") else None
+    if problem:
+        fail(f"{problem} (model {model.name})")
+    if cfg.output.every < 0:
+        fail(f"output.every = {cfg.output.every} must be 0 (final state only) or a positive step count")
+    if cfg.checkpoint.every < 0:
+        fail(f"checkpoint.every = {cfg.checkpoint.every} must be 0 (on signal only) or a positive step count")
+    if not cfg.output.path:
+        fail("output.path is empty: name an output file such as results/run.h5")
+    if cfg.numerics.kernel not in KERNEL_CHOICES:
+        close = close_matches(cfg.numerics.kernel, KERNEL_CHOICES, n=1)
+        hint = f"did you mean {close[0]}?" if close else f"choose one of {', '.join(KERNEL_CHOICES)}"
+        fail(f"numerics.kernel = {cfg.numerics.kernel!r} is not a kernel; {hint}")
+    p = cfg.parallel
+    if p.threads != "auto" and p.threads < 1:
+        fail(f"parallel.threads = {p.threads} must be auto or at least 1")
+    if p.ranks != "auto" and min(p.ranks) < 1:
+        fail(f"parallel.ranks = {list(p.ranks)} must be auto or two counts of at least 1")
+    if p.halo != "auto" and p.halo < 1:
+        fail(f"parallel.halo = {p.halo} must be auto or at least 1")
+
+    steps = cfg.time.t_end / cfg.time.dt
+    if not steps < MAX_STEPS:
+        fail(f"time.t_end = {cfg.time.t_end} / time.dt = {cfg.time.dt} is {steps:.3g} steps, more than any run "
+             f"can take; use at most {MAX_STEPS:.0e} steps")
+    if abs(steps - round(steps)) > 1e-9 * max(1.0, steps) or round(steps) < 1:
+        fail(f"time.t_end = {cfg.time.t_end} is not a whole number of steps of dt = {cfg.time.dt} "
+             f"({steps:.6g} steps); choose t_end = {max(1, round(steps)) * cfg.time.dt:.6g} or another dt")
+    limit = cfg.max_stable_dt
+    if not cfg.time.dt <= limit:
+        fail(f"time.dt = {cfg.time.dt} is unstable for the {model.name} model on this grid "
+             f"({cfg.stability:.3g} times the largest stable dt); use time.dt <= {limit:.4g}")
+    _validate_ensemble(cfg, src)
+
+
+def _validate_ensemble(cfg: Config, src: str) -> None:
+    ens = cfg.ensemble
+    types = section_types(cfg.model_impl)
+    if ens.members < 0:
+        raise ConfigError(f"{src}: ensemble.members = {ens.members} must be 0 or more")
+    if ens.seed < 0:
+        raise ConfigError(f"{src}: ensemble.seed = {ens.seed} must be 0 or more")
+    if not ens.output_dir:
+        raise ConfigError(f"{src}: ensemble.output_dir is empty: name a directory such as results/ensemble")
+    for key, spec in ens.perturb.items():
+        where = f"ensemble.perturb.{key}"
+        parts = str(key).split(".")
+        if len(parts) != 2 or parts[0] in NOT_PERTURBED:
+            raise ConfigError(f"{src}: {where}: perturb a number of the problem, such as a physics key")
+        section = known_key(Config, parts[0], src, "")
+        known_key(types[section], parts[1], src, section + ".")
+        if not isinstance(spec, dict) or "dist" not in spec:
+            raise ConfigError(f"{src}: {where} must be a mapping with dist: "
+                              f"{' | '.join(DISTRIBUTIONS)} and its parameters")
+        dist = spec["dist"]
+        if not isinstance(dist, str) or dist not in DISTRIBUTIONS:
+            raise ConfigError(f"{src}: {where}.dist = {dist!r}; choose one of {', '.join(DISTRIBUTIONS)}")
+        need = set(DISTRIBUTIONS[dist])
+        have = set(spec) - {"dist"}
+        if have != need:
+            raise ConfigError(f"{src}: {where}: {dist} takes {', '.join(sorted(need))}, got "
+                              f"{', '.join(sorted(map(str, have))) or 'nothing'}")
+        check_distribution(spec, perturbed_width(cfg, key), f"{src}: {where}")

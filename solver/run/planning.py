@@ -1,0 +1,136 @@
+"""Planning a run: which kernel, how deep a halo and how many threads, from global sizes and the machine.
+
+Every rank decides alike (from the config, the launch and the node), and any choice gives the same bits.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from .. import machine
+from ..comm import local_launcher_size
+from ..core import kernels
+from ..core.config import SIDES, Config
+from ..core.grid import check_halo, largest_block, process_dims
+from ..errors import ConfigError, EnvironmentSettingError
+
+
+AUTO_HALO = 15   # steps between exchanges in cache: an exchange's latency a fifteenth as often, and few
+                 # recomputed halo layers (out of cache: one whole tiled chunk, kernels.depth_for)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The kernel and halo width a run uses, and why (for the log, --dry-run and the provenance)."""
+    kernel: str
+    halo: int
+    reason: str
+
+
+def plan(cfg: Config, dims: tuple[int, int], local_ranks: int) -> Plan:
+    """Resolve ``numerics.kernel`` and ``parallel.halo`` when they are ``auto``, from global sizes only, so
+    every rank decides alike (any choice gives the same bits):
+
+    - halo: none to speak of (1) on one process with fixed boundaries, 1 when zero-flux boundaries are
+      refilled every step anyway, else 15 steps between exchanges (or periodic wraps), or one whole tiled
+      chunk (31 steps for one field) with the tiled kernel, at most half the smallest block: exchanges then
+      cost a fifteenth as many latencies or fewer;
+    - kernel: tiled (temporal blocking) when the field buffers of this node's ranks outgrow the last-level
+      cache (then it moves about a chunk's-th of the memory per update) and there are several steps between
+      exchanges; else the plain numba kernel, which in cache is the faster of the two (it recomputes no
+      overlap and copies no rows; docs/performance.md has the measurements).
+    """
+    px, py = dims
+    size, nx, ny = px * py, cfg.grid.nx, cfg.grid.ny
+    exchanges = size > 1 or any(getattr(cfg.boundary, side) != "fixed" for side in SIDES)
+    fields = len(cfg.model_impl.fields)
+    smallest = min(nx // px, ny // py)
+    mirrored = any(getattr(cfg.boundary, side) == "zero_flux" for side in SIDES)
+    deep = max(1, min(AUTO_HALO, smallest // 2)) if exchanges and not mirrored else 1
+    field_bytes = 2 * 8 * fields * (ny + 2 * deep * py) * (nx + 2 * deep * px)      # all ranks, halos included
+    outgrown = local_ranks * field_bytes / size > machine.last_level_cache()
+    tiled = cfg.numerics.kernel == "tiled" or cfg.numerics.kernel == "auto" and outgrown
+    if cfg.parallel.halo != "auto":
+        halo, why_halo = cfg.parallel.halo, "as configured"
+    elif not exchanges:
+        halo, why_halo = 1, "one process, fixed boundaries: nothing to exchange"
+    elif mirrored:
+        halo, why_halo = 1, "zero-flux boundaries are refilled every step"
+    else:
+        halo = max(1, min(kernels.depth_for(fields), smallest // 2)) if tiled else deep
+        why_halo = f"{'an exchange' if size > 1 else 'a periodic wrap'} every {halo} steps"
+    if cfg.numerics.kernel != "auto":
+        kernel, why_kernel = cfg.numerics.kernel, "as configured"
+    elif not outgrown:
+        kernel, why_kernel = "numba", "the fields fit in the last-level cache"
+    elif exchanges and halo < 3:
+        kernel, why_kernel = "numba", "too few steps per exchange to tile"
+    else:
+        kernel, why_kernel = "tiled", "the fields outgrow the last-level cache"
+    return Plan(kernel, halo, f"kernel {kernel} ({why_kernel}), halo {halo} ({why_halo})")
+
+
+def choose_threads(cfg: Config, local_ranks: int) -> int:
+    """Threads per rank: the config, else SLURM_CPUS_PER_TASK, else the cores shared by the node's ranks."""
+    if cfg.parallel.threads != "auto":
+        return cfg.parallel.threads
+    slurm = machine.cpus_per_task()
+    if slurm is not None:
+        return slurm
+    return max(1, min(machine.available_cores(), machine.cpu_count() // local_ranks))
+
+
+def set_threads(threads: int, local_ranks: int, say) -> None:
+    import numba
+    limit = numba.config.NUMBA_NUM_THREADS
+    if threads > limit:
+        raise EnvironmentSettingError(f"parallel.threads = {threads} exceeds NUMBA_NUM_THREADS = {limit}; "
+                                      f"export NUMBA_NUM_THREADS={threads} or ask for fewer threads")
+    total = threads * local_ranks
+    if total > machine.cpu_count():
+        # Waiting OpenMP threads spin; with more threads than cores they spin on the cores the others
+        # need (measured here: 100x slower at 4 ranks x 2 threads on 2 cores). Read when numba starts them.
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        say(f"warning: {total} threads (ranks x threads on this node) exceed the "
+            f"{machine.cpu_count()} cores: expect a large slowdown; set parallel.threads or NUMBA_NUM_THREADS",
+            error=True)
+    if threads > machine.available_cores():
+        say(f"warning: {threads} threads per rank but this rank may run on {machine.available_cores()} core(s) only "
+            f"(CPU affinity): launch with 'mpirun --bind-to none' or 'srun --cpus-per-task={threads}'",
+            error=True)
+    numba.set_num_threads(threads)
+
+
+MAX_RANKS = 2 ** 22      # more MPI ranks than any machine runs; also bounds the process-grid search
+
+
+@dataclass(frozen=True)
+class Footprint:
+    """What a run on ``ranks`` ranks needs: its process grid, the largest stored block and its memory."""
+    dims: tuple[int, int]        # process grid (px, py)
+    block: tuple[int, int]       # the largest stored block, halo included: (x, y) nodes
+    field_bytes: int             # the two buffers of every field of that block
+    plan: Plan
+
+
+def footprint(cfg: Config, ranks: int) -> Footprint:
+    """The process grid, the largest block and the bytes of its field buffers for ``ranks`` ranks (taken to
+    share one node), and the run's plan. Refuses rank counts and halo widths the grid cannot hold, before any
+    allocation or any long search."""
+    nx, ny = cfg.grid.nx, cfg.grid.ny
+    if ranks < 1:
+        raise ConfigError(f"--ranks {ranks}: needs at least 1 rank")
+    if ranks > min(MAX_RANKS, nx * ny):
+        raise ConfigError(f"{ranks} ranks: more than the {min(MAX_RANKS, nx * ny)} this grid (or any machine) "
+                          "can use; use fewer ranks")
+    dims = process_dims(cfg, ranks)
+    chosen = plan(cfg, dims, ranks)
+    check_halo(cfg, dims, chosen.halo)
+    bx, by = (n + 2 * chosen.halo for n in largest_block(cfg, dims))
+    return Footprint(dims, (bx, by), 2 * len(cfg.model_impl.fields) * bx * by * 8, chosen)
+
+
+def check_fits(cfg: Config, ranks: int, warn=None) -> None:
+    """Refuse (or warn, for --dry-run) a run whose per-rank fields cannot fit in the memory it may use:
+    the two buffers plus the initial condition's temporaries, about twice the buffers."""
+    machine.check_memory(2 * footprint(cfg, ranks).field_bytes, local_launcher_size(), warn)
