@@ -54,10 +54,10 @@ def centre_weight(cx: float, cy: float) -> float:
 
 def reference(u, v, steps, cx, cy, region):
     """The diffusion model's update through our numpy kernel, on 2D arrays."""
-    from .kernels import advance_numpy
+    from .kernels import advance_numpy, no_coefficients
     from .models import diffusion
-    new, old = advance_numpy(diffusion.update, u[np.newaxis], v[np.newaxis], steps, (centre_weight(cx, cy), cx, cy),
-                             region)
+    new, old = advance_numpy(diffusion.update, u[np.newaxis], v[np.newaxis], no_coefficients(), steps,
+                             (centre_weight(cx, cy), cx, cy), np.zeros((steps, 0)), region)
     return new[0], old[0]
 
 

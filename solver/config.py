@@ -464,6 +464,17 @@ _SECTION_TYPES = {f.name: f.default_factory for f in fields(Config)
 
 
 # --- checks across keys -----------------------------------------------------------------------
+def _sample_axes(cfg: Config, count: int = 9):
+    """At most ``count`` node coordinates along x and along y, spread over each axis: where
+    models.check_model tries the model's initial, exact and coefficient fields."""
+    import numpy as np
+    axes = []
+    for name in ("x", "y"):
+        axis = cfg.axis(name)
+        axes.append(axis[np.unique(np.linspace(0, axis.size - 1, min(count, axis.size)).astype(int))])
+    return axes
+
+
 def validate(cfg: Config) -> None:
     """Check ranges and the relations between keys; raise one ConfigError naming key and fix."""
     src = cfg.source
@@ -499,7 +510,11 @@ def validate(cfg: Config) -> None:
             fail(f"boundary.{low} = {getattr(cfg.boundary, low)} but boundary.{high} = "
                  f"{getattr(cfg.boundary, high)}: periodic takes both sides of an axis; set both to periodic")
     model = cfg.model_impl
-    problem = model.check(cfg.physics, cfg.initial) if hasattr(model, "check") else None
+    try:                  # every hook tried on the run's parameters and a sample of its nodes
+        problem = models.check_model(model, cfg.physics, cfg.initial, *_sample_axes(cfg), cfg.dx, cfg.dy,
+                                     cfg.time.dt)
+    except models.ModelError as err:
+        fail(str(err))
     if problem:
         fail(f"{problem} (model {model.name})")
     if cfg.output.every < 0:
