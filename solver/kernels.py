@@ -98,8 +98,9 @@ def get(model: Model, name: str):
     """The kernel ``name`` for a model without coefficient fields or forcing:
     ``advance(u, v, steps, k, region, shrink=(0, 0, 0, 0))`` (see :func:`get_advance`)."""
     if model.coefficient_names or model.has_forcing:
-        raise ValueError(f"model {model.name} has coefficient fields or forcing: call its kernels through "
-                         "kernels.get_advance, with the coefficient fields and the forcing values")
+        from .config import ConfigError
+        raise ConfigError(f"model {model.name} has coefficient fields or forcing, which this caller does not "
+                          "pass: its kernels take them through kernels.get_advance")
     advance = get_advance(model, name)
     empty = no_coefficients()
 

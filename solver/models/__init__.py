@@ -178,7 +178,12 @@ def _import_file(path: str) -> ModuleType:
         raise ModelError(f"model file {path}: syntax error line {err.lineno}: {err.msg}") from None
     except Exception as err:
         del sys.modules[name]
-        raise ModelError(f"model file {path} fails on import: {type(err).__name__}: {err}") from None
+        lines = [line for frame, line in traceback.walk_tb(err.__traceback__)
+                 if os.path.abspath(frame.f_code.co_filename) == os.path.abspath(path)]
+        where = f", line {lines[-1]}" if lines else ""
+        text = str(err).strip().splitlines()
+        raise ModelError(f"model file {path}{where} fails on import: {type(err).__name__}: "
+                         f"{text[0] if text else ''}") from None
     return module
 
 
