@@ -73,6 +73,12 @@ def exact(physics, initial, x, y, t):
 '''
 
 
+@pytest.fixture
+def kernel_dir(tmp_path, monkeypatch):
+    """Generated kernels of the test's own model files go to tmp_path, not into the package's cache."""
+    monkeypatch.setenv(kernels.KERNEL_DIR_VARIABLE, str(tmp_path / "kernels"))
+
+
 def model_file(tmp_path, *edits, name="mine.py"):
     """BASE with (old, new) text replacements (each must apply), written to tmp_path; its path."""
     source = BASE
@@ -88,7 +94,7 @@ def line_of(path, text) -> int:
     return next(n for n, line in enumerate(open(path).read().splitlines(), 1) if text in line)
 
 
-def test_the_unbroken_user_model_passes_every_check_and_runs_on_every_kernel(tmp_path):
+def test_the_unbroken_user_model_passes_every_check_and_runs_on_every_kernel(tmp_path, kernel_dir):
     model = models.load(model_file(tmp_path))
     assert models.check_model(model) is None
     assert model.form == models.NEIGHBOURHOOD and list(model.coefficient_names) == ["D", "S"]
@@ -310,22 +316,26 @@ def update(u, a, k, f):
 
 
 @pytest.mark.parametrize("kernel", [*kernels.KERNELS, "prange"])
-def test_the_neighbourhood_form_gives_the_classic_forms_bits(kernel, tmp_path):
+def test_the_neighbourhood_form_gives_the_classic_forms_bits(kernel, tmp_path, monkeypatch):
     """diffusion's update written as update(u, a, k, f) (no coefficient fields: a is None) against the
     built-in classic update(c, w, e, s, n, k)."""
     path = tmp_path / "diffusion_n.py"
     path.write_text(NEIGHBOURHOOD_DIFFUSION)
-    classic, neighbourhood = models.load("diffusion"), models.load(str(path))
+    classic = models.load("diffusion")
+    want_kernel = kernels.get(classic, kernel)            # the built-in's kernels from the package's cache
+    monkeypatch.setenv(kernels.KERNEL_DIR_VARIABLE, str(tmp_path / "kernels"))
+    neighbourhood = models.load(str(path))
     assert (classic.form, neighbourhood.form) == (models.CLASSIC, models.NEIGHBOURHOOD)
     u = np.random.default_rng(5).random((1, 29, 41))
     k = classic.coefficients(classic.Physics(), 1.0, 0.8, 0.2)
     region = (1, 28, 1, 40)
-    want = kernels.get(classic, kernel)(u.copy(), u.copy(), 11, k, region)[0]
+    want = want_kernel(u.copy(), u.copy(), 11, k, region)[0]
     got = kernels.get(neighbourhood, kernel)(u.copy(), u.copy(), 11, k, region)[0]
     assert np.array_equal(got, want)
 
 
-def test_warm_up_compiles_without_running_and_a_harmonic_mean_of_zeros_is_nan_not_an_error(monkeypatch, tmp_path):
+def test_warm_up_compiles_without_running_and_a_harmonic_mean_of_zeros_is_nan_not_an_error(monkeypatch, tmp_path,
+                                                                                          kernel_dir):
     """Warm-up compiles every numba kernel of a model whose update divides by a sum of coefficient values
     without calling any kernel; the compiled kernel on all-zero coefficient fields gives nan, as numpy does,
     instead of raising inside compiled code."""
