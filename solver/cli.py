@@ -322,7 +322,9 @@ def dry_run(cfg, path: str, ranks: int | None) -> str:
     scratch = ""
     if chosen.kernel == "tiled":
         scratch = f", plus {_size(kernels.scratch_bytes_per_thread(fields, by))} of ring buffers per thread (tiled kernel)"
-    output_bytes = snapshots * fields * cfg.grid.nx * cfg.grid.ny * 8
+    static = len(cfg.model_impl.coefficient_names)
+    output_bytes = (snapshots * fields + static) * cfg.grid.nx * cfg.grid.ny * 8
+    buffers = "the two field buffers" + (f" and {static} coefficient field(s)" if static else "")
     return "\n".join([
         cfg.to_yaml().rstrip(),
         f"# model            {describe_model(cfg)}",
@@ -333,10 +335,10 @@ def dry_run(cfg, path: str, ranks: int | None) -> str:
         f"# decomposition    {ranks} rank(s) as {px} x {py}, largest block {bx - 2 * h} x {by - 2 * h} "
         f"+ halo {h}",
         f"# kernel and halo  {chosen.reason}" + (" (ranks taken to share one node)" if ranks > 1 else ""),
-        f"# memory per rank  {_size(field_bytes)} for the two field buffers{scratch} "
+        f"# memory per rank  {_size(field_bytes)} for {buffers}{scratch} "
         f"(and about 150 MiB for Python, numba and HDF5)",
         f"# output size      {_size(output_bytes)} ({snapshots} snapshots of {fields} field(s) of "
-        f"{cfg.grid.nx} x {cfg.grid.ny} float64)",
+        f"{cfg.grid.nx} x {cfg.grid.ny} float64" + (f", and {static} coefficient field(s) once)" if static else ")"),
     ])
 
 

@@ -38,8 +38,26 @@ def problem(name, ny, nx, seed=0):
     return model, rng.random(shape), rng.random(shape), k
 
 
+def space_and_time(model, ny, nx, steps, first=0):
+    """The coefficient fields (the model's own on the unit square, each node scaled by a random factor in
+    0.95 .. 1.05, so that a coefficient read at a wrong node shows) and the forcing values of steps
+    first .. first + steps - 1 (distinct every step, so that a step given another's values shows)."""
+    physics = model.Physics()
+    x, y = np.linspace(0.0, 1.0, nx), np.linspace(0.0, 1.0, ny)
+    rng = np.random.default_rng(42)
+    a = models.coefficient_values(model, physics, x, y, lambda seed, low=0.0, high=1.0: rng.uniform(low, high, (ny, nx)))
+    a = a * rng.uniform(0.95, 1.05, a.shape)
+    return np.ascontiguousarray(a), models.time_values(model, physics, 0.0137, first, steps)
+
+
+def advance(model, name, u, v, steps, k, region, shrink=(0, 0, 0, 0), first=0):
+    """The kernel ``name`` through the full entry point, with :func:`space_and_time`'s fields and values."""
+    a, values = space_and_time(model, *u.shape[1:], steps, first)
+    return kernels.get_advance(model, name)(u, v, a, steps, k, values, region, shrink)
+
+
 def reference(model, u, v, steps, k, region, shrink=(0, 0, 0, 0)):
-    return kernels.get(model, "numpy")(u, v, steps, k, region, shrink)
+    return advance(model, "numpy", u, v, steps, k, region, shrink)
 
 
 def last_box(region, shrink, steps):
@@ -65,7 +83,7 @@ def test_numba_kernels_give_reference_bits(model_name, ny, nx, steps, region, sh
     model, u, v, k = problem(model_name, ny, nx)
     ref_new, ref_old = reference(model, u.copy(), v.copy(), steps, k, region, shrink)
     for name in ("numba", "prange"):
-        new, old = kernels.get(model, name)(u.copy(), v.copy(), steps, k, region, shrink)
+        new, old = advance(model, name, u.copy(), v.copy(), steps, k, region, shrink)
         assert np.array_equal(new, ref_new) and np.array_equal(old, ref_old), name
 
 
@@ -74,7 +92,7 @@ def test_numba_kernels_give_reference_bits(model_name, ny, nx, steps, region, sh
 def test_tiled_kernel_gives_reference_bits(model_name, ny, nx, steps, region, shrink, tile_shape):
     model, u, v, k = problem(model_name, ny, nx)
     ref_new, _ = reference(model, u.copy(), v.copy(), steps, k, region, shrink)
-    new, old = kernels.get(model, "tiled")(u.copy(), v.copy(), steps, k, region, shrink)
+    new, old = advance(model, "tiled", u.copy(), v.copy(), steps, k, region, shrink)
     box = last_box(region, shrink, steps)
     assert np.array_equal(new[box], ref_new[box])
     # Outside the region nothing is written, in either buffer; they come back in the reference's order.
@@ -84,28 +102,33 @@ def test_tiled_kernel_gives_reference_bits(model_name, ny, nx, steps, region, sh
     assert np.array_equal(new[outside], first[outside]) and np.array_equal(old[outside], second[outside])
 
 
+@pytest.mark.parametrize("model_name", ["gray_scott", "manufactured"])
 @pytest.mark.parametrize("kernel", ["numba", "tiled"])
-def test_deep_halo_decomposition_gives_the_serial_bits(kernel, monkeypatch):
+def test_deep_halo_decomposition_gives_the_serial_bits(kernel, model_name, monkeypatch):
     """Two subdomains side by side with a halo of width k, exchanged every k steps, each advancing k steps
-    with its inner side shrinking (the MPI pattern, done here with copies) equal the undivided grid."""
+    with its inner side shrinking (the MPI pattern, done here with copies) equal the undivided grid; each
+    block holds its columns of the coefficient fields (halo included, filled once) and every call gets the
+    forcing values of its own steps."""
     monkeypatch.setattr(kernels, "DEPTH", 3)
     monkeypatch.setattr(kernels, "STRIP", 6)
     ny, nx, k, cycles = 31, 41, 5, 4
-    model, u, _, coefficients = problem("gray_scott", ny, nx, seed=3)
-    advance = kernels.get(model, kernel)
-    ref, _ = reference(model, u.copy(), u.copy(), k * cycles, coefficients, (1, ny - 1, 1, nx - 1))
+    model, u, _, coefficients = problem(model_name, ny, nx, seed=3)
+    step = kernels.get_advance(model, kernel)
+    a, values = space_and_time(model, ny, nx, k * cycles)
+    ref, _ = kernels.get_advance(model, "numpy")(u.copy(), u.copy(), a, k * cycles, coefficients, values,
+                                                 (1, ny - 1, 1, nx - 1))
 
     cut = 19                                          # west block owns columns [0, cut), east [cut, nx)
-    west = {"u": u[:, :, :cut + k].copy(), "lo": 0, "shrink": (0, 0, 0, 1)}
-    east = {"u": u[:, :, cut - k:].copy(), "lo": cut - k, "shrink": (0, 0, 1, 0)}
+    west = {"u": u[:, :, :cut + k].copy(), "a": a[:, :, :cut + k].copy(), "shrink": (0, 0, 0, 1)}
+    east = {"u": u[:, :, cut - k:].copy(), "a": a[:, :, cut - k:].copy(), "shrink": (0, 0, 1, 0)}
     for block in (west, east):
         block["v"] = block["u"].copy()
-    for _ in range(cycles):
+    for cycle in range(cycles):
         west["u"][:, :, cut:] = east["u"][:, :, k:2 * k]      # halo exchange
         east["u"][:, :, :k] = west["u"][:, :, cut - k:cut]
         for block, (i0, i1) in ((west, (1, cut + k - 1)), (east, (1, nx - cut + k - 1))):
-            block["u"], block["v"] = advance(block["u"], block["v"], k, coefficients, (1, ny - 1, i0, i1),
-                                             block["shrink"])
+            block["u"], block["v"] = step(block["u"], block["v"], block["a"], k, coefficients,
+                                          values[cycle * k:(cycle + 1) * k], (1, ny - 1, i0, i1), block["shrink"])
     joined = np.concatenate([west["u"][:, :, :cut], east["u"][:, :, k:]], axis=2)
     assert np.array_equal(joined, ref)
 
@@ -116,14 +139,17 @@ from solver import models
 from solver.core import kernels
 rng = np.random.default_rng(7)
 out = {}
-for model_name in ("diffusion", "gray_scott"):
+for model_name in ("diffusion", "gray_scott", "layered", "manufactured"):
     model = models.load(model_name)
     u = rng.random((len(model.fields), 67, 301))
+    a = models.coefficient_values(model, model.Physics(), np.linspace(0, 1, 301), np.linspace(0, 1, 67), None)
+    a = np.ascontiguousarray(a * rng.uniform(0.95, 1.05, a.shape))
+    values = models.time_values(model, model.Physics(), 0.01, 0, 40)
     k = model.coefficients(model.Physics(), 1.0, 1.0, 0.5 * model.max_stable_dt(model.Physics(), 1.0, 1.0))
     for threads in (1, 2, 3):
         numba.set_num_threads(threads)
         for name in ("numba", "tiled"):
-            new, _ = kernels.get(model, name)(u.copy(), u.copy(), 40, k, (1, 66, 1, 300))
+            new, _ = kernels.get_advance(model, name)(u.copy(), u.copy(), a, 40, k, values, (1, 66, 1, 300))
             out[f"{model_name}:{name}:{threads}"] = new
 np.savez(sys.argv[1], **out)
 """

@@ -28,7 +28,7 @@ import sys
 import numpy as np
 
 from .. import REPO
-from ..core.kernels import advance_numpy
+from ..core.kernels import advance_numpy, no_coefficients
 from ..errors import ConfigError
 from ..models import diffusion
 from ..storage.provenance import installed_version
@@ -57,8 +57,8 @@ def centre_weight(cx: float, cy: float) -> float:
 
 def reference(u, v, steps, cx, cy, region):
     """The diffusion model's update through our numpy kernel, on 2D arrays."""
-    new, old = advance_numpy(diffusion.update, u[np.newaxis], v[np.newaxis], steps, (centre_weight(cx, cy), cx, cy),
-                             region)
+    new, old = advance_numpy(diffusion.update, u[np.newaxis], v[np.newaxis], no_coefficients(), steps,
+                             (centre_weight(cx, cy), cx, cy), np.zeros((steps, 0)), region)
     return new[0], old[0]
 
 

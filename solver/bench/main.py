@@ -75,10 +75,27 @@ def unit_coefficients(model) -> tuple:
 
 
 def model_kernel(model, name: str):
-    """``advance(u, v, steps, region)`` of our kernel ``name`` on ``model``, with :func:`unit_coefficients`."""
+    """``advance(u, v, steps, region)`` of our kernel ``name`` on ``model``, with :func:`unit_coefficients`,
+    the model's coefficient fields on the unit square (made on the first call, for that grid) and its forcing
+    values (every step's, at dt = 0.001)."""
     k = unit_coefficients(model)
-    advance = kernels.get(model, name)
-    return lambda u, v, steps, region: advance(u, v, steps, k, region)
+    advance = kernels.get_advance(model, name)
+    physics = model.Physics()
+    fields = {}
+    done = [0]
+
+    def run(u, v, steps, region):
+        shape = u.shape[-2:]
+        if shape not in fields:
+            ny, nx = shape
+            uniform = lambda seed, low=0.0, high=1.0: np.random.default_rng(seed).uniform(low, high, shape)
+            a = models.coefficient_values(model, physics, np.linspace(0.0, 1.0, nx), np.linspace(0.0, 1.0, ny),
+                                          uniform)
+            fields[shape] = np.ascontiguousarray(a) if len(a) else kernels.no_coefficients()
+        values = models.time_values(model, physics, 1e-3, done[0], steps)
+        done[0] += steps
+        return advance(u, v, fields[shape], steps, k, values, region)
+    return run
 
 
 # --- measurements -----------------------------------------------------------------------------------

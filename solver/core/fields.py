@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import models
 from .config import Config
 from .grid import Decomposition
 
@@ -21,6 +22,17 @@ def initial_field(cfg: Config, decomp: Decomposition, u: np.ndarray) -> np.ndarr
     x, y = owned_coordinates(cfg, decomp)
     u[owned_index(decomp)] = _stack(model.initial(cfg.physics, cfg.initial, x, y, GridRandom(decomp)), x, y)
     return u
+
+
+def coefficient_field(cfg: Config, decomp: Decomposition) -> np.ndarray:
+    """The model's coefficient fields on the stored subdomain, ``(coefficient fields, y, x)``: the owned
+    nodes from the model, the halo NaN until an exchange or a boundary condition fills it (once: they do not
+    change). Computed on the owned nodes only, so every decomposition gets the same values."""
+    model = cfg.model_impl
+    a = np.full((len(model.coefficient_names), *decomp.local_shape), np.nan)
+    x, y = owned_coordinates(cfg, decomp)
+    a[owned_index(decomp)] = models.coefficient_values(model, cfg.physics, x, y, GridRandom(decomp))
+    return a
 
 
 def exact_field(cfg: Config, decomp: Decomposition, t: float) -> np.ndarray | None:

@@ -1,18 +1,23 @@
 """Kernels: a model's point update applied over an index box, by three interchangeable kernels.
 
-``get(model, name)`` returns ``advance(u, v, steps, k, region, shrink)`` for the kernel ``name``:
+``get_advance(model, name)`` returns, for the kernel ``name``,
+``advance(u, v, a, steps, k, values, region, shrink=(0, 0, 0, 0)) -> (new, old)``:
 
-- ``numba``: the plain threaded kernel of solver/stencil.py (``auto`` in the run loop picks it in cache);
-- ``tiled``: temporal blocking, solver/stencil.py too (``auto`` picks it out of cache);
+- ``numba``: the plain threaded kernel of solver/core/stencil.py (``auto`` in the run loop picks it in cache);
+- ``tiled``: temporal blocking, solver/core/stencil.py too (``auto`` picks it out of cache);
 - ``numpy``: the model's update on whole array slices, the readable reference (and no numba import).
 
 All advance fields stored as ``(fields, y, x)`` arrays by ``steps`` steps with the model's coefficients
-``k`` and give the same bits (see solver/stencil.py for ``region`` and ``shrink``).
+``k`` and give the same bits (see solver/core/stencil.py for ``region`` and ``shrink``). ``a`` holds the model's
+coefficient fields, ``(coefficient fields, y, x)`` with u's layout and halo, read-only (its halo filled once
+by the caller; :func:`no_coefficients` for a model without any); ``values`` the forcing values of the call's
+steps, ``(steps, n)``, row s for the call's step s (``models.time_values``). ``get(model, name)`` is the
+short form ``advance(u, v, steps, k, region, shrink)`` for models with neither.
 
 The numba kernels are compiled per model. numba's on-disk cache keys a function on its own file only: a
 kernel calling a model's update from another file would keep running the old update after the model is
 edited, and an update passed as an argument or captured in a closure misses the cache on every run. So
-this module writes, once per (stencil source, model source), a copy of solver/stencil.py with the model's
+this module writes, once per (stencil source, model source), a copy of solver/core/stencil.py with the model's
 update bound at module level (``stencil_<model>_<hash>.py`` under ``__pycache__/kernels``), and imports
 that: an unchanged model loads its machine code from the cache, an edited one compiles afresh.
 """
@@ -27,7 +32,7 @@ import sys
 import numpy as np
 
 from ..errors import ConfigError
-from ..models import Model, import_statement
+from ..models import CLASSIC, Model, Neighbours, import_statement, time_values, update_form
 
 KERNELS = ("numba", "tiled", "numpy")        # and "prange", the benchmark's yardstick
 # Temporal blocking: strips of at most STRIP columns, advanced DEPTH steps (odd, see _advance_tiled) at a time
@@ -37,7 +42,7 @@ KERNELS = ("numba", "tiled", "numpy")        # and "prange", the benchmark's yar
 STRIP, DEPTH = 512, 31
 STENCIL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "stencil.py")
 KERNEL_DIR_VARIABLE = "SOLVER_KERNEL_DIR"
-RING_SLOTS = 5          # rows per level in the tiled kernel's rings (SLOTS in solver/stencil.py)
+RING_SLOTS = 5          # rows per level in the tiled kernel's rings (SLOTS in solver/core/stencil.py)
 
 
 def depth_for(fields: int) -> int:
@@ -62,26 +67,59 @@ def scratch_bytes_per_thread(fields: int = 1, rows: int = 0) -> int:
     return (-(-size // 512) * 512 + 256) * 8 + 4 * fields * rows * 8
 
 
-def get(model: Model, name: str):
-    """The kernel ``name`` for ``model``: ``advance(u, v, steps, k, region, shrink=(0, 0, 0, 0))``."""
+def get_advance(model: Model, name: str):
+    """The kernel ``name`` for ``model``: ``advance(u, v, a, steps, k, values, region, shrink=(0, 0, 0, 0))``.
+
+    u, v: ``(fields, y, x)`` float64, C-contiguous (:func:`buffer_pair`); a: ``(coefficient fields, y, x)``
+    float64, C-contiguous, the same y and x extents and halo as u, halo filled (:func:`no_coefficients` for a
+    model without any); steps: int; k: the model's coefficients (a tuple of numbers); values: ``(steps, n)``
+    float64, row s the forcing values of the call's step s (``models.time_values(model, physics, dt,
+    first_step, steps)``; ``(steps, 0)`` without forcing); region, shrink: as in solver/core/stencil.py."""
+    if name not in (*KERNELS, "prange"):
+        raise ValueError(f"unknown kernel {name!r}; choose one of {', '.join(KERNELS)} or prange")
     if name == "numpy":
-        return lambda u, v, steps, k, region, shrink=(0, 0, 0, 0): \
-            advance_numpy(model.update, u, v, steps, k, region, shrink)
+        return lambda u, v, a, steps, k, values, region, shrink=(0, 0, 0, 0): \
+            advance_numpy(model.update, u, v, a, steps, k, values, region, shrink)
     compiled = compile_for(model)
     if name in ("numba", "prange"):
         advance = compiled._advance_numba if name == "numba" else compiled._advance_prange
-        return lambda u, v, steps, k, region, shrink=(0, 0, 0, 0): \
-            advance(u, v, steps, _floats(k), tuple(region), tuple(shrink))
-    if name == "tiled":
-        depth = depth_for(len(model.fields))
-        columns = ring_columns(STRIP, depth)
+        return lambda u, v, a, steps, k, values, region, shrink=(0, 0, 0, 0): \
+            advance(u, v, a, steps, _floats(k), _values(values, steps), tuple(region), tuple(shrink))
+    depth = depth_for(len(model.fields))
+    columns = ring_columns(STRIP, depth)
 
-        def advance_tiled(u, v, steps, k, region, shrink=(0, 0, 0, 0)):
-            import numba
-            return compiled._advance_tiled(u, v, steps, _floats(k), tuple(region), tuple(shrink), STRIP, depth,
-                                           columns, numba.get_num_threads())
-        return advance_tiled
-    raise ValueError(f"unknown kernel {name!r}; choose one of {', '.join(KERNELS)} or prange")
+    def advance_tiled(u, v, a, steps, k, values, region, shrink=(0, 0, 0, 0)):
+        import numba
+        return compiled._advance_tiled(u, v, a, steps, _floats(k), _values(values, steps), tuple(region),
+                                       tuple(shrink), STRIP, depth, columns, numba.get_num_threads())
+    return advance_tiled
+
+
+def get(model: Model, name: str):
+    """The kernel ``name`` for a model without coefficient fields or forcing:
+    ``advance(u, v, steps, k, region, shrink=(0, 0, 0, 0))`` (see :func:`get_advance`)."""
+    if model.coefficient_names or model.has_forcing:
+        raise ConfigError(f"model {model.name} has coefficient fields or forcing, which this caller does not "
+                          "pass: its kernels take them through kernels.get_advance")
+    advance = get_advance(model, name)
+    empty = no_coefficients()
+
+    def advance_plain(u, v, steps, k, region, shrink=(0, 0, 0, 0)):
+        return advance(u, v, empty, steps, k, np.zeros((steps, 0)), region, shrink)
+    return advance_plain
+
+
+def no_coefficients() -> np.ndarray:
+    """The ``a`` of a model without coefficient fields: an empty array, never read."""
+    return np.empty((0, 1, 1))
+
+
+def _values(values, steps: int) -> np.ndarray:
+    """The forcing values as a C-contiguous ``(steps, n)`` float64 array (one numba type), checked."""
+    values = np.ascontiguousarray(values, dtype=np.float64)
+    if values.ndim != 2 or values.shape[0] < steps:
+        raise ValueError(f"values has shape {values.shape}; a kernel call of {steps} steps needs ({steps}, n)")
+    return values
 
 
 PAGE_BYTES = 4096
@@ -112,20 +150,28 @@ def alias_free_offset(row_bytes: int) -> int:
                                                        -abs(g - PAGE_BYTES // 2)))
 
 
-def advance_numpy(update, u, v, steps, k, region, shrink=(0, 0, 0, 0)):
-    """The model's update on array slices: the readable reference for tests and small ensemble members."""
+def advance_numpy(update, u, v, a, steps, k, values, region, shrink=(0, 0, 0, 0)):
+    """The model's update on array slices: the readable reference for tests and small ensemble members.
+    ``update`` in either form (models.update_form); ``a`` and ``values`` as for :func:`get_advance`."""
+    classic = update_form(update) == CLASSIC
     j0, j1, i0, i1 = region
     s_south, s_north, s_west, s_east = shrink
     fields = u.shape[0]
     for s in range(steps):
-        a, b = j0 + s * s_south, j1 - s * s_north
-        c, d = i0 + s * s_west, i1 - s * s_east
+        jl, jh = j0 + s * s_south, j1 - s * s_north
+        il, ih = i0 + s * s_west, i1 - s * s_east
 
-        def at(dj, di):
-            views = tuple(u[f, a + dj:b + dj, c + di:d + di] for f in range(fields))
-            return views[0] if fields == 1 else views
-        new = update(at(0, 0), at(0, -1), at(0, 1), at(-1, 0), at(1, 0), k)
-        v[:, a:b, c:d] = new if fields > 1 else (new,)
+        def at(x, dj, di):
+            views = tuple(x[f, jl + dj:jh + dj, il + di:ih + di] for f in range(x.shape[0]))
+            return views[0] if len(views) == 1 else views
+
+        def around(x):
+            return Neighbours(at(x, 0, 0), at(x, 0, -1), at(x, 0, 1), at(x, -1, 0), at(x, 1, 0))
+        if classic:
+            new = update(*around(u), k)
+        else:
+            new = update(around(u), around(a) if a.shape[0] else None, k, values[s])
+        v[:, jl:jh, il:ih] = new if fields > 1 else (new,)
         u, v = v, u
     return u, v
 
@@ -136,15 +182,27 @@ def _floats(k) -> tuple[float, ...]:
 
 
 def warm_up(model: Model, name: str) -> None:
-    """Compile (or load from cache) a kernel on a tiny grid, so the first timed step is not a compile; an
-    update numba cannot compile is one line naming the model file."""
-    k = model.coefficients(*_warm_up_args(model))
+    """Compile (or load from cache) a kernel for the types a run calls it with, without running it (so the
+    update never meets made-up values), so the first timed step is not a compile; an update numba cannot
+    compile is one line naming the model file. Nothing to do for the numpy kernel."""
+    if name == "numpy":
+        return
+    import numba
+    k = _floats(model.coefficients(*_warm_up_args(model)))
     u = np.zeros((len(model.fields), 4, 4))
+    a = np.zeros((len(model.coefficient_names), 4, 4))
+    values = np.zeros((1, _forcing_count(model)))
+    compiled = compile_for(model)
+    if name == "numba":
+        dispatcher, args = compiled._advance_numba, (u, u, a, 1, k, values, (1, 3, 1, 3), (0, 0, 0, 0))
+    elif name == "prange":
+        dispatcher, args = compiled._prange_step, (u, u, a, (1, 3, 1, 3), k, values[0])
+    else:
+        dispatcher, args = compiled._advance_tiled, (u, u, a, 1, k, values, (1, 3, 1, 3), (0, 0, 0, 0), 1, 1, 1, 1)
     try:
-        get(model, name)(u, u.copy(), 1, k, (1, 3, 1, 3))
-        get(model, name)(u, u.copy(), 3, k, (1, 3, 1, 3))
+        dispatcher.compile(tuple(numba.typeof(arg) for arg in args))
     except Exception as err:
-        if name == "numpy" or not type(err).__module__.startswith("numba"):
+        if not type(err).__module__.startswith("numba"):
             raise
         lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in str(err).splitlines()]
         cause = next((line for line in lines if line and not line.startswith(("Failed in", "During:"))), "")
@@ -157,29 +215,52 @@ def _warm_up_args(model: Model):
     return model.Physics(), 1.0, 1.0, 1e-3
 
 
+def _forcing_count(model: Model) -> int:
+    """How many forcing values the model's forcing() returns (0 without one)."""
+    return time_values(model, model.Physics(), 1e-3, 0, 1).shape[1]
+
+
 # --- per-model compilation --------------------------------------------------------------------------------
 _compiled: dict[str, object] = {}
 
 
 def binding(model: Model) -> str:
-    """The code appended to solver/stencil.py for ``model``: its update and the field accessors."""
-    fields = len(model.fields)
-    each = range(fields)
-    if fields == 1:
-        at, put = "v[0][m]", "    v[0][m] = x\n"
+    """The code appended to solver/core/stencil.py for ``model``: its update (called by ``_point`` in its form)
+    and the accessors of its fields and coefficient fields."""
+    fields, coefficients = len(model.fields), len(model.coefficient_names)
+
+    def accessors(count):
+        each = range(count)
+        views = "(" + ", ".join(f"a[{f}, j, i:i + n]" for f in each) + ",)"
+        at = "v[0][m]" if count == 1 else "(" + ", ".join(f"v[{f}][m]" for f in each) + ")"
+        return views, at
+    views, at = accessors(fields)
+    put = "    v[0][m] = x\n" if fields == 1 else "".join(f"    v[{f}][m] = x[{f}]\n" for f in range(fields))
+    # Without coefficient fields _cviews and _cat give 0.0, which no update sees: LLVM drops them.
+    cviews, cat = accessors(coefficients) if coefficients else ("0.0", "0.0")
+    if model.form == CLASSIC:
+        call = "update(c, w, e, s, n, k)"
     else:
-        at = "(" + ", ".join(f"v[{f}][m]" for f in each) + ")"
-        put = "".join(f"    v[{f}][m] = x[{f}]\n" for f in each)
-    views = "(" + ", ".join(f"a[{f}, j, i:i + n]" for f in each) + ",)"
-    return (f"\n\n# --- binding: model {model.spec} (source {model.source_hash}), {fields} field(s) ---\n"
+        around = "Neighbours(ac, aw, ae, a_s, an)" if coefficients else "None"
+        call = f"update(Neighbours(c, w, e, s, n), {around}, k, f)"
+    return (f"\n\n# --- binding: model {model.spec} (source {model.source_hash}), {fields} field(s), "
+            f"{coefficients} coefficient field(s), update form {model.form} ---\n"
             f"{import_statement(model)}"
+            "from solver.models import Neighbours\n"
+            f"COEFFICIENTS = {coefficients}\n"
             "update = njit(inline='always')(_model.update)\n\n\n"
+            "@njit(inline='always')\n"
+            f"def _point(c, w, e, s, n, ac, aw, ae, a_s, an, k, f):\n    return {call}\n\n\n"
             "@njit(inline='always')\n"
             f"def _views(a, j, i, n):\n    return {views}\n\n\n"
             "@njit(inline='always')\n"
             f"def _at(v, m):\n    return {at}\n\n\n"
             "@njit(inline='always')\n"
-            f"def _put(v, m, x):\n{put}")
+            f"def _put(v, m, x):\n{put}\n\n"
+            "@njit(inline='always')\n"
+            f"def _cviews(a, j, i, n):\n    return {cviews}\n\n\n"
+            "@njit(inline='always')\n"
+            f"def _cat(v, m):\n    return {cat}\n")
 
 
 def kernel_dir() -> str:
@@ -210,7 +291,7 @@ def compile_for(model: Model):
         import tempfile          # here: an ensemble member with the numpy kernel never gets this far
         fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
         with os.fdopen(fd, "w", encoding="utf-8") as stream:
-            stream.write(f"# Generated by solver/kernels.py from solver/stencil.py and {model.file}.\n"
+            stream.write(f"# Generated by solver/core/kernels.py from solver/core/stencil.py and {model.file}.\n"
                          "# Do not edit: a new file is written whenever either changes.\n" + text)
         try:
             os.link(tmp, path)

@@ -1,19 +1,27 @@
-"""The numba kernels, written once for every model: a template that solver/kernels.py compiles per model.
+"""The numba kernels, written once for every model: a template that solver/core/kernels.py compiles per model.
 
-Not imported as it is. solver/kernels.py appends to a copy of this file the model's binding: ``update`` (the
-model's point update, inlined), and ``_views``, ``_at`` and ``_put``, which gather the model's fields at a
-node (one value, or a tuple of one per field) and store the result. The copy is named after a hash of this
+Not imported as it is. solver/core/kernels.py appends to a copy of this file the model's binding: ``_point`` (the
+model's point update, inlined, called with the fields and the coefficient fields at a node and its four
+neighbours, the constants ``k`` and the step's forcing values ``f``), ``_views``, ``_at`` and ``_put``, which
+gather the model's fields at a node (one value, or a tuple of one per field) and store the result,
+``_cviews`` and ``_cat``, the same for the coefficient fields, and ``COEFFICIENTS``, their number. The copy is named after a hash of this
 file and of the model's source, so numba's on-disk cache is keyed on both: an unchanged model compiles
 nothing, an edited one gets fresh machine code, never stale.
 
 Fields are stored as ``(fields, y, x)`` arrays. Every kernel advances them by ``steps`` explicit steps on the
-index box ``region = (j0, j1, i0, i1)`` of a double-buffered pair ``(u, v)`` and returns ``(new, old)``.
+index box ``region = (j0, j1, i0, i1)`` of a double-buffered pair ``(u, v)`` and returns ``(new, old)``:
+``advance(u, v, a, steps, k, values, region, shrink)``. ``a`` holds the coefficient fields, ``(coefficient
+fields, y, x)`` with the layout (and halo) of u, read, never written (any ``(0, ., .)`` array for a model
+without them: never read); ``values`` is ``(steps, forcing values)``, row s the forcing of the call's step s.
 Nodes outside the box are never written, so fixed boundary values and halo cells keep what the caller put
 there; the box must leave at least one node on every side of the array. ``shrink = (south, north, west,
 east)`` (each 0 or 1) moves that side of the box inwards by one node per step: a halo of width k is valid
 for k steps, one layer less after each (deep halos). Each node is computed by the same expression in the
 same order in every kernel (no fastmath, no fused multiply-add), so results do not depend on the kernel,
 the thread count or the decomposition.
+
+Every kernel is compiled with ``error_model='numpy'``: a division by zero in an update gives inf or nan, as
+on the numpy kernel, instead of raising inside compiled code (and costs no check per division).
 
 - ``_advance_numba``: the plain kernel. One compiled call runs the whole time loop; each step is a threaded
   sweep over pairs of rows whose inner loop LLVM vectorises (row views indexed from zero, so no
@@ -24,7 +32,10 @@ the thread count or the decomposition.
   ring buffer (in the core's L2 cache) and writing the last level into the other grid. A level computes the
   strip's columns and ``depth - level`` more on each side (recomputed by the neighbouring strip too), so the
   last level is exact. Each node is read from and written to memory once per ``depth`` steps, and that
-  traffic is spread over the sweep and prefetched a pass ahead, so it overlaps the arithmetic. ``new``
+  traffic is spread over the sweep and prefetched a pass ahead, so it overlaps the arithmetic. The
+  coefficient fields are read from ``a`` directly (nothing writes them, so they need no ring): the rows the
+  strip's levels read lie within about 3 ``depth`` rows of each other, so they stay in the core's cache
+  from level 1, which prefetches them a pass ahead like the grid rows, to the last level. ``new``
   matches the plain kernel bit for bit on the last step's box; inside the box but outside the last step's
   box (the shrinking rim of deep halos) and in ``old`` it holds stale values that no later step reads.
 
@@ -81,9 +92,10 @@ def _prefetch_row(a, j, lo, hi, write):
 
 
 @njit(inline='always')
-def _one_row(src, south, centre, north, si, dst, d, di, n, k):
+def _one_row(src, south, centre, north, si, co, cj, ci, dst, d, di, n, k, f):
     """Update n nodes of row ``centre`` of src from column si into row d of dst from column di; ``south`` and
     ``north`` are the rows of src holding its neighbours (adjacent in the grid, anywhere in a ring buffer).
+    The coefficient fields ``co`` are read in grid coordinates: the node is row cj, column ci.
 
     Views indexed from 0 let LLVM drop the wraparound checks and vectorise."""
     c = _views(src, centre, si, n)
@@ -91,16 +103,22 @@ def _one_row(src, south, centre, north, si, dst, d, di, n, k):
     e = _views(src, centre, si + 1, n)
     s = _views(src, south, si, n)
     nn = _views(src, north, si, n)
+    ac = _cviews(co, cj, ci, n)
+    aw = _cviews(co, cj, ci - 1, n)
+    ae = _cviews(co, cj, ci + 1, n)
+    a_s = _cviews(co, cj - 1, ci, n)
+    an = _cviews(co, cj + 1, ci, n)
     out = _views(dst, d, di, n)
     for m in range(n):
-        _put(out, m, update(_at(c, m), _at(w, m), _at(e, m), _at(s, m), _at(nn, m), k))
+        _put(out, m, _point(_at(c, m), _at(w, m), _at(e, m), _at(s, m), _at(nn, m),
+                            _cat(ac, m), _cat(aw, m), _cat(ae, m), _cat(a_s, m), _cat(an, m), k, f))
 
 
 @njit(inline='always')
-def _two_rows(src, south, centre0, centre1, north, si, dst, d0, d1, di, n, k):
+def _two_rows(src, south, centre0, centre1, north, si, co, cj, ci, dst, d0, d1, di, n, k, f):
     """Rows ``centre0`` and ``centre1`` (its northern neighbour) in one sweep, as two calls of
     :func:`_one_row` would: each row's centre is the other's north or south neighbour, so the pair loads
-    four values per update instead of five."""
+    four values per update instead of five (the coefficient fields likewise; row cj is centre0's)."""
     s = _views(src, south, si, n)
     c0 = _views(src, centre0, si, n)
     w0 = _views(src, centre0, si - 1, n)
@@ -109,36 +127,49 @@ def _two_rows(src, south, centre0, centre1, north, si, dst, d0, d1, di, n, k):
     w1 = _views(src, centre1, si - 1, n)
     e1 = _views(src, centre1, si + 1, n)
     nn = _views(src, north, si, n)
+    a_s = _cviews(co, cj - 1, ci, n)
+    ac0 = _cviews(co, cj, ci, n)
+    aw0 = _cviews(co, cj, ci - 1, n)
+    ae0 = _cviews(co, cj, ci + 1, n)
+    ac1 = _cviews(co, cj + 1, ci, n)
+    aw1 = _cviews(co, cj + 1, ci - 1, n)
+    ae1 = _cviews(co, cj + 1, ci + 1, n)
+    an = _cviews(co, cj + 2, ci, n)
     out0 = _views(dst, d0, di, n)
     out1 = _views(dst, d1, di, n)
     for m in range(n):
         a = _at(c0, m)
         b = _at(c1, m)
-        _put(out0, m, update(a, _at(w0, m), _at(e0, m), _at(s, m), b, k))
-        _put(out1, m, update(b, _at(w1, m), _at(e1, m), a, _at(nn, m), k))
+        x = _cat(ac0, m)
+        y = _cat(ac1, m)
+        _put(out0, m, _point(a, _at(w0, m), _at(e0, m), _at(s, m), b,
+                             x, _cat(aw0, m), _cat(ae0, m), _cat(a_s, m), y, k, f))
+        _put(out1, m, _point(b, _at(w1, m), _at(e1, m), a, _at(nn, m),
+                             y, _cat(aw1, m), _cat(ae1, m), x, _cat(an, m), k, f))
 
 
-@njit(cache=True, nogil=True, boundscheck=False)
-def _row(src, sj, si, dst, dj, di, n, k):
-    """Update n nodes of row sj from column si of src into row dj from column di of dst."""
-    _one_row(src, sj - 1, sj, sj + 1, si, dst, dj, di, n, k)
+@njit(cache=True, nogil=True, boundscheck=False, error_model='numpy')
+def _row(src, sj, si, co, dst, dj, di, n, k, f):
+    """Update n nodes of row sj from column si of src (coefficient fields co, laid out as src) into row dj
+    from column di of dst."""
+    _one_row(src, sj - 1, sj, sj + 1, si, co, sj, si, dst, dj, di, n, k, f)
 
 
-@njit(cache=True, nogil=True, boundscheck=False)
-def _row_pair(src, sj, si, dst, dj, di, n, k):
+@njit(cache=True, nogil=True, boundscheck=False, error_model='numpy')
+def _row_pair(src, sj, si, co, dst, dj, di, n, k, f):
     """Rows sj and sj + 1 in one sweep (see :func:`_two_rows`)."""
-    _two_rows(src, sj - 1, sj, sj + 1, sj + 2, si, dst, dj, dj + 1, di, n, k)
+    _two_rows(src, sj - 1, sj, sj + 1, sj + 2, si, co, sj, si, dst, dj, dj + 1, di, n, k, f)
 
 
-@njit(cache=True, nogil=True, boundscheck=False)
-def _rows(src, sj0, sj1, si, dst, dj0, di, n, k):
+@njit(cache=True, nogil=True, boundscheck=False, error_model='numpy')
+def _rows(src, sj0, sj1, si, co, dst, dj0, di, n, k, f):
     """Update rows sj0 .. sj1 - 1 (n nodes from column si) of src into rows from dj0 (column di) of dst."""
     j = sj0
     while j + 1 < sj1:
-        _row_pair(src, j, si, dst, dj0 + j - sj0, di, n, k)
+        _row_pair(src, j, si, co, dst, dj0 + j - sj0, di, n, k, f)
         j += 2
     if j < sj1:
-        _row(src, j, si, dst, dj0 + j - sj0, di, n, k)
+        _row(src, j, si, co, dst, dj0 + j - sj0, di, n, k, f)
 
 
 @njit(cache=True, nogil=True)
@@ -149,19 +180,19 @@ def _box(region, shrink, s):
     return j0 + s * s_south, j1 - s * s_north, i0 + s * s_west, i1 - s * s_east
 
 
-@njit(parallel=True, cache=True, nogil=True, boundscheck=False)
-def _sweep(u, v, box, k):
+@njit(parallel=True, cache=True, nogil=True, boundscheck=False, error_model='numpy')
+def _sweep(u, v, co, box, k, f):
     """One step on ``box`` from u into v: a threaded sweep over pairs of rows."""
     a, b, c, d = box
     for pair in prange((b - a + 1) // 2):
         j = a + 2 * pair
-        _rows(u, j, min(j + 2, b), c, v, j, c, d - c, k)
+        _rows(u, j, min(j + 2, b), c, co, v, j, c, d - c, k, f)
 
 
-@njit(cache=True, nogil=True)
-def _advance_numba(u, v, steps, k, region, shrink):
+@njit(cache=True, nogil=True, error_model='numpy')
+def _advance_numba(u, v, a, steps, k, values, region, shrink):
     for s in range(steps):
-        _sweep(u, v, _box(region, shrink, s), k)
+        _sweep(u, v, a, _box(region, shrink, s), k, values[s])
         u, v = v, u
     return u, v
 
@@ -201,14 +232,15 @@ def _edge_columns(ring, sides, parity, d0, d1, x, rows, west, east, west_col, ea
                 ring[f, d1, east_col] = sides[1, parity, f, x + 1]
 
 
-@njit(cache=True, nogil=True, boundscheck=False)
-def _strip(p, q, ring, k, steps, first, region, shrink, c0, c1):
+@njit(cache=True, nogil=True, boundscheck=False, error_model='numpy')
+def _strip(p, q, co, ring, k, values, steps, first, region, shrink, c0, c1):
     """Advance the columns [c0, c1) of the chunk's last box ``steps`` steps from p into q: a wavefront up
     the strip, each pass taking every level (steps done) one pair of rows further, from the grid (level 0)
     through the ring buffers of levels 1 .. steps - 1 into q (the last level). Level l computes the columns
     of its box within ``steps - l`` of the strip, so the last level is exact on [c0, c1). The row and the
     columns just outside the region are copied into the rings as the plain kernel would read them there:
-    p's at even levels, q's at odd ones (no step writes them)."""
+    p's at even levels, q's at odd ones (no step writes them). Level l reads the coefficient fields at
+    the grid's rows and columns of ``co``, and the forcing values ``values[first + l - 1]``."""
     j0, j1, i0, i1 = region
     fields = p.shape[0]
     off = c0 - steps                      # ring column = grid column - off
@@ -265,21 +297,25 @@ def _strip(p, q, ring, k, steps, first, region, shrink, c0, c1):
             if level == 1 and r + 4 <= j1:
                 _prefetch_row(p, r + 3, lo - 1, hi + 1, 0)
                 _prefetch_row(p, r + 4, lo - 1, hi + 1, 0)
+                if COEFFICIENTS:
+                    _prefetch_row(co, r + 3, lo - 1, hi + 1, 0)
+                    _prefetch_row(co, r + 4, lo - 1, hi + 1, 0)
             if level == steps and r + 3 < row_end[level]:
                 _prefetch_row(q, r + 2, lo, hi, 1)
                 _prefetch_row(q, r + 3, lo, hi, 1)
+            f = values[first + level - 1]
             if rows == 2:
-                _two_rows(src, s0, s1, s2, s3, si, dst, d0, d1, di, hi - lo, k)
+                _two_rows(src, s0, s1, s2, s3, si, co, r, lo, dst, d0, d1, di, hi - lo, k, f)
             else:
-                _one_row(src, s0, s1, s2, si, dst, d0, di, hi - lo, k)
+                _one_row(src, s0, s1, s2, si, co, r, lo, dst, d0, di, hi - lo, k, f)
             if level < steps and (lo == i0 or hi == i1):      # the columns beside the region
                 _edge_columns(ring, sides, level % 2, d0, d1, r - j0, rows, lo == i0, hi == i1, i0 - 1 - off,
                               i1 - off)
             row_next[level] = r + rows
 
 
-@njit(parallel=True, cache=True, nogil=True, boundscheck=False)
-def _advance_tiled(u, v, steps, k, region, shrink, width, depth, columns, threads):
+@njit(parallel=True, cache=True, nogil=True, boundscheck=False, error_model='numpy')
+def _advance_tiled(u, v, co, steps, k, values, region, shrink, width, depth, columns, threads):
     """``steps`` steps in chunks of at most ``depth`` (odd) through strips of at most ``width`` columns; ring
     rows of ``columns`` (at least width + 2 depth + 2) nodes."""
     fields = u.shape[0]
@@ -304,24 +340,24 @@ def _advance_tiled(u, v, steps, k, region, shrink, width, depth, columns, thread
                 for strip in range(worker, strips, threads):
                     c0 = c + (d - c) * strip // strips
                     c1 = c + (d - c) * (strip + 1) // strips
-                    _strip(u, v, ring, k, n, done, region, shrink, c0, c1)
+                    _strip(u, v, co, ring, k, values, n, done, region, shrink, c0, c1)
         u, v = v, u
         done += n
     return u, v
 
 
-@njit(parallel=True, cache=True, nogil=True, boundscheck=False)
-def _prange_step(u, v, box, k):
+@njit(parallel=True, cache=True, nogil=True, boundscheck=False, error_model='numpy')
+def _prange_step(u, v, co, box, k, f):
     """One step as one writes it first: a ``prange`` over rows, each row updated on its own (five loads per
     update, no pairs), one compiled call per step."""
     a, b, c, d = box
     for j in prange(a, b):
-        _row(u, j, c, v, j, c, d - c, k)
+        _row(u, j, c, co, v, j, c, d - c, k, f)
 
 
-def _advance_prange(u, v, steps, k, region, shrink):
+def _advance_prange(u, v, a, steps, k, values, region, shrink):
     """The benchmark's yardstick: :func:`_prange_step` called from Python for every step."""
     for s in range(steps):
-        _prange_step(u, v, _box(region, shrink, s), k)
+        _prange_step(u, v, a, _box(region, shrink, s), k, values[s])
         u, v = v, u
     return u, v

@@ -10,7 +10,10 @@ import re
 from dataclasses import fields
 from typing import Any
 
-from ..errors import ConfigError
+import numpy as np
+
+from .. import models
+from ..errors import ConfigError, ModelError
 from .perturbations import DISTRIBUTIONS, NOT_PERTURBED, check_distribution, perturbed_width, show
 from .schema import (AUTO_COUNTS, BOUNDARIES, KERNEL_CHOICES, MAX_NODES, MAX_STEPS, SIDES, Config,
                      section_types)
@@ -130,6 +133,16 @@ def _expected(default: Any, key: str) -> str:
 
 
 # --- checks across keys -----------------------------------------------------------------------
+def _sample_axes(cfg: Config, count: int = 9):
+    """At most ``count`` node coordinates along x and along y, spread over each axis: where
+    models.check_model tries the model's initial, exact and coefficient fields."""
+    axes = []
+    for name in ("x", "y"):
+        axis = cfg.axis(name)
+        axes.append(axis[np.unique(np.linspace(0, axis.size - 1, min(count, axis.size)).astype(int))])
+    return axes
+
+
 def validate(cfg: Config) -> None:
     """Check ranges and the relations between keys; raise one ConfigError naming key and fix."""
     src = cfg.source
@@ -165,7 +178,11 @@ def validate(cfg: Config) -> None:
             fail(f"boundary.{low} = {getattr(cfg.boundary, low)} but boundary.{high} = "
                  f"{getattr(cfg.boundary, high)}: periodic takes both sides of an axis; set both to periodic")
     model = cfg.model_impl
-    problem = model.check(cfg.physics, cfg.initial) if hasattr(model, "check") else None
+    try:                  # every hook tried on the run's parameters and a sample of its nodes
+        problem = models.check_model(model, cfg.physics, cfg.initial, *_sample_axes(cfg), cfg.dx, cfg.dy,
+                                     cfg.time.dt)
+    except ModelError as err:
+        fail(str(err))
     if problem:
         fail(f"{problem} (model {model.name})")
     if cfg.output.every < 0:

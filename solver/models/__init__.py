@@ -7,15 +7,27 @@ A model file defines (see docs/models.md for a worked example):
   field with a default (its type is what the config checks);
 - ``check(physics, initial)``: ``None``, or one line saying which value is wrong and how to fix it;
 - ``coefficients(physics, dx, dy, dt)``: a tuple of floats computed once per run, passed to every update;
-- ``update(c, w, e, s, n, k)``: the new value at a node from the node (c) and its west, east, south and north
-  neighbours, with ``k`` the coefficients. Plain Python arithmetic: the numpy kernel calls it on whole
-  array slices, the numba kernels compile and inline it per node, so every kernel computes the same bits.
-  One field: floats in, a float out; several: tuples in (one entry per field), a tuple out;
+- ``update``: the new value at a node, in one of two forms (told apart by the number of parameters):
+
+  - ``update(c, w, e, s, n, k)``: from the node (c) and its west, east, south and north neighbours, with
+    ``k`` the coefficients (the classic form, for models without coefficient fields or forcing);
+  - ``update(u, a, k, f)``: ``u`` the fields at the node and its neighbours (``u.c``, ``u.w``, ``u.e``,
+    ``u.s``, ``u.n``, a :data:`Neighbours`), ``a`` the coefficient fields there (the same, or None without
+    any), ``k`` the coefficients and ``f`` this step's forcing values (a 1-D array, ``f[0]`` ...).
+
+  Plain Python arithmetic: the numpy kernel calls it on whole array slices, the numba kernels compile and
+  inline it per node, so every kernel computes the same bits. One field: floats in, a float out (``u.c`` a
+  float); several: tuples in (one entry per field), a tuple out;
 - ``max_stable_dt(physics, dx, dy)``: the largest stable time step (``math.inf`` if none);
 - ``initial(physics, initial, x, y, uniform)``: the fields at t = 0 on nodes ``x`` (columns) by ``y``
   (rows), one array (or a tuple of arrays) broadcastable to ``(len(y), len(x))``; ``uniform(seed, low,
   high)`` gives random numbers per node that do not depend on the decomposition;
 - optionally ``exact(physics, initial, x, y, t)``: the exact solution, for error reports and verification;
+- optionally ``COEFFICIENT_FIELDS``: ``{name: (units, long name)}`` of fields that do not evolve (a
+  diffusivity map, a source's shape, a mask), and ``coefficient_fields(physics, x, y, uniform)`` computing
+  them once (any numpy code), one array (or a tuple of arrays) broadcastable to ``(len(y), len(x))``;
+- optionally ``forcing(physics, t)``: a tuple of floats evaluated once per step at the step's start time
+  ``t``, outside the node loop, handed to the update as ``f``;
 - optionally ``UNITS``: ``{"physics.NAME" or "initial.NAME": units}`` of the config values, for the analysis
   scripts' labels (CF notation; "1" where absent).
 
@@ -25,20 +37,34 @@ source is hashed: compiled kernels (solver/core/kernels.py) and checkpoints are 
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib
 import importlib.util
 import inspect
+import keyword
+import numbers
 import os
 import sys
+import traceback
+from collections import namedtuple
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
 from ..errors import ModelError
 
-BUILT_IN = ("diffusion", "advection_diffusion", "fisher_kpp", "gray_scott")
+BUILT_IN = ("diffusion", "advection_diffusion", "fisher_kpp", "gray_scott", "layered", "manufactured")
 REQUIRED = ("FIELDS", "Physics", "Initial", "coefficients", "update", "max_stable_dt", "initial")
+OPTIONAL_HOOKS = ("check", "exact", "coefficient_fields", "forcing")
+# Names the output file uses for its own datasets: no field or coefficient field may take them.
+RESERVED_NAMES = ("time", "x", "y")
+
+# What ``update(u, a, k, f)`` sees at a node: its value (c) and its west, east, south and north neighbours.
+# Wider stencils will come as further attributes (corners ``sw, se, nw, ne``; radius 2 ``ww, ee, ss, nn``)
+# of a larger tuple chosen by a model's declaration, so that updates written for this one keep working.
+Neighbours = namedtuple("Neighbours", ("c", "w", "e", "s", "n"))
+CLASSIC, NEIGHBOURHOOD = "classic", "neighbourhood"
 
 
 @dataclass(frozen=True)
@@ -64,6 +90,20 @@ class Model:
     @property
     def has_exact(self) -> bool:
         return callable(getattr(self.module, "exact", None))
+
+    @property
+    def coefficient_names(self) -> dict[str, tuple[str, str]]:
+        """The coefficient fields, ``{name: (units, long name)}`` (empty without any)."""
+        return dict(getattr(self.module, "COEFFICIENT_FIELDS", None) or {})
+
+    @property
+    def has_forcing(self) -> bool:
+        return callable(getattr(self.module, "forcing", None))
+
+    @property
+    def form(self) -> str:
+        """CLASSIC for ``update(c, w, e, s, n, k)``, NEIGHBOURHOOD for ``update(u, a, k, f)``."""
+        return update_form(self.module.update)
 
     def __getattr__(self, name: str) -> Any:          # the hooks: model.update, model.initial, ...
         if name.startswith("__"):
@@ -107,6 +147,9 @@ def load(spec: str) -> Model:
         raise ModelError(f"model {spec} ({module.__file__}) lacks {', '.join(missing)}; "
                          "see docs/models.md for what a model defines")
     path = os.path.abspath(inspect.getsourcefile(module))
+    problem = check_definitions(module)
+    if problem:
+        raise ModelError(f"model file {path}: {problem}")
     with open(path, "rb") as stream:
         digest = hashlib.sha256(stream.read()).hexdigest()[:16]
     model = Model(spec, module, path, digest)
@@ -133,7 +176,12 @@ def _import_file(path: str) -> ModuleType:
         raise ModelError(f"model file {path}: syntax error line {err.lineno}: {err.msg}") from None
     except Exception as err:
         del sys.modules[name]
-        raise ModelError(f"model file {path} fails on import: {type(err).__name__}: {err}") from None
+        lines = [line for frame, line in traceback.walk_tb(err.__traceback__)
+                 if os.path.abspath(frame.f_code.co_filename) == os.path.abspath(path)]
+        where = f", line {lines[-1]}" if lines else ""
+        text = str(err).strip().splitlines()
+        raise ModelError(f"model file {path}{where} fails on import: {type(err).__name__}: "
+                         f"{text[0] if text else ''}") from None
     return module
 
 
@@ -142,3 +190,256 @@ def import_statement(model: Model) -> str:
     if os.path.isabs(model.spec):
         return f"from solver.models import load as _load\n_model = _load({model.spec!r}).module\n"
     return f"import {model.module.__name__} as _model\n"
+
+
+# --- checking a model ----------------------------------------------------------------------------------
+def update_form(update) -> str:
+    """The form of an update by its parameters: six (c, w, e, s, n, k) or four (u, a, k, f)."""
+    try:
+        parameters = list(inspect.signature(update).parameters.values())
+    except (TypeError, ValueError):
+        raise ModelError("update is not a Python function; define it with def in the model file") from None
+    if any(p.kind not in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in parameters):
+        raise ModelError("update takes *args, **kwargs or keyword-only parameters; define update(c, w, e, s, n, k) "
+                         "or update(u, a, k, f)")
+    if len(parameters) == 6:
+        return CLASSIC
+    if len(parameters) == 4:
+        return NEIGHBOURHOOD
+    raise ModelError(f"update takes {len(parameters)} parameters ({', '.join(p.name for p in parameters)}); "
+                     "define update(c, w, e, s, n, k) or update(u, a, k, f) (docs/models.md)")
+
+
+def _names_problem(what: str, names: Any, taken: dict[str, str]) -> str | None:
+    """Why ``names`` (FIELDS or COEFFICIENT_FIELDS) is not a dict of fresh identifiers to (units, long name)."""
+    if not isinstance(names, dict):
+        return f"{what} is a {type(names).__name__}; define it as a dict {{name: (units, long name)}}"
+    for name, value in names.items():
+        if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
+            return f"{what} has the name {name!r}; names must be Python identifiers (letters, digits, _)"
+        if name in taken:
+            return f"{what} has the name {name!r}, which {taken[name]}; rename it"
+        if not (isinstance(value, tuple) and len(value) == 2 and all(isinstance(v, str) for v in value)):
+            return f"{what}[{name!r}] = {value!r}; give (units, long name), two strings such as (\"1\", \"concentration\")"
+        taken[name] = f"is already a name in {what}"
+    return None
+
+
+def check_definitions(module: ModuleType) -> str | None:
+    """What is wrong with a model module's definitions (no hook is called), or None: FIELDS and
+    COEFFICIENT_FIELDS, Physics and Initial (dataclasses whose every field has a default), the hooks callable,
+    the update's form."""
+    fields = getattr(module, "FIELDS")
+    taken = {name: "the output uses for a coordinate" for name in RESERVED_NAMES}
+    problem = _names_problem("FIELDS", fields, taken)
+    if problem:
+        return problem
+    if not fields:
+        return "FIELDS is empty; name at least one field, e.g. FIELDS = {\"C\": (\"1\", \"concentration\")}"
+    coefficient_names = getattr(module, "COEFFICIENT_FIELDS", None)
+    if coefficient_names is not None:
+        problem = _names_problem("COEFFICIENT_FIELDS", coefficient_names, taken)
+        if problem:
+            return problem
+    for section in ("Physics", "Initial"):
+        cls = getattr(module, section)
+        if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
+            return f"{section} is not a dataclass; define it with @dataclass(frozen=True) (docs/models.md)"
+        bare = [f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING
+                and f.default_factory is dataclasses.MISSING]
+        if bare:
+            return f"{section}.{bare[0]} has no default; give every field of {section} a default value"
+    for hook in (*REQUIRED[3:], *OPTIONAL_HOOKS):
+        value = getattr(module, hook, None)
+        if (hook in REQUIRED or value is not None) and not callable(value):
+            return f"{hook} is a {type(value).__name__}, not a function; define it with def (docs/models.md)"
+    if bool(coefficient_names) != callable(getattr(module, "coefficient_fields", None)):
+        return ("COEFFICIENT_FIELDS and coefficient_fields(physics, x, y, uniform) come together; define both "
+                "or neither")
+    try:
+        form = update_form(module.update)
+    except ModelError as err:
+        return str(err)
+    if form == CLASSIC and (coefficient_names or callable(getattr(module, "forcing", None))):
+        return ("update(c, w, e, s, n, k) cannot see coefficient fields or forcing; write it as update(u, a, k, f) "
+                "(docs/models.md)")
+    return None
+
+
+def _hook_line(model: "Model | ModuleType", err: BaseException) -> str:
+    """', line N' of the innermost frame of the model file in err's traceback ('' if none)."""
+    path = os.path.abspath(getattr(model, "file", None) or model.__file__)
+    lines = [line for frame, line in traceback.walk_tb(err.__traceback__)
+             if os.path.abspath(frame.f_code.co_filename) == path]
+    return f", line {lines[-1]}" if lines else ""
+
+
+SCALAR_ONLY = ("arrays can be converted to Python scalars", "truth value of an array")
+
+
+def call(model: Model, hook: str, *args):
+    """``model.hook(*args)``; an exception raised inside becomes one ModelError line naming the model file,
+    the hook and the line of the model file it came from."""
+    try:
+        return getattr(model.module, hook)(*args)
+    except ModelError:
+        raise
+    except Exception as err:
+        text = str(err).strip().splitlines()
+        hint = ""
+        if hook == "update" and any(s in str(err) for s in SCALAR_ONLY):
+            hint = ("; the numpy kernel calls update on whole arrays: no math.* functions and no branches on "
+                    "field values in update (compute them in coefficients, coefficient_fields or forcing; "
+                    "docs/models.md)")
+        raise ModelError(f"model file {model.file}{_hook_line(model, err)}: {hook}() raised "
+                         f"{type(err).__name__}: {text[0] if text else ''}{hint}") from None
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _numbers(model: Model, hook: str, value) -> tuple[float, ...]:
+    """value as a tuple of floats, or a ModelError saying what the hook returned instead."""
+    if not isinstance(value, (tuple, list)) or not all(_is_number(v) for v in value):
+        got = type(value).__name__ if not isinstance(value, (tuple, list)) else \
+            "a " + type(value).__name__ + " holding " + ", ".join(sorted({type(v).__name__ for v in value}))
+        raise ModelError(f"model file {model.file}: {hook}() returned {got}; return a tuple of numbers, "
+                         "e.g. (a, b) or (a,) for one")
+    return tuple(float(v) for v in value)
+
+
+def _arrays(model: Model, hook: str, value, count: int, names, shape) -> list[np.ndarray]:
+    """A hook's field (or tuple of fields) as ``count`` float arrays broadcast to ``shape``."""
+    import numpy as np
+    values = list(value) if isinstance(value, (tuple, list)) else [value]
+    if len(values) != count:
+        raise ModelError(f"model file {model.file}: {hook}() returned {len(values)} field(s) for the {count} of "
+                         f"{', '.join(names)}; return " + ("one array" if count == 1 else f"a tuple of {count}"))
+    out = []
+    for name, v in zip(names, values):
+        try:
+            array = np.asarray(v, dtype=np.float64)
+            out.append(np.broadcast_to(array, shape))
+        except (TypeError, ValueError):
+            got = f"shape {np.shape(v)}" if hasattr(v, "shape") else type(v).__name__
+            raise ModelError(f"model file {model.file}: {hook}() returned {got} for {name} on {shape[1]} x "
+                             f"nodes by {shape[0]} y nodes; return numbers broadcastable to (len(y), len(x)), "
+                             "using x[np.newaxis, :] and y[:, np.newaxis]") from None
+    return out
+
+
+def coefficient_values(model: Model, physics, x, y, uniform) -> "np.ndarray":
+    """The model's coefficient fields on nodes x (columns) by y (rows) as one ``(coefficient fields,
+    len(y), len(x))`` float64 array (``(0, len(y), len(x))`` without any); errors as one ModelError line."""
+    import numpy as np
+    names = model.coefficient_names
+    if not names:
+        return np.empty((0, len(y), len(x)))
+    value = call(model, "coefficient_fields", physics, x, y, uniform)
+    return np.stack(_arrays(model, "coefficient_fields", value, len(names), names, (len(y), len(x))))
+
+
+def time_values(model: Model, physics, dt: float, first: int, steps: int, t0: float = 0.0) -> "np.ndarray":
+    """The forcing values of steps first .. first + steps - 1 (at t = t0 + step dt, each step's start) as a
+    ``(steps, values)`` float64 array, one row per step, for a kernel call; ``(steps, 0)`` without forcing.
+    The same numbers on every kernel, thread count and rank: computed here, once per step, in Python."""
+    import numpy as np
+    if not model.has_forcing:
+        return np.zeros((steps, 0))
+    rows = [_numbers(model, "forcing", call(model, "forcing", physics, t0 + (first + s) * dt))
+            for s in range(steps)]
+    width = {len(row) for row in rows}
+    if len(width) > 1:
+        raise ModelError(f"model file {model.file}: forcing() returned tuples of {sorted(width)} values at "
+                         "different times; return the same number every step")
+    return np.array(rows, dtype=np.float64).reshape(steps, width.pop() if rows else 0)
+
+
+def sample_update(model: Model, k, physics=None, dt: float = 1e-3, shape=(2, 3), seed: int = 0):
+    """The update on small arrays of finite, positive sample values (0.5 .. 1.5, also for the coefficient
+    fields), as the numpy kernel calls it: checks it runs on arrays and returns one array per field."""
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    fields, coefficient_count = len(model.fields), len(model.coefficient_names)
+
+    def sample(count):
+        if count == 0:
+            return None
+        values = [tuple(rng.uniform(0.5, 1.5, shape) for _ in range(count)) for _ in Neighbours._fields]
+        return Neighbours(*(v[0] if count == 1 else v for v in values))
+    u = sample(fields)
+    with np.errstate(all="ignore"):
+        if model.form == CLASSIC:
+            result = call(model, "update", *u, k)
+        else:
+            f = time_values(model, model.Physics() if physics is None else physics, dt, 0, 1)[0]
+            result = call(model, "update", u, sample(coefficient_count), k, f)
+    names = ", ".join(model.fields)
+    if fields == 1 and isinstance(result, (tuple, list)):
+        raise ModelError(f"model file {model.file}: update() returned {len(result)} values for the one field "
+                         f"{names}; return one value")
+    if fields > 1 and not isinstance(result, (tuple, list)):
+        raise ModelError(f"model file {model.file}: update() returned one value for the {fields} fields {names}; "
+                         f"return a tuple of {fields}, in the order of FIELDS")
+    if fields > 1 and len(result) != fields:
+        raise ModelError(f"model file {model.file}: update() returned {len(result)} values for the {fields} "
+                         f"fields {names}; return {fields}, in the order of FIELDS")
+    for name, value in zip(model.fields, result if fields > 1 else (result,)):
+        array = np.asarray(value)
+        if array.dtype.kind not in "fiu" or np.broadcast_shapes(array.shape, shape) != shape:
+            raise ModelError(f"model file {model.file}: update() returned {array.dtype} of shape {array.shape} "
+                             f"for {name} on arrays of shape {shape}; return plain arithmetic on its arguments")
+    return result
+
+
+def check_model(model: Model, physics=None, initial=None, x=None, y=None, dx: float | None = None,
+                dy: float | None = None, dt: float | None = None) -> str | None:
+    """Try every hook of ``model`` before any output exists, on the run's parameters and (a sample of) its
+    nodes: check(), max_stable_dt(), coefficients() (a tuple of numbers), the update on sample arrays (runs
+    on arrays, returns one value per field), initial(), exact() at t = 0, coefficient_fields() and forcing()
+    (numbers and shapes). Returns check()'s message (a wrong config value) or None; a mistake in the model
+    raises one ModelError line naming the model file, the hook and, where known, the line."""
+    import numpy as np
+    physics = model.Physics() if physics is None else physics
+    initial = model.Initial() if initial is None else initial
+    x = np.linspace(0.0, 1.0, 7) if x is None else np.asarray(x, dtype=np.float64)
+    y = np.linspace(0.0, 1.0, 5) if y is None else np.asarray(y, dtype=np.float64)
+    dx = float(x[1] - x[0]) if dx is None and len(x) > 1 else (dx or 1.0)
+    dy = float(y[1] - y[0]) if dy is None and len(y) > 1 else (dy or 1.0)
+    if callable(getattr(model.module, "check", None)):
+        problem = call(model, "check", physics, initial)
+        if problem is not None and not isinstance(problem, str):
+            raise ModelError(f"model file {model.file}: check() returned {type(problem).__name__}; return None "
+                             "or one line (a str) naming the wrong value")
+        if problem:
+            return problem
+    limit = call(model, "max_stable_dt", physics, dx, dy)
+    if not _is_number(limit) or not limit > 0:
+        raise ModelError(f"model file {model.file}: max_stable_dt() returned {limit!r}; return a positive number "
+                         "(math.inf if any dt is stable)")
+    if dt is None:
+        dt = 0.5 * min(float(limit), 1e-3)
+    k = _numbers(model, "coefficients", call(model, "coefficients", physics, dx, dy, dt))
+    shape = (len(y), len(x))
+    uniform = _SampleUniform(shape)
+    _arrays(model, "initial", call(model, "initial", physics, initial, x, y, uniform), len(model.fields),
+            model.fields, shape)
+    if model.has_exact:
+        _arrays(model, "exact", call(model, "exact", physics, initial, x, y, 0.0), len(model.fields),
+                model.fields, shape)
+    coefficient_values(model, physics, x, y, uniform)
+    time_values(model, physics, dt, 0, 2)
+    sample_update(model, k, physics, dt)
+    return None
+
+
+class _SampleUniform:
+    """``uniform(seed, low, high)`` on a sample grid, for check_model."""
+
+    def __init__(self, shape):
+        self.shape = shape
+
+    def __call__(self, seed: int, low: float = 0.0, high: float = 1.0):
+        import numpy as np
+        return np.random.default_rng(int(seed)).uniform(low, high, self.shape)

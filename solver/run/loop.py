@@ -81,6 +81,7 @@ def run(cfg: Config, path: str, comm=SERIAL, say=None, restart: str = "never", m
     writer = FieldWriter(path, cfg, decomp, attrs, resume_at=snapshots)
     try:
         if snapshots is None:
+            writer.write_coefficients(stepper.coefficient_fields[owned])
             writer.append(0.0, u[owned])
         timer.add("io", t0)
 
@@ -100,7 +101,7 @@ def run(cfg: Config, path: str, comm=SERIAL, say=None, restart: str = "never", m
                 for period in (every, checkpoint_every):
                     if period:
                         stop = min(stop, _next_multiple(step, period))
-                u, v = stepper.advance(u, v, stop - step)
+                u, v = stepper.advance(u, v, step, stop - step)
                 step = stop
                 if fail_at is not None and step >= fail_at:
                     hooks.fail(step)

@@ -44,10 +44,11 @@ def plan(cfg: Config, dims: tuple[int, int], local_ranks: int) -> Plan:
     size, nx, ny = px * py, cfg.grid.nx, cfg.grid.ny
     exchanges = size > 1 or any(getattr(cfg.boundary, side) != "fixed" for side in SIDES)
     fields = len(cfg.model_impl.fields)
+    stored = 2 * fields + len(cfg.model_impl.coefficient_names)     # two buffers a field, one a coefficient field
     smallest = min(nx // px, ny // py)
     mirrored = any(getattr(cfg.boundary, side) == "zero_flux" for side in SIDES)
     deep = max(1, min(AUTO_HALO, smallest // 2)) if exchanges and not mirrored else 1
-    field_bytes = 2 * 8 * fields * (ny + 2 * deep * py) * (nx + 2 * deep * px)      # all ranks, halos included
+    field_bytes = 8 * stored * (ny + 2 * deep * py) * (nx + 2 * deep * px)     # all ranks, halos included
     outgrown = local_ranks * field_bytes / size > machine.last_level_cache()
     tiled = cfg.numerics.kernel == "tiled" or cfg.numerics.kernel == "auto" and outgrown
     if cfg.parallel.halo != "auto":
@@ -109,7 +110,7 @@ class Footprint:
     """What a run on ``ranks`` ranks needs: its process grid, the largest stored block and its memory."""
     dims: tuple[int, int]        # process grid (px, py)
     block: tuple[int, int]       # the largest stored block, halo included: (x, y) nodes
-    field_bytes: int             # the two buffers of every field of that block
+    field_bytes: int             # the two buffers of every field of that block, one of each coefficient field
     plan: Plan
 
 
@@ -127,7 +128,9 @@ def footprint(cfg: Config, ranks: int) -> Footprint:
     chosen = plan(cfg, dims, ranks)
     check_halo(cfg, dims, chosen.halo)
     bx, by = (n + 2 * chosen.halo for n in largest_block(cfg, dims))
-    return Footprint(dims, (bx, by), 2 * len(cfg.model_impl.fields) * bx * by * 8, chosen)
+    model = cfg.model_impl
+    stored = 2 * len(model.fields) + len(model.coefficient_names)
+    return Footprint(dims, (bx, by), stored * bx * by * 8, chosen)
 
 
 def check_fits(cfg: Config, ranks: int, warn=None) -> None:

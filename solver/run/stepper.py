@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .. import models
 from ..core import kernels
+from ..core.fields import coefficient_field
 from ..core.config import SIDES, Config
 from ..core.grid import Decomposition
 from ..parallel.halo import HaloExchange, fill_boundaries
@@ -30,13 +32,26 @@ class Timer:
 
 
 class Stepper:
-    """Advances the pair of buffers by any number of steps, exchanging halos as the decomposition needs."""
+    """Advances the pair of buffers by any number of steps, exchanging halos as the decomposition needs.
+
+    Every kernel call gets the model's coefficients, its coefficient fields (read-only, their halo filled once
+    here) and the forcing values of each of its steps, computed from the global step number, so that the
+    numbers do not depend on how the steps are cut into calls (kernel, halo width, ranks, a restart)."""
 
     def __init__(self, cfg: Config, decomp: Decomposition, timer: Timer, kernel: str):
         self.decomp, self.timer = decomp, timer
-        model = cfg.model_impl
-        self.kernel = kernels.get(model, kernel)
+        model = self.model = cfg.model_impl
+        self.physics, self.dt = cfg.physics, cfg.time.dt
+        self.kernel = kernels.get_advance(model, kernel)
         self.coefficients = cfg.coefficients()
+        self.coefficient_fields = kernels.no_coefficients()
+        if model.coefficient_names:
+            self.coefficient_fields = coefficient_field(cfg, decomp)
+            if any(decomp.has(side) for side in SIDES):
+                exchange = HaloExchange(decomp, len(model.coefficient_names))
+                exchange.update(self.coefficient_fields)
+                exchange.free()
+            fill_boundaries(self.coefficient_fields, decomp)
         # A mirrored halo stays valid for one step only (the model's update need not be symmetric), so
         # zero-flux boundaries are filled every step; neighbours and periodic wraps every ``halo`` steps.
         self.cycle = 1 if "zero_flux" in decomp.boundary.values() else decomp.halo
@@ -44,45 +59,51 @@ class Stepper:
         if any(decomp.has(side) for side in SIDES):          # neighbouring ranks, or one across a periodic axis
             self.exchange = HaloExchange(decomp, len(model.fields))
 
-    def advance(self, u: np.ndarray, v: np.ndarray, steps: int) -> tuple[np.ndarray, np.ndarray]:
+    def advance(self, u: np.ndarray, v: np.ndarray, first: int, steps: int) -> tuple[np.ndarray, np.ndarray]:
+        """Steps ``first`` .. ``first + steps - 1`` (global step numbers); returns (new, old)."""
         d = self.decomp
         if not d.needs_halo:
             t = time.perf_counter()
-            u, v = self.kernel(u, v, steps, self.coefficients, d.update_region(), d.shrink)
+            u, v = self._kernel(u, v, first, steps, d.update_region(), d.shrink)
             self.timer.add("compute", t)
             return u, v
-        while steps > 0:
-            count = min(self.cycle, steps)
-            u, v = self._overlapped(u, v) if count == 1 and self.exchange else self._cycle(u, v, count)
-            steps -= count
+        end = first + steps
+        while first < end:
+            count = min(self.cycle, end - first)
+            u, v = self._overlapped(u, v, first) if count == 1 and self.exchange else self._cycle(u, v, first, count)
+            first += count
         return u, v
 
-    def _cycle(self, u, v, steps):
+    def _kernel(self, u, v, first, steps, region, shrink=(0, 0, 0, 0)):
+        values = models.time_values(self.model, self.physics, self.dt, first, steps)
+        return self.kernel(u, v, self.coefficient_fields, steps, self.coefficients, values, region, shrink)
+
+    def _cycle(self, u, v, first, steps):
         """Fill the whole halo (exchange, periodic wraps, mirrors), then ``steps`` steps in one kernel call:
         with a deep halo the exchange is rare, and the tiled kernel runs all the steps as one chunk."""
         d = self.decomp
         t = time.perf_counter()
         self.fill(u)
         t = self.timer.add("halo", t)
-        u, v = self.kernel(u, v, steps, self.coefficients, d.update_region(steps - 1), d.shrink)
+        u, v = self._kernel(u, v, first, steps, d.update_region(steps - 1), d.shrink)
         self.timer.add("compute", t)
         return u, v
 
-    def _overlapped(self, u, v):
+    def _overlapped(self, u, v, first):
         """One step with an exchange before it: the interior is computed while the messages travel."""
-        d, step = self.decomp, self.kernel
+        d = self.decomp
         t = time.perf_counter()
         self.exchange.start(u)
         t = self.timer.add("halo", t)
         full, inner = d.update_region(0), d.update_region(-1)
         inner = _clip(inner, full)
-        step(u, v, 1, self.coefficients, inner)
+        self._kernel(u, v, first, 1, inner)
         t = self.timer.add("compute", t)
         self.exchange.finish()
         fill_boundaries(u, d)
         t = self.timer.add("halo", t)
         for box in _rim(full, inner):
-            step(u, v, 1, self.coefficients, box)
+            self._kernel(u, v, first, 1, box)
         self.timer.add("compute", t)
         return v, u
 

@@ -138,6 +138,7 @@ class FieldWriter:
         (a restart from a checkpoint taken then), so the finished file equals an uninterrupted run's."""
         self.path, self.decomp = path, decomp
         self.fields = cfg.model_impl.fields           # name -> (units, long name)
+        self.coefficients = cfg.model_impl.coefficient_names     # fields that do not evolve: written once
         self.comm = decomp.comm
         self.tmp = partial_path(path)
         self.parallel = self.comm.Get_size() > 1
@@ -180,6 +181,11 @@ class FieldWriter:
             set_netcdf_attrs(field.attrs, {"units": units, "long_name": long_name})
             for dim, scale in zip(field.dims, (time, y, x)):
                 dim.attach_scale(scale)
+        for name, (units, long_name) in self.coefficients.items():
+            field = f.create_dataset(name, shape=(ny, nx), chunks=chunks[1:], dtype="f8")
+            set_netcdf_attrs(field.attrs, {"units": units, "long_name": long_name})
+            for dim, scale in zip(field.dims, (y, x)):
+                dim.attach_scale(scale)
         set_netcdf_attrs(f.attrs, {"Conventions": "CF-1.8", "complete": 0})
         self.set_attrs(attrs)
         self.count = 0
@@ -188,6 +194,19 @@ class FieldWriter:
     def set_attrs(self, attrs: dict[str, Any]) -> None:
         """Root attributes (every rank must pass the same values: this is a collective call)."""
         set_netcdf_attrs(self.file.attrs, attrs)
+
+    def write_coefficients(self, block: np.ndarray) -> None:
+        """Write the coefficient fields once; ``block`` is this rank's owned nodes, shape (coefficient
+        fields, ny_own, nx_own). Collective."""
+        d = self.decomp
+        rows, cols = slice(*d.y_range), slice(*d.x_range)
+        with writing(self.path):
+            for index, name in enumerate(self.coefficients):
+                if self.parallel:
+                    with self.file[name].collective:
+                        self.file[name][rows, cols] = block[index]
+                else:
+                    self.file[name][rows, cols] = block[index]
 
     def append(self, t: float, block: np.ndarray) -> None:
         """Add one snapshot at time t; ``block`` is this rank's owned nodes, shape (fields, ny_own, nx_own)."""
@@ -231,7 +250,7 @@ class FieldWriter:
             except OSError as err:
                 raise OutputError(f"writing {self.path}: {reason(err)}") from None
             try:
-                write_xdmf(self.path, list(self.fields), *self.axes, self.times)
+                write_xdmf(self.path, list(self.fields), *self.axes, self.times, static=list(self.coefficients))
             except OSError as err:      # the HDF5 file is complete; only the ParaView sidecar is missing
                 print(f"warning: could not write the XDMF sidecar of {self.path}: {reason(err)}",
                       file=sys.stderr, flush=True)

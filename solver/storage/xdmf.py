@@ -24,8 +24,9 @@ def sidecar_path(path: str) -> str:
 
 
 def write_xdmf(h5_path: str, fields: list[str], x: np.ndarray, y: np.ndarray, times: list[float] | np.ndarray,
-               xdmf_path: str | None = None) -> str:
-    """Write the sidecar of ``h5_path`` whose datasets ``fields`` have shape (len(times), len(y), len(x))."""
+               xdmf_path: str | None = None, static: list[str] = ()) -> str:
+    """Write the sidecar of ``h5_path`` whose datasets ``fields`` have shape (len(times), len(y), len(x)) and
+    whose ``static`` datasets (coefficient fields) have shape (len(y), len(x)), the same at every time."""
     xdmf_path = xdmf_path or sidecar_path(h5_path)
     nt, ny, nx = len(times), len(y), len(x)
     dx = float(x[-1] - x[0]) / (nx - 1)
@@ -55,6 +56,12 @@ def write_xdmf(h5_path: str, fields: list[str], x: np.ndarray, y: np.ndarray, ti
                       f'            <DataItem Format="HDF" NumberType="Float" Precision="8" '
                       f'Dimensions="{nt} {ny} {nx}">{heavy}</DataItem>',
                       '          </DataItem>',
+                      '        </Attribute>']
+        for name in static:
+            heavy = escape(f"{target}:/{name}")
+            lines += [f'        <Attribute Name="{escape(name)}" AttributeType="Scalar" Center="Node">',
+                      f'          <DataItem Format="HDF" NumberType="Float" Precision="8" '
+                      f'Dimensions="{ny} {nx}">{heavy}</DataItem>',
                       '        </Attribute>']
         lines += ['      </Grid>']
     lines += ['    </Grid>', '  </Domain>', '</Xdmf>', '']
