@@ -352,24 +352,18 @@ def test_analysis_follows_the_model(tmp_path):
 
 
 @pytest.mark.slow
-def test_convergence_measures_first_order_for_upwind_advection(tmp_path):
-    result = run_solver(REPO / "analysis" / "convergence.py", "--config", REPO / "configs" / "advection.yaml",
-                        "--set", "grid.nx=41", "--set", "grid.ny=41", "--set", "time.t_end=0.5", "--levels", "3",
-                        "--workdir", tmp_path, script=True, timeout=300)
+@pytest.mark.parametrize("config, nodes, t_end, orders", [
+    ("advection.yaml", 41, 0.5, (0.7, 1.3)),       # upwind advection: first order
+    # a diffusivity varying in x and y and a source in x, y and t with a known solution (dt ~ dx^2): second
+    ("manufactured.yaml", 17, 0.25, (1.8, 2.2)),
+])
+def test_convergence_observes_the_order_of_the_scheme(tmp_path, config, nodes, t_end, orders):
+    result = run_solver(REPO / "analysis" / "convergence.py", "--config", REPO / "configs" / config,
+                        "--set", f"grid.nx={nodes}", "--set", f"grid.ny={nodes}", "--set", f"time.t_end={t_end}",
+                        "--levels", "3", "--workdir", tmp_path, script=True, timeout=300)
     line = [l for l in result.stdout.splitlines() if l.startswith("observed order")][0]
     order = float(line.split("L2 ")[1].split(",")[0])
-    assert 0.7 < order < 1.3, line
-
-
-def test_convergence_observes_second_order_for_the_manufactured_solution(tmp_path):
-    """configs/manufactured.yaml: a diffusivity varying in x and y and a source varying in x, y and t, whose
-    exact solution is known; refining the grid (dt ~ dx^2) shows second order."""
-    result = run_solver(REPO / "analysis" / "convergence.py", "--config", REPO / "configs" / "manufactured.yaml",
-                        "--set", "grid.nx=17", "--set", "grid.ny=17", "--set", "time.t_end=0.25", "--levels", "3",
-                        "--workdir", tmp_path, script=True, timeout=300)
-    line = [l for l in result.stdout.splitlines() if l.startswith("observed order")][0]
-    order = float(line.split("L2 ")[1].split(",")[0])
-    assert 1.8 < order < 2.2, line
+    assert orders[0] < order < orders[1], line
 
 
 def attr(dataset, name: str) -> str:
