@@ -20,7 +20,7 @@ from . import machine, safety
 from .args import Parser
 from .comm import launcher_size, on_root, world
 from .core import config as config_module
-from .core import kernels
+from .core import tiling
 from .errors import EXIT_FAILED, EXIT_REQUEUE, EXIT_USAGE, ConfigError, OutputError, RunError, UserError
 from .info import describe
 from .run import run
@@ -321,7 +321,7 @@ def dry_run(cfg, path: str, ranks: int | None) -> str:
     fields = len(cfg.model_impl.fields)
     scratch = ""
     if chosen.kernel == "tiled":
-        scratch = f", plus {_size(kernels.scratch_bytes_per_thread(fields, by))} of ring buffers per thread (tiled kernel)"
+        scratch = f", plus {_size(tiling.scratch_bytes_per_thread(fields, by))} of ring buffers per thread (tiled kernel)"
     static = len(cfg.model_impl.coefficient_names)
     output_bytes = (snapshots * fields + static) * cfg.grid.nx * cfg.grid.ny * 8
     buffers = "the two field buffers" + (f" and {static} coefficient field(s)" if static else "")

@@ -10,7 +10,7 @@ import pytest
 
 from conftest import PYTHON, REPO, require, run_solver, solver_env, write_config
 from solver import models
-from solver.core import kernels
+from solver.core import kernels, tiling
 from solver.models import diffusion
 
 MODELS = list(models.BUILT_IN)
@@ -67,12 +67,12 @@ def last_box(region, shrink, steps):
             slice(i0 + s * shrink[2], i1 - s * shrink[3]))
 
 
-@pytest.fixture(params=[(kernels.STRIP, kernels.DEPTH), (8, 3), (11, 7), (5, 5), (3, 9)],
+@pytest.fixture(params=[(tiling.STRIP, tiling.DEPTH), (8, 3), (11, 7), (5, 5), (3, 9)],
                 ids=lambda t: "strip{}d{}".format(*t))
 def tile_shape(request, monkeypatch):
     """Several strip widths and depths, small ones so that tiny grids still cut into many strips."""
     for name, value in zip(("STRIP", "DEPTH"), request.param):
-        monkeypatch.setattr(kernels, name, value)
+        monkeypatch.setattr(tiling, name, value)
     return request.param
 
 
@@ -109,8 +109,8 @@ def test_deep_halo_decomposition_gives_the_serial_bits(kernel, model_name, monke
     with its inner side shrinking (the MPI pattern, done here with copies) equal the undivided grid; each
     block holds its columns of the coefficient fields (halo included, filled once) and every call gets the
     forcing values of its own steps."""
-    monkeypatch.setattr(kernels, "DEPTH", 3)
-    monkeypatch.setattr(kernels, "STRIP", 6)
+    monkeypatch.setattr(tiling, "DEPTH", 3)
+    monkeypatch.setattr(tiling, "STRIP", 6)
     ny, nx, k, cycles = 31, 41, 5, 4
     model, u, _, coefficients = problem(model_name, ny, nx, seed=3)
     step = kernels.get_advance(model, kernel)
@@ -209,7 +209,7 @@ def test_auto_plans_kernel_and_halo_from_the_launch_and_the_cache(monkeypatch, t
     two = run.plan(cfg, (2, 1), 2)                       # blocks of 30 x 45: an exchange every 15 steps
     assert (two.kernel, two.halo) == ("tiled", 15) and "exchange every 15 steps" in two.reason
     wide = config.load(str(write_config(tmp_path, grid={"nx": 301, "ny": 201}, time={"dt": 1e-4, "t_end": 1e-3})))
-    assert run.plan(wide, (2, 1), 2).halo == kernels.depth_for(1) == 31     # one whole tiled chunk per exchange
+    assert run.plan(wide, (2, 1), 2).halo == tiling.depth_for(1) == 31     # one whole tiled chunk per exchange
     small = run.plan(cfg, (15, 1), 15)                   # blocks of 4 columns: halo 2, too short to tile
     assert (small.kernel, small.halo) == ("numba", 2) and "too few steps" in small.reason
     monkeypatch.setattr(machine, "last_level_cache", lambda: 64 * 1024 * 1024)

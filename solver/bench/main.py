@@ -32,7 +32,7 @@ import numpy as np
 from .. import REPO, models
 from .. import machine as this_machine
 from ..core import config as config_module
-from ..core import kernels
+from ..core import kernels, tiling
 from ..errors import ConfigError
 from . import external as bench_external
 from .timing import peak_rss_mib, time_kernel
@@ -198,7 +198,7 @@ def run_benchmark(sizes, kernel_names, thread_counts, seconds, repeats, copy_mib
                     if external:       # own process: OpenMP's thread count is set at load
                         result = bench_external.measure(name, ny, nx, threads, seconds, repeats)
                     else:
-                        multiple = 2 * kernels.depth_for(fields) if name == "tiled" else 1   # whole chunks
+                        multiple = 2 * tiling.depth_for(fields) if name == "tiled" else 1   # whole chunks
                         result = time_kernel(model_kernel(model, name), (fields, ny, nx), seconds, repeats,
                                              multiple)
                     row = {"model": model.name, "kernel": name, "nx": nx, "ny": ny, "threads": used,
@@ -234,7 +234,7 @@ def run_benchmark(sizes, kernel_names, thread_counts, seconds, repeats, copy_mib
         row["percent_of_in_cache"] = 100.0 * row["mlups"] / ceiling[f"{row['model']} {row['threads']}"]["mlups"]
     for key, c in ceiling.items():
         c["percent_of_bound"] = 100.0 * c["mlups"] / bound[key.split()[-1]]["median"]
-    tiles = {"strip": kernels.STRIP, "depth": kernels.DEPTH}
+    tiles = {"strip": tiling.STRIP, "depth": tiling.DEPTH}
     return {"bound": bound, "store_copy": store, "in_cache": ceiling, "results": rows, "tiled": tiles}
 
 

@@ -33,38 +33,12 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..models import CLASSIC, Model, Neighbours, import_statement, time_values, update_form
+from . import tiling
 
 KERNELS = ("numba", "tiled", "numpy")        # and "prange", the benchmark's yardstick
-# Temporal blocking: strips of at most STRIP columns, advanced DEPTH steps (odd, see _advance_tiled) at a time
-# as a wavefront; models with several fields take fewer steps at a time (depth_for), so that each thread's
-# ring buffers (about 0.72 MB) stay in its L2 cache. Chosen by a sweep at 2048^2 and 4096^2 on 2 cores
-# (docs/performance.md).
-STRIP, DEPTH = 512, 31
 STENCIL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "stencil.py")
+TILING = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tiling.py")
 KERNEL_DIR_VARIABLE = "SOLVER_KERNEL_DIR"
-RING_SLOTS = 5          # rows per level in the tiled kernel's rings (SLOTS in solver/core/stencil.py)
-
-
-def depth_for(fields: int) -> int:
-    """Steps per tiled chunk for a model of ``fields`` fields: DEPTH shared out among them, odd, at least 3."""
-    return max(3, (DEPTH // fields) | 1)
-
-
-def ring_columns(width: int, depth: int) -> int:
-    """Length of a ring row of the tiled kernel: a strip and its overlap, rounded up to end 512 B past a
-    4 KiB page. A step loads rows of one level's ring and stores rows of the next, a few rows apart; rows of
-    that length keep those addresses from sharing their low 12 bits (4K aliasing): of the lengths tried at
-    4096^2 (2 threads), 576 and 584 nodes ran at 8044-8126 MLUPS, 600 at 7001-7236."""
-    needed = width + 2 * depth + 2
-    return needed + (64 - needed % 512) % 512
-
-
-def scratch_bytes_per_thread(fields: int = 1, rows: int = 0) -> int:
-    """Memory of the tiled kernel's ring buffers per thread (about 0.72 MB with the sizes above), and of the
-    copies of the region's side columns for a block of ``rows`` rows (32 B a row and field)."""
-    depth = depth_for(fields)
-    size = fields * depth * RING_SLOTS * ring_columns(STRIP, depth)
-    return (-(-size // 512) * 512 + 256) * 8 + 4 * fields * rows * 8
 
 
 def get_advance(model: Model, name: str):
@@ -85,13 +59,13 @@ def get_advance(model: Model, name: str):
         advance = compiled._advance_numba if name == "numba" else compiled._advance_prange
         return lambda u, v, a, steps, k, values, region, shrink=(0, 0, 0, 0): \
             advance(u, v, a, steps, _floats(k), _values(values, steps), tuple(region), tuple(shrink))
-    depth = depth_for(len(model.fields))
-    columns = ring_columns(STRIP, depth)
+    depth = tiling.depth_for(len(model.fields))
+    columns = tiling.ring_columns(tiling.STRIP, depth)
 
     def advance_tiled(u, v, a, steps, k, values, region, shrink=(0, 0, 0, 0)):
         import numba
         return compiled._advance_tiled(u, v, a, steps, _floats(k), _values(values, steps), tuple(region),
-                                       tuple(shrink), STRIP, depth, columns, numba.get_num_threads())
+                                       tuple(shrink), tiling.STRIP, depth, columns, numba.get_num_threads())
     return advance_tiled
 
 
@@ -131,8 +105,8 @@ def buffer_pair(shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
 
     A step loads rows of one buffer and stores rows of the other at the same columns. When the two
     addresses share their low 12 bits, each load waits for the pending store (4K aliasing), and two arrays
-    allocated one after the other land there by chance, depending on the grid's size: the plain kernel ran
-    17-27 % slower (1 thread, 1024 x 512 with halo: 3734-3959 MLUPS at 0-64 B, 4844-4894 at 1-3 KiB)."""
+    allocated one after the other land there by chance, depending on the grid's size: the plain kernel then
+    runs measurably slower (docs/performance.md)."""
     size = int(np.prod(shape))
     whole = -(-size * 8 // PAGE_BYTES) * PAGE_BYTES // 8           # doubles, whole pages
     second = whole + alias_free_offset(shape[-1] * 8) // 8
@@ -278,7 +252,9 @@ def compile_for(model: Model):
     """The generated kernel module of ``model`` (written if absent, imported once per process)."""
     with open(STENCIL, encoding="utf-8") as stream:
         text = stream.read() + binding(model)
-    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    with open(TILING, encoding="utf-8") as stream:      # the template reads its ring size from there
+        tiling = stream.read()
+    digest = hashlib.sha256((text + tiling).encode()).hexdigest()[:16]
     name = f"stencil_{model.name}_{digest}"
     if name in _compiled:
         return _compiled[name]

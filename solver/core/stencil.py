@@ -47,12 +47,45 @@ from numba import njit, prange
 from numba.core import cgutils, types
 from numba.extending import intrinsic
 
+from solver.core.tiling import SLOTS     # ring rows per level (absolute: the generated copy lives elsewhere)
+
 PAGE = 512        # doubles in a 4 KiB page
-# Ring rows kept per level. A pair of rows reads rows r - 1 .. r + 2 of the level below, and the level below
-# may only overwrite rows the level above has read: with five, a level that must wait for the one above to
-# read (it runs at least three rows ahead) never blocks the one above (which waits for at most two), so the
-# wavefront cannot stall; four can (measured: it hangs). Five rather than six: 4-5 % faster at 4096^2.
-SLOTS = 5
+
+
+# --- the model's binding. solver/core/kernels.py appends the model's own definitions of these names to the
+# generated copy of this file, where they replace the ones below (a one-field model without coefficient
+# fields whose update keeps the value), so that this file also imports and lints on its own.
+COEFFICIENTS = 0
+
+
+@njit(inline='always')
+def _point(c, w, e, s, n, ac, aw, ae, a_s, an, k, f):
+    return c
+
+
+@njit(inline='always')
+def _views(a, j, i, n):
+    return (a[0, j, i:i + n],)
+
+
+@njit(inline='always')
+def _at(v, m):
+    return v[0][m]
+
+
+@njit(inline='always')
+def _put(v, m, x):
+    v[0][m] = x
+
+
+@njit(inline='always')
+def _cviews(a, j, i, n):
+    return 0.0
+
+
+@njit(inline='always')
+def _cat(v, m):
+    return 0.0
 
 
 def _prefetch_intrinsic(write):

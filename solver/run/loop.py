@@ -15,7 +15,7 @@ import time
 import numpy as np
 
 from ..comm import SERIAL, all_true, maximum, on_root, ranks_on_node
-from ..core import kernels
+from ..core import kernels, tiling
 from ..core.config import Config
 from ..core.fields import exact_field, initial_field, owned_index
 from ..core.grid import Decomposition, init_global_grid, process_dims
@@ -27,7 +27,7 @@ from .planning import choose_threads, plan, set_threads
 from .stepper import Stepper, Timer
 
 PROGRESS_EVERY = 0.1     # fraction of the run between progress lines
-SIGNAL_POLL_STEPS = 2 * kernels.DEPTH   # steps between looks at the signal flag (a collective under MPI):
+SIGNAL_POLL_STEPS = 2 * tiling.DEPTH    # steps between looks at the signal flag (a collective under MPI):
                                         # whole tiled chunks, rounded up to whole halo cycles under MPI
 
 

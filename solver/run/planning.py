@@ -9,14 +9,14 @@ from dataclasses import dataclass
 
 from .. import machine
 from ..comm import local_launcher_size
-from ..core import kernels
+from ..core import tiling
 from ..core.config import SIDES, Config
 from ..core.grid import check_halo, largest_block, process_dims
 from ..errors import ConfigError, EnvironmentSettingError
 
 
 AUTO_HALO = 15   # steps between exchanges in cache: an exchange's latency a fifteenth as often, and few
-                 # recomputed halo layers (out of cache: one whole tiled chunk, kernels.depth_for)
+                 # recomputed halo layers (out of cache: one whole tiled chunk, tiling.depth_for)
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ def plan(cfg: Config, dims: tuple[int, int], local_ranks: int) -> Plan:
     elif mirrored:
         halo, why_halo = 1, "zero-flux boundaries are refilled every step"
     else:
-        halo = max(1, min(kernels.depth_for(fields), smallest // 2)) if tiled else deep
+        halo = max(1, min(tiling.depth_for(fields), smallest // 2)) if tiled else deep
         why_halo = f"{'an exchange' if size > 1 else 'a periodic wrap'} every {halo} steps"
     if cfg.numerics.kernel != "auto":
         kernel, why_kernel = cfg.numerics.kernel, "as configured"
@@ -90,7 +90,7 @@ def set_threads(threads: int, local_ranks: int, say) -> None:
     total = threads * local_ranks
     if total > machine.cpu_count():
         # Waiting OpenMP threads spin; with more threads than cores they spin on the cores the others
-        # need (measured here: 100x slower at 4 ranks x 2 threads on 2 cores). Read when numba starts them.
+        # need (many times slower: docs/performance.md). Read when numba starts them.
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         say(f"warning: {total} threads (ranks x threads on this node) exceed the "
             f"{machine.cpu_count()} cores: expect a large slowdown; set parallel.threads or NUMBA_NUM_THREADS",
