@@ -222,3 +222,55 @@ def test_models_without_side_hooks_step_as_before():
         model = models.load(name)
         kinds = dict(west="fixed", east="fixed", south="zero_flux", north="periodic")
         assert models.side_hooks(model, model.Physics(), kinds, np.zeros(3), np.zeros(3)) == {}
+
+
+TWO_FIELDS = '''\
+from dataclasses import dataclass
+
+FIELDS = {"u": ("1", "one"), "v": ("1", "two")}
+
+
+@dataclass(frozen=True)
+class Physics:
+    rate: float = 1.0
+
+
+@dataclass(frozen=True)
+class Initial:
+    pass
+
+
+def coefficients(physics, dx, dy, dt):
+    return (0.1,)
+
+
+def update(c, w, e, s, n, k):
+    return c[0] + k[0] * (w[0] + e[0] - 2.0 * c[0]), c[1]
+
+
+def max_stable_dt(physics, dx, dy):
+    return 1.0
+
+
+def initial(physics, initial, x, y, uniform):
+    return 0.0 * x + 0.0 * y[:, None], 1.0 + 0.0 * x
+
+
+def boundary_gradient(physics, side, coordinates, t):
+    return physics.rate * t, 2.0 * coordinates          # a number for u, an array for v
+'''
+
+
+def test_a_two_field_model_gives_one_row_per_field_and_a_flux_side_plans_a_halo_of_one(tmp_path):
+    from solver.core import config as config_module
+    from solver.run.planning import plan
+    (tmp_path / "two.py").write_text(TWO_FIELDS)
+    model = models.load(str(tmp_path / "two.py"))
+    coordinates = np.linspace(0.0, 1.0, 5)
+    got = models.side_values(model, "boundary_gradient", model.Physics(), "east", coordinates, 0.5)
+    assert got.shape == (2, 5) and np.array_equal(got, [np.full(5, 0.5), 2.0 * coordinates])
+    (tmp_path / "two.yaml").write_text(f"model: two.py\ngrid: {{nx: 41, ny: 31}}\nboundary: {{east: flux}}\n"
+                                       "parallel: {threads: 1}\n")
+    assert plan(config_module.load(tmp_path / "two.yaml"), (1, 1), 1).halo == 1
+    (tmp_path / "periodic.yaml").write_text("grid: {nx: 41, ny: 31}\nboundary: {west: periodic, east: periodic}\n")
+    assert plan(config_module.load(tmp_path / "periodic.yaml"), (1, 1), 1).halo > 1      # others: as before
