@@ -23,13 +23,15 @@ class Grid:
     y: tuple[float, float] = (0.0, 1.0)   # domain extent along y
 
 
-BOUNDARIES = ("fixed", "zero_flux", "periodic")
+BOUNDARIES = ("fixed", "zero_flux", "periodic", "flux")
 SIDES = ("west", "east", "south", "north")
 
 
 @dataclass(frozen=True)
 class Boundary:
-    """Per side: fixed (boundary nodes keep their initial values), zero_flux (mirror) or periodic."""
+    """Per side: fixed (boundary nodes keep their initial values, or follow the model's boundary_values(physics,
+    side, coordinates, t)), zero_flux (mirror), periodic, or flux (the mirror plus the offset of the outward
+    normal derivative the model's boundary_gradient(physics, side, coordinates, t) prescribes)."""
     west: str = "fixed"
     east: str = "fixed"
     south: str = "fixed"

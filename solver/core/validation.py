@@ -178,9 +178,14 @@ def validate(cfg: Config) -> None:
             fail(f"boundary.{low} = {getattr(cfg.boundary, low)} but boundary.{high} = "
                  f"{getattr(cfg.boundary, high)}: periodic takes both sides of an axis; set both to periodic")
     model = cfg.model_impl
+    for side in SIDES:
+        if getattr(cfg.boundary, side) == "flux" and not callable(getattr(model.module, "boundary_gradient", None)):
+            fail(f"boundary.{side} = flux, but model {model.name} ({model.file}) defines no "
+                 "boundary_gradient(physics, side, coordinates, t) giving the flux; define it (docs/models.md) "
+                 "or use zero_flux")
     try:                  # every hook tried on the run's parameters and a sample of its nodes
         problem = models.check_model(model, cfg.physics, cfg.initial, *_sample_axes(cfg), cfg.dx, cfg.dy,
-                                     cfg.time.dt)
+                                     cfg.time.dt, cfg.boundary)
     except ModelError as err:
         fail(str(err))
     if problem:

@@ -28,6 +28,15 @@ A model file defines (see docs/models.md for a worked example):
   them once (any numpy code), one array (or a tuple of arrays) broadcastable to ``(len(y), len(x))``;
 - optionally ``forcing(physics, t)``: a tuple of floats evaluated once per step at the step's start time
   ``t``, outside the node loop, handed to the update as ``f``;
+- optionally ``boundary_values(physics, side, coordinates, t)``: the values of a ``fixed`` side's boundary
+  nodes at time ``t`` (``side`` one of ``west``, ``east``, ``south``, ``north``; ``coordinates`` the global
+  node coordinates along that side, y for west and east, x for south and north): a number or an array of
+  ``len(coordinates)`` (a tuple of them with several fields), or None for a side that keeps its initial
+  values (decided at t = 0); evaluated once per step, outside the node loop, on the whole side;
+- optionally ``boundary_gradient(physics, side, coordinates, t)``: on a ``flux`` side, the outward normal
+  derivative ``g = dC/dn`` of each field at time ``t`` (for a diffusive flux ``q`` into the domain, ``q / D``);
+  the ghost node ``m`` layers out is the mirror plus ``2 m (h g)``, h the spacing normal to the side
+  (``zero_flux`` is ``g = 0``); same shapes as ``boundary_values``, never None;
 - optionally ``UNITS``: ``{"physics.NAME" or "initial.NAME": units}`` of the config values, for the analysis
   scripts' labels (CF notation; "1" where absent).
 
@@ -56,7 +65,9 @@ from ..errors import ModelError
 
 BUILT_IN = ("diffusion", "advection_diffusion", "fisher_kpp", "gray_scott", "layered", "manufactured")
 REQUIRED = ("FIELDS", "Physics", "Initial", "coefficients", "update", "max_stable_dt", "initial")
-OPTIONAL_HOOKS = ("check", "exact", "coefficient_fields", "forcing")
+OPTIONAL_HOOKS = ("check", "exact", "coefficient_fields", "forcing", "boundary_values", "boundary_gradient")
+SIDES = ("west", "east", "south", "north")           # the order in which side values are applied
+SIDE_HOOKS = {"fixed": "boundary_values", "flux": "boundary_gradient"}
 # Names the output file uses for its own datasets: no field or coefficient field may take them.
 RESERVED_NAMES = ("time", "x", "y")
 
@@ -394,11 +405,12 @@ def sample_update(model: Model, k, physics=None, dt: float = 1e-3, shape=(2, 3),
 
 
 def check_model(model: Model, physics=None, initial=None, x=None, y=None, dx: float | None = None,
-                dy: float | None = None, dt: float | None = None) -> str | None:
+                dy: float | None = None, dt: float | None = None, boundary=None) -> str | None:
     """Try every hook of ``model`` before any output exists, on the run's parameters and (a sample of) its
     nodes: check(), max_stable_dt(), coefficients() (a tuple of numbers), the update on sample arrays (runs
     on arrays, returns one value per field), initial(), exact() at t = 0, coefficient_fields() and forcing()
-    (numbers and shapes). Returns check()'s message (a wrong config value) or None; a mistake in the model
+    (numbers and shapes), and, given the config's ``boundary`` (a dict or the Boundary section),
+    boundary_values() on its fixed sides and boundary_gradient() on its flux sides at t = 0 and dt. Returns check()'s message (a wrong config value) or None; a mistake in the model
     raises one ModelError line naming the model file, the hook and, where known, the line."""
     import numpy as np
     physics = model.Physics() if physics is None else physics
@@ -430,8 +442,69 @@ def check_model(model: Model, physics=None, initial=None, x=None, y=None, dx: fl
                 model.fields, shape)
     coefficient_values(model, physics, x, y, uniform)
     time_values(model, physics, dt, 0, 2)
+    if boundary is not None:
+        kinds = _kinds(boundary)
+        for side in SIDES:
+            hook = SIDE_HOOKS.get(kinds[side])
+            if hook is not None and callable(getattr(model.module, hook, None)):
+                for t in (0.0, dt):
+                    side_values(model, hook, physics, side, y if side in ("west", "east") else x, t)
     sample_update(model, k, physics, dt)
     return None
+
+
+def side_values(model: Model, hook: str, physics, side: str, coordinates, t: float) -> "np.ndarray | None":
+    """``hook(physics, side, coordinates, t)`` (boundary_values or boundary_gradient) as a ``(fields,
+    len(coordinates))`` float64 array; None where boundary_values returns None (the side keeps its values).
+    Errors (an exception inside, None from boundary_gradient, a wrong count, shape or type) are one ModelError
+    line naming the model file and the hook."""
+    import numpy as np
+    value = call(model, hook, physics, side, coordinates, t)
+    names = list(model.fields)
+    count, n = len(names), len(coordinates)
+    where = f"model file {model.file}: {hook}(physics, {side!r}, coordinates, t={t:g})"
+    if value is None:
+        if hook == "boundary_values":
+            return None
+        raise ModelError(f"{where} returned None; return the outward normal derivative on the side: a number, "
+                         "an array of len(coordinates), or a tuple of them with several fields (0.0 for no flux)")
+    values = list(value) if isinstance(value, tuple) or (count > 1 and isinstance(value, list)) else [value]
+    if len(values) != count:
+        raise ModelError(f"{where} returned {len(values)} value(s) for the {count} field(s) {', '.join(names)}; "
+                         "return " + ("a number or an array" if count == 1 else f"a tuple of {count}"))
+    out = np.empty((count, n))
+    for i, (name, v) in enumerate(zip(names, values)):
+        try:
+            if isinstance(v, (bool, np.bool_)) or isinstance(v, (str, bytes)):
+                raise TypeError
+            array = np.asarray(v, dtype=np.float64)
+            if array.ndim > 1 or array.ndim == 1 and array.shape[0] != n:
+                raise ValueError
+            out[i] = array
+        except (TypeError, ValueError):
+            got = f"shape {np.shape(v)}" if hasattr(v, "shape") else type(v).__name__
+            raise ModelError(f"{where} returned {got} for {name} on the {n} nodes of the side; return a number "
+                             "or an array of len(coordinates)") from None
+    return out
+
+
+def side_hooks(model: Model, physics, kinds: dict, x, y) -> dict[str, str]:
+    """The sides whose nodes or ghost nodes change with time, ``{side: hook}`` in SIDES order: every ``flux``
+    side (boundary_gradient) and every ``fixed`` side for which the model's boundary_values does not return
+    None at t = 0. Empty for every model without these hooks: its run is stepped as before."""
+    out = {}
+    for side in SIDES:
+        hook = SIDE_HOOKS.get(kinds[side])
+        if hook is None or not callable(getattr(model.module, hook, None)):
+            continue
+        coordinates = y if side in ("west", "east") else x
+        if hook == "boundary_gradient" or side_values(model, hook, physics, side, coordinates, 0.0) is not None:
+            out[side] = hook
+    return out
+
+
+def _kinds(boundary) -> dict:
+    return dict(boundary) if isinstance(boundary, dict) else {side: getattr(boundary, side) for side in SIDES}
 
 
 class _SampleUniform:

@@ -9,7 +9,8 @@ is a periodic Cartesian communicator: its ends are neighbours like any others (o
 
 :func:`fill_boundaries` then fills what no neighbour sends: the halo across a periodic axis on one process
 (wrapped around) and beyond a zero-flux boundary (mirrored about the boundary node, so the centred
-difference across it is zero). It runs axis by axis, each over the full extent of the other axis (halos
+difference across it is zero) and beyond a flux side (the mirror plus an offset, so that difference is the
+prescribed gradient). It runs axis by axis, each over the full extent of the other axis (halos
 included), so corners come out right in every combination.
 """
 from __future__ import annotations
@@ -20,6 +21,7 @@ from ..comm import mpi
 from ..core.grid import Decomposition
 
 # (dy, dx) offsets of the neighbours; the tag of a message is the index of the direction it travels.
+MIRRORED = ("zero_flux", "flux")     # sides whose halo is the mirror (plus, for flux, an offset)
 DIRECTIONS = [(-1, 0), (1, 0), (0, -1), (0, 1), (-1, -1), (-1, 1), (1, -1), (1, 1)]
 
 
@@ -89,25 +91,42 @@ class HaloExchange:
         self.links = []
 
 
-def fill_boundaries(u: np.ndarray, decomp: Decomposition) -> None:
+def fill_boundaries(u: np.ndarray, decomp: Decomposition, offsets: dict | None = None) -> None:
     """Fill the halo of ``u`` (fields, y, x) on the sides of the global grid that no rank fills: wrap a
-    periodic axis held by one process, mirror a zero-flux side about its boundary node."""
+    periodic axis held by one process, mirror a zero-flux or flux side about its boundary node.
+
+    ``offsets`` gives, per flux side this rank owns, ``h g``: the spacing normal to the side times the
+    side's outward normal derivative, a ``(fields, L)`` array over the stored extent ``L`` along the side
+    (halo included). The ghost node m layers out is then ``u[m] + (2 m) (h g)``, the mirror plus the offset
+    that makes the centred difference across the boundary node equal g; without an offset (zero_flux, or
+    a coefficient field) it is the mirror, so the centred difference is zero."""
     h = decomp.halo
+    offsets = offsets or {}
     for axis, (low, high), n in ((2, ("west", "east"), decomp.nx_own), (1, ("south", "north"), decomp.ny_own)):
         def at(start, stop):
             index = [slice(None)] * 3
             index[axis] = slice(start, stop)
             return tuple(index)
+
+        def offset(side, m):
+            g = offsets.get(side)
+            if g is None:
+                return None
+            return (2.0 * m) * (g[:, :, np.newaxis] if axis == 2 else g[:, np.newaxis, :])
         kinds = decomp.boundary[low], decomp.boundary[high]
         if kinds == ("periodic", "periodic") and not decomp.has(low):
             u[at(0, h)] = u[at(n, n + h)]
             u[at(n + h, n + 2 * h)] = u[at(h, 2 * h)]
             continue
         depth = min(h, n - 1)            # mirrored layers: ghost h - m is node h + m
-        if kinds[0] == "zero_flux" and not decomp.has(low):
+        if kinds[0] in MIRRORED and not decomp.has(low):
             for m in range(1, depth + 1):
-                u[at(h - m, h - m + 1)] = u[at(h + m, h + m + 1)]
-        if kinds[1] == "zero_flux" and not decomp.has(high):
+                extra = offset(low, m)
+                mirror = u[at(h + m, h + m + 1)]
+                u[at(h - m, h - m + 1)] = mirror if extra is None else mirror + extra
+        if kinds[1] in MIRRORED and not decomp.has(high):
             last = h + n - 1
             for m in range(1, depth + 1):
-                u[at(last + m, last + m + 1)] = u[at(last - m, last - m + 1)]
+                extra = offset(high, m)
+                mirror = u[at(last - m, last - m + 1)]
+                u[at(last + m, last + m + 1)] = mirror if extra is None else mirror + extra

@@ -74,7 +74,7 @@ def run(cfg: Config, path: str, comm=SERIAL, say=None, restart: str = "never", m
         if hold_at is not None and first >= hold_at:
             hold_at = None
         say(f"resuming from {checkpoint_path} at step {first}")
-    stepper.fill(u)        # the fixed boundary's nodes in the halo too: v keeps them, steps read them
+    stepper.fill(u, first)  # the fixed boundary's nodes in the halo too: v keeps them, steps read them
     v[...] = u
 
     t0 = time.perf_counter()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from .. import machine
+from .. import machine, models
 from ..comm import local_launcher_size
 from ..core import tiling
 from ..core.config import SIDES, Config
@@ -31,8 +31,8 @@ def plan(cfg: Config, dims: tuple[int, int], local_ranks: int) -> Plan:
     """Resolve ``numerics.kernel`` and ``parallel.halo`` when they are ``auto``, from global sizes only, so
     every rank decides alike (any choice gives the same bits):
 
-    - halo: none to speak of (1) on one process with fixed boundaries, 1 when zero-flux boundaries are
-      refilled every step anyway, else 15 steps between exchanges (or periodic wraps), or one whole tiled
+    - halo: none to speak of (1) on one process with fixed boundaries, 1 when zero-flux boundaries (or flux
+      sides, or fixed sides changing with time) are refilled every step anyway, else 15 steps between exchanges (or periodic wraps), or one whole tiled
       chunk (31 steps for one field) with the tiled kernel, at most half the smallest block: exchanges then
       cost a fifteenth as many latencies or fewer;
     - kernel: tiled (temporal blocking) when the field buffers of this node's ranks outgrow the last-level
@@ -46,7 +46,9 @@ def plan(cfg: Config, dims: tuple[int, int], local_ranks: int) -> Plan:
     fields = len(cfg.model_impl.fields)
     stored = 2 * fields + len(cfg.model_impl.coefficient_names)     # two buffers a field, one a coefficient field
     smallest = min(nx // px, ny // py)
-    mirrored = any(getattr(cfg.boundary, side) == "zero_flux" for side in SIDES)
+    kinds = {side: getattr(cfg.boundary, side) for side in SIDES}
+    mirrored = "zero_flux" in kinds.values() or bool(models.side_hooks(cfg.model_impl, cfg.physics, kinds,
+                                                                        cfg.axis("x"), cfg.axis("y")))
     deep = max(1, min(AUTO_HALO, smallest // 2)) if exchanges and not mirrored else 1
     field_bytes = 8 * stored * (ny + 2 * deep * py) * (nx + 2 * deep * px)     # all ranks, halos included
     outgrown = local_ranks * field_bytes / size > machine.last_level_cache()
@@ -56,7 +58,7 @@ def plan(cfg: Config, dims: tuple[int, int], local_ranks: int) -> Plan:
     elif not exchanges:
         halo, why_halo = 1, "one process, fixed boundaries: nothing to exchange"
     elif mirrored:
-        halo, why_halo = 1, "zero-flux boundaries are refilled every step"
+        halo, why_halo = 1, "zero-flux, flux or time-dependent sides are refilled every step"
     else:
         halo = max(1, min(tiling.depth_for(fields), smallest // 2)) if tiled else deep
         why_halo = f"{'an exchange' if size > 1 else 'a periodic wrap'} every {halo} steps"

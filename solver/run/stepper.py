@@ -52,9 +52,26 @@ class Stepper:
                 exchange.update(self.coefficient_fields)
                 exchange.free()
             fill_boundaries(self.coefficient_fields, decomp)
+        # Sides that change with time (models.side_hooks: fixed sides with boundary_values, flux sides),
+        # evaluated per step from the global step number on the whole side's global coordinates, so that every
+        # kernel, halo width and decomposition sees the same numbers. Empty for every other model.
+        axes = {"x": cfg.axis("x"), "y": cfg.axis("y")}
+        timed = models.side_hooks(model, self.physics, decomp.boundary, axes["x"], axes["y"])
+        self.sides = []         # (side, hook, coordinates, owned global slice, stored global index, spacing)
+        for side, hook in timed.items():
+            if decomp.has(side):
+                continue
+            along = "y" if side in ("west", "east") else "x"
+            (g0, g1), n = (decomp.y_range, decomp.ny) if along == "y" else (decomp.x_range, decomp.nx)
+            stored = np.arange(g0 - decomp.halo, g1 + decomp.halo)
+            stored = stored % n if cfg.boundary.periodic(along) else np.clip(stored, 0, n - 1)
+            spacing = cfg.dx if along == "y" else cfg.dy            # normal to the side
+            self.sides.append((side, hook, axes[along], slice(g0, g1), stored, spacing))
         # A mirrored halo stays valid for one step only (the model's update need not be symmetric), so
-        # zero-flux boundaries are filled every step; neighbours and periodic wraps every ``halo`` steps.
-        self.cycle = 1 if "zero_flux" in decomp.boundary.values() else decomp.halo
+        # zero-flux and flux boundaries are filled every step, and sides that change with time are set every
+        # step (on every rank: the exchanges are collective); neighbours and periodic wraps every ``halo`` steps.
+        self.per_step = bool(timed)
+        self.cycle = 1 if "zero_flux" in decomp.boundary.values() or timed else decomp.halo
         self.exchange = None
         if any(decomp.has(side) for side in SIDES):          # neighbouring ranks, or one across a periodic axis
             self.exchange = HaloExchange(decomp, len(model.fields))
@@ -62,17 +79,47 @@ class Stepper:
     def advance(self, u: np.ndarray, v: np.ndarray, first: int, steps: int) -> tuple[np.ndarray, np.ndarray]:
         """Steps ``first`` .. ``first + steps - 1`` (global step numbers); returns (new, old)."""
         d = self.decomp
-        if not d.needs_halo:
-            t = time.perf_counter()
-            u, v = self._kernel(u, v, first, steps, d.update_region(), d.shrink)
-            self.timer.add("compute", t)
-            return u, v
         end = first + steps
-        while first < end:
-            count = min(self.cycle, end - first)
-            u, v = self._overlapped(u, v, first) if count == 1 and self.exchange else self._cycle(u, v, first, count)
-            first += count
+        if not d.needs_halo:
+            for step in range(first, end) if self.per_step else (first,):   # fixed sides changing with time
+                t = time.perf_counter()
+                self._set_values(u, step)
+                t = self.timer.add("halo", t)
+                u, v = self._kernel(u, v, step, 1 if self.per_step else steps, d.update_region(), d.shrink)
+                self.timer.add("compute", t)
+        else:
+            while first < end:
+                count = min(self.cycle, end - first)
+                u, v = (self._overlapped(u, v, first) if count == 1 and self.exchange
+                        else self._cycle(u, v, first, count))
+                first += count
+        if self.per_step:       # the state at the call's end holds its time's side values (output, checkpoint)
+            self._set_values(u, end)
         return u, v
+
+    def _set_values(self, u, step):
+        """Write the boundary_values of step ``step`` (t = step dt) into this rank's nodes of those fixed sides,
+        west, east, south, north in turn (at a corner of two such sides, south or north wins)."""
+        h, d = self.decomp.halo, self.decomp
+        for side, hook, coordinates, owned, _, _ in self.sides:
+            if hook != "boundary_values":
+                continue
+            values = models.side_values(self.model, hook, self.physics, side, coordinates, step * self.dt)
+            if values is None:
+                continue
+            if side in ("west", "east"):
+                u[:, h:h + d.ny_own, h if side == "west" else h + d.nx_own - 1] = values[:, owned]
+            else:
+                u[:, h if side == "south" else h + d.ny_own - 1, h:h + d.nx_own] = values[:, owned]
+
+    def _offsets(self, step):
+        """``{side: h g}`` of this rank's flux sides at step ``step``, over each side's stored extent."""
+        out = {}
+        for side, hook, coordinates, _, stored, spacing in self.sides:
+            if hook == "boundary_gradient":
+                g = models.side_values(self.model, hook, self.physics, side, coordinates, step * self.dt)
+                out[side] = spacing * g[:, stored]
+        return out
 
     def _kernel(self, u, v, first, steps, region, shrink=(0, 0, 0, 0)):
         values = models.time_values(self.model, self.physics, self.dt, first, steps)
@@ -83,7 +130,7 @@ class Stepper:
         with a deep halo the exchange is rare, and the tiled kernel runs all the steps as one chunk."""
         d = self.decomp
         t = time.perf_counter()
-        self.fill(u)
+        self.fill(u, first)
         t = self.timer.add("halo", t)
         u, v = self._kernel(u, v, first, steps, d.update_region(steps - 1), d.shrink)
         self.timer.add("compute", t)
@@ -93,6 +140,8 @@ class Stepper:
         """One step with an exchange before it: the interior is computed while the messages travel."""
         d = self.decomp
         t = time.perf_counter()
+        if self.per_step:
+            self._set_values(u, first)
         self.exchange.start(u)
         t = self.timer.add("halo", t)
         full, inner = d.update_region(0), d.update_region(-1)
@@ -100,18 +149,22 @@ class Stepper:
         self._kernel(u, v, first, 1, inner)
         t = self.timer.add("compute", t)
         self.exchange.finish()
-        fill_boundaries(u, d)
+        fill_boundaries(u, d, self._offsets(first) if self.per_step else None)
         t = self.timer.add("halo", t)
         for box in _rim(full, inner):
             self._kernel(u, v, first, 1, box)
         self.timer.add("compute", t)
         return v, u
 
-    def fill(self, u: np.ndarray) -> None:
-        """Fill the whole halo of u: from the neighbours (a collective under MPI) and the boundaries."""
+    def fill(self, u: np.ndarray, step: int | None = None) -> None:
+        """Fill the whole halo of u: from the neighbours (a collective under MPI) and the boundaries; given the
+        global step number of u's state, set the sides that change with time to that step's values first."""
+        timed = self.per_step and step is not None
+        if timed:
+            self._set_values(u, step)
         if self.exchange is not None:
             self.exchange.update(u)
-        fill_boundaries(u, self.decomp)
+        fill_boundaries(u, self.decomp, self._offsets(step) if timed else None)
 
     def close(self) -> None:
         """Free the exchange's MPI datatypes."""
