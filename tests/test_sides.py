@@ -6,15 +6,14 @@ change equals the flux prescribed through the sides, to round-off; mistakes are 
 from __future__ import annotations
 
 import math
-import textwrap
 
 import h5py
 import numpy as np
 import pytest
 
-from conftest import REPO, run_solver, solver_env, write_config
+from conftest import REPO, run_solver, write_config
 from solver import models
-from test_models import MPI_CASES, assert_same_bits, read_fields
+from test_models import MPI_CASES, assert_same_bits
 
 GROUND = '''\
 """Heat in a slab: a seasonal surface (north), a prescribed heat flux through the other sides."""
@@ -269,7 +268,7 @@ def test_a_two_field_model_gives_one_row_per_field_and_a_flux_side_plans_a_halo_
     coordinates = np.linspace(0.0, 1.0, 5)
     got = models.side_values(model, "boundary_gradient", model.Physics(), "east", coordinates, 0.5)
     assert got.shape == (2, 5) and np.array_equal(got, [np.full(5, 0.5), 2.0 * coordinates])
-    (tmp_path / "two.yaml").write_text(f"model: two.py\ngrid: {{nx: 41, ny: 31}}\nboundary: {{east: flux}}\n"
+    (tmp_path / "two.yaml").write_text("model: two.py\ngrid: {nx: 41, ny: 31}\nboundary: {east: flux}\n"
                                        "parallel: {threads: 1}\n")
     assert plan(config_module.load(tmp_path / "two.yaml"), (1, 1), 1).halo == 1
     (tmp_path / "periodic.yaml").write_text("grid: {nx: 41, ny: 31}\nboundary: {west: periodic, east: periodic}\n")
