@@ -28,7 +28,7 @@ import numpy as np
 
 from solver.args import Parser, UsageError
 from solver.core.config import load
-from solver.ensemble import member_path, parse_members
+from solver.ensemble import member_config, member_hash, member_path, parse_members, recorded_hash
 from solver.errors import UserError
 from solver.storage.files import check_analysis_output
 from solver.storage.output import attribute, partial_path
@@ -79,6 +79,7 @@ class Members:
     parameters: dict = field(default_factory=dict)      # label -> list of values (numeric only)
     missing: list = field(default_factory=list)
     failed: dict = field(default_factory=dict)          # member -> reason
+    foreign: list = field(default_factory=list)         # members computed for another config (or model)
     x: np.ndarray | None = None
     y: np.ndarray | None = None
     time: float = 0.0
@@ -132,6 +133,17 @@ def read_member(path: str, field: str):
     return final, x, y, t, parameters
 
 
+def from_this_config(cfg, member: int, path: str) -> bool:
+    """Whether the member file records the hash this config gives the member (solver.ensemble.member_hash):
+    the same seed, perturbations, base problem and model source. Statistics over members of mixed configs
+    would be silently wrong."""
+    try:
+        expected = member_hash(member_config(cfg, member)[0])
+    except UserError:               # this config's draws for the member are invalid: no file can be its own
+        return False
+    return recorded_hash(path) == expected
+
+
 def scalars_of(final: np.ndarray, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
     dx, dy = x[1] - x[0], y[1] - y[0]
     total = float(final.sum())
@@ -171,6 +183,9 @@ def first_pass(cfg, numbers: list[int], say, field: str) -> tuple[Members, Welfo
                 found.failed[member] = f"no file; its job failed: {recorded[member]}"
             else:
                 found.missing.append(member)
+            continue
+        if not from_this_config(cfg, member, path):
+            found.foreign.append(member)
             continue
         try:
             final, x, y, t, parameters = read_member(path, field)
@@ -379,6 +394,12 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     say(f"reading members {numbers[0]}..{numbers[-1]} from {cfg.ensemble.output_dir}")
     found, stats = first_pass(cfg, numbers, say, field)
+    if found.foreign:
+        print(f"error: member(s) {compress(found.foreign)} in {cfg.ensemble.output_dir} were computed for another "
+              f"config than {args.config} (seed, perturbations, base problem or model source differ): statistics "
+              f"over mixed configs would be wrong; rerun them with python solver/ensemble.py --config "
+              f"{args.config} --force, or pass the --config that produced them", file=sys.stderr)
+        return 2
     if found.missing:
         say(f"missing ({len(found.missing)}, no file): {compress(found.missing)}")
     for member, reason in sorted(found.failed.items()):

@@ -40,7 +40,7 @@ from solver.machine import check_environment, cpus_per_task
 from solver.run import run
 from solver.run.planning import check_fits
 from solver.storage import files
-from solver.storage.checkpoint import path_for
+from solver.storage.checkpoint import path_for, result_hash
 from solver.storage.lock import OutputLock
 
 DEFAULT_CONFIG = "configs/ensemble.yaml"
@@ -145,6 +145,39 @@ def member_config(cfg: Config, member: int) -> tuple[Config, dict[str, Any]]:
         raise ConfigError(f"member {member} (drawn {drawn}): {err}") from None
 
 
+MEMBER_HASH = "ensemble_member_hash"     # attribute: what decided the member's result (member_hash)
+
+
+def member_hash(member_cfg: Config) -> str:
+    """The identity of a member's result: the settings that decide it (its drawn values included) and the
+    model's source, as a checkpoint's (solver.storage.checkpoint.result_hash). A member file counts as complete only
+    for the config that gives the same hash: another seed, other perturbations, another base problem or an
+    edited model file make it another member."""
+    return result_hash(member_cfg)
+
+
+def recorded_hash(path: str) -> str | None:
+    """The MEMBER_HASH a member file records, or None (none recorded, or unreadable)."""
+    import h5py
+    from solver.storage.output import attribute
+    try:
+        with h5py.File(path, "r") as f:
+            value = attribute(f.attrs.get(MEMBER_HASH))
+    except Exception:
+        return None
+    return value if isinstance(value, str) and value else None
+
+
+def check_same_member(path: str, member: int, identity: str) -> None:
+    """Refuse (one ConfigError line) a complete member file that another config or model source produced."""
+    recorded = recorded_hash(path)
+    if recorded != identity:
+        why = "records no config hash" if recorded is None else "was computed for another config"
+        raise ConfigError(f"member {member}: {path} {why} (the seed, the perturbations, the base problem or "
+                          "the model's source differ from this config's); rerun it with --force, or set "
+                          "ensemble.output_dir to another directory")
+
+
 def member_path(cfg: Config, member: int) -> str:
     return os.path.join(cfg.ensemble.output_dir, f"member-{member:04d}.h5")
 
@@ -178,9 +211,11 @@ def run_member(cfg: Config, member: int, force: bool = False, say: Callable | No
     lock = None
     try:
         skipped = Outcome(member, "skipped", f"member {member}: skipped, {path} is complete (--force reruns it)")
-        if not force and files.kind(path) == files.OUTPUT:
-            return skipped
         member_cfg, values = member_config(cfg, member)
+        identity = member_hash(member_cfg)
+        if not force and files.kind(path) == files.OUTPUT:
+            check_same_member(path, member, identity)
+            return skipped
         member_cfg = member_threads(member_cfg)
         check_fits(member_cfg, 1)
         os.makedirs(cfg.ensemble.output_dir, exist_ok=True)
@@ -193,8 +228,9 @@ def run_member(cfg: Config, member: int, force: bool = False, say: Callable | No
             lock = None
             return Outcome(member, "skipped", f"member {member}: skipped, {err.holder} is computing it")
         if not force and files.kind(path) == files.OUTPUT:      # finished while we waited for the lock
+            check_same_member(path, member, identity)
             return skipped
-        attrs = {"ensemble_member": member, "ensemble_seed": cfg.ensemble.seed,
+        attrs = {"ensemble_member": member, "ensemble_seed": cfg.ensemble.seed, MEMBER_HASH: identity,
                  "ensemble_config": config_path or cfg.source,
                  "ensemble_parameters": ",".join(values)}
         attrs.update({f"param.{key}": value for key, value in values.items()})
