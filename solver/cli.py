@@ -123,7 +123,8 @@ def command_run(args) -> int:
     options = {"restart": args.restart, "max_steps": args.max_steps}
     comm = world()
     try:
-        agree(cfg, comm)
+        agree(cfg, comm, {"output path": os.path.abspath(path), "--restart": args.restart,
+                          "--max-steps": args.max_steps, "--overwrite": args.overwrite})
     except UserError:
         if comm.Get_rank() != 0:
             return EXIT_USAGE            # every rank found the same problem: rank 0 says it, once
@@ -283,10 +284,12 @@ def describe_model(cfg) -> str:
     return f"{model.name} from {model.file} (fields {', '.join(model.fields)})"
 
 
-def agree(cfg, comm) -> None:
+def agree(cfg, comm, run: dict | None = None) -> None:
     """Before anything is allocated or written: the run fits in memory on every rank, and every rank
-    resolved the same config (a file edited while the job started, or an MPMD launch, would otherwise hang
-    the ranks in mismatched collectives). Collective under MPI: every rank raises the same ConfigError."""
+    resolved the same config and model source and was given the same output and options (``run``: name ->
+    value); a file edited while the job started, or an MPMD launch, would otherwise hang the ranks in
+    mismatched collectives or mix two models in one output. Collective under MPI: every rank raises the
+    same ConfigError."""
     problem = None
     try:
         check_fits(cfg, comm.Get_size())
@@ -297,12 +300,23 @@ def agree(cfg, comm) -> None:
             raise ConfigError(problem)
         return
     digest = hashlib.sha256(cfg.to_yaml().encode()).hexdigest()[:16]
-    answers = comm.allgather((digest, problem))
-    differing = [rank for rank, (other, _) in enumerate(answers) if other != answers[0][0]]
-    if differing:
-        raise ConfigError(f"the ranks resolved different configs (rank {differing[0]}'s differs from rank 0's: "
-                          "the file changed while the job started, or ranks got other arguments); start every "
-                          "rank with the same config and overrides")
+    decisive = {"config": digest, "model source": cfg.model_impl.source_hash, **(run or {})}
+    answers = comm.allgather((decisive, problem))
+    for rank, (other, _) in enumerate(answers):
+        differs = [name for name in answers[0][0] if other.get(name) != answers[0][0][name]]
+        if differs and differs[0] == "config":
+            raise ConfigError(f"the ranks resolved different configs (rank {rank}'s differs from rank 0's: "
+                              "the file changed while the job started, or ranks got other arguments); start "
+                              "every rank with the same config and overrides")
+        if differs and differs[0] == "model source":
+            raise ConfigError(f"the ranks imported different sources of the model {cfg.model_impl.file} (rank "
+                              f"{rank}'s differs from rank 0's: the file changed while the job started); "
+                              "leave the model file alone while a job starts, and run it again")
+        if differs:
+            name = differs[0]
+            raise ConfigError(f"the ranks were started with different arguments ({name} {other.get(name)!r} on "
+                              f"rank {rank}, {answers[0][0][name]!r} on rank 0); start every rank with the "
+                              "same command line")
     problem = next((p for _, p in answers if p), None)
     if problem:
         raise ConfigError(problem)

@@ -8,6 +8,7 @@ import signal
 import subprocess
 
 import pytest
+import yaml
 
 from conftest import PYTHON, REPO, require, solver_env
 from faultkit import LONG, config, default_signals, finish, held, kill_group
@@ -30,6 +31,55 @@ def test_ranks_with_different_configs_refuse_in_one_line(tmp_path):
     assert len(ours) == 1 and "different configs" in ours[0], result.stderr   # the rest is mpirun's banner
     assert "Traceback" not in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.yaml", "b.yaml"]
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("second, words", [
+    (["-o", "b.h5"], ["output path", "b.h5"]),             # MPMD: each rank its own output
+    (["--max-steps", "3"], ["--max-steps"]),                 # an option on one rank only
+    (["--restart", "auto"], ["--restart"]),
+    (["--overwrite"], ["--overwrite"]),
+])
+def test_ranks_started_with_other_arguments_refuse_in_one_line_and_never_hang(tmp_path, second, words):
+    """Everything that decides the run is compared across ranks before anything is written: one line from
+    rank 0, exit 2, no .partial and no lock (these launches used to spin forever)."""
+    config(tmp_path, TINY, "c.yaml")
+    run = [PYTHON, "-m", "solver", "run", "c.yaml", "-o", "a.h5"]
+    command = [require("mpirun"), "--bind-to", "none", "-n", "1", *run, ":", "-n", "1", *run, *second]
+    proc = subprocess.Popen(command, cwd=tmp_path, env=solver_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    code, _, err = finish(proc, timeout=90)        # a hang fails here (and the job is killed)
+    assert code == 2, err
+    ours = [line for line in err.splitlines() if "error" in line and "Process" not in line]
+    assert len(ours) == 1 and "different" in ours[0], err
+    for word in words:
+        assert word in ours[0], ours[0]
+    assert "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.yaml"]
+
+
+@pytest.mark.mpi
+def test_ranks_that_imported_different_model_sources_refuse(tmp_path):
+    """The model file edited while the job starts: rank 1 imports another source of the same model (here
+    the module ``mymodel`` found on each rank's own PYTHONPATH, as a shared file system could show them)."""
+    text = (REPO / "solver" / "models" / "diffusion.py").read_text()
+    for name in ("r0", "r1"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "mymodel.py").write_text(text + ("\n# edited\n" if name == "r1" else ""))
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({**TINY, "model": "mymodel"}))
+    env = solver_env()
+
+    def rank(name):
+        return ["env", f"PYTHONPATH={tmp_path / name}{os.pathsep}{env['PYTHONPATH']}", PYTHON, "-m", "solver",
+                "run", "c.yaml"]
+    command = [require("mpirun"), "--bind-to", "none", "-n", "1", *rank("r0"), ":", "-n", "1", *rank("r1")]
+    proc = subprocess.Popen(command, cwd=tmp_path, env=solver_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    code, _, err = finish(proc, timeout=90)
+    assert code == 2, err
+    ours = [line for line in err.splitlines() if "error" in line and "Process" not in line]
+    assert len(ours) == 1 and "different sources of the model" in ours[0], err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.yaml", "r0", "r1"]
 
 
 @pytest.mark.mpi
