@@ -23,6 +23,7 @@ from solver.args import Parser  # noqa: E402,F401  (argparse with one-line error
 from solver.core.config import Config, from_dict  # noqa: E402
 from solver.core.yamlfile import parse_yaml  # noqa: E402
 from solver.errors import EXIT_USAGE, UserError  # noqa: E402
+from solver.storage.files import png_metadata, video_metadata  # noqa: E402,F401  (the scripts mark their outputs)
 from solver.safety import reading  # noqa: E402
 from solver.storage.output import attribute, open_complete  # noqa: E402
 

@@ -30,7 +30,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from analysis.common import (REPO, InputError, Parser, check_outputs, errors, open_output, run_main,  # noqa: E402
+from analysis.common import (REPO, InputError, Parser, check_outputs, errors, open_output, png_metadata, run_main,  # noqa: E402
                              write_csv)
 from solver.core import config as config_module  # noqa: E402
 from solver.core.config import Config  # noqa: E402
@@ -132,7 +132,7 @@ def plot(rows: list[dict], units: dict, t_end: float, path: str) -> str:
     ax.set_title(f"Refinement study, stability number {rows[0]['stability']:.3g}")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, metadata=png_metadata())
     plt.close(fig)
     return path
 

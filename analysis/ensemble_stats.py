@@ -30,7 +30,7 @@ from solver.args import Parser, UsageError
 from solver.core.config import load
 from solver.ensemble import member_config, member_hash, member_path, parse_members, recorded_hash
 from solver.errors import UserError
-from solver.storage.files import check_analysis_output
+from solver.storage.files import check_analysis_output, png_metadata
 from solver.storage.output import attribute, partial_path
 
 SCALARS = {   # name: (long name, units)
@@ -298,7 +298,7 @@ def plot(out_prefix: str, found: Members, stats: Welford, quantiles: list[float]
         fig.colorbar(image, ax=ax, label=field_label, shrink=0.85)
     fig.suptitle(f"Final field over {len(found.used)} members, t = {found.time:.4g} s")
     fields_png = f"{out_prefix}-fields.png"
-    fig.savefig(fields_png, dpi=110)
+    fig.savefig(fields_png, dpi=110, metadata=png_metadata())
     plt.close(fig)
 
     labels = list(found.parameters)
@@ -320,7 +320,7 @@ def plot(out_prefix: str, found: Members, stats: Welford, quantiles: list[float]
             ax.ticklabel_format(axis="both", style="sci", scilimits=(-3, 4))
     fig.suptitle(f"Per-member scalars of the final field against the drawn parameters ({len(found.used)} members)")
     scalars_png = f"{out_prefix}-scalars.png"
-    fig.savefig(scalars_png, dpi=110)
+    fig.savefig(scalars_png, dpi=110, metadata=png_metadata())
     plt.close(fig)
     return [fields_png, scalars_png]
 

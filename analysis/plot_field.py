@@ -28,7 +28,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from analysis.common import (InputError, Output, Parser, add_field_argument, add_file_argument,  # noqa: E402
-                             check_outputs, open_output, run_main)
+                             check_outputs, open_output, png_metadata, run_main, video_metadata)
 
 
 def _figure_size(out: Output, panels: int) -> tuple[float, float]:
@@ -62,7 +62,7 @@ def plot_snapshot(outs: list[Output], index: int, path: str) -> str:
         _panel(fig, ax, field, field.snapshot(index), title, field.field_label, cmap="viridis")
     if len(outs) > 1:
         fig.suptitle(f"{Path(out.path).name}: snapshot {index}, {_time_text(out, index)}")
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, metadata=png_metadata())
     plt.close(fig)
     return path
 
@@ -81,7 +81,7 @@ def plot_compare(outs: list[Output], index: int, path: str) -> str:
     _panel(fig, axes[2], out, error, f"error (max |e| = {bound:.3g})", f"numerical - exact [{out.units[out.field]}]",
            cmap="RdBu_r", vmin=-bound, vmax=bound)
     fig.suptitle(f"{Path(out.path).name}: snapshot {index}, {_time_text(out, index)}")
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, metadata=png_metadata())
     plt.close(fig)
     return path
 
@@ -103,9 +103,18 @@ def animate(out: Output, path: str, fps: int) -> str:
         return (image,)
 
     movie = animation.FuncAnimation(fig, frame, frames=out.snapshots, blit=False)
-    movie.save(path, writer=animation.FFMpegWriter(fps=fps), dpi=100)
+    movie.save(path, writer=animation.FFMpegWriter(fps=fps, metadata=video_metadata()), dpi=100)
     plt.close(fig)
     return path
+
+
+def check_ffmpeg() -> None:
+    """Refuse --animate without ffmpeg before anything is written (not after the PNGs)."""
+    import shutil
+    program = plt.rcParams["animation.ffmpeg_path"]
+    if not shutil.which(program):
+        raise InputError(f"--animate needs ffmpeg, and {program} is not on PATH; install it (apt-get install ffmpeg, "
+                         "or module load ffmpeg) or leave out --animate")
 
 
 def output_names(out: Output, indices: list[int], name: str | None, compare: bool) -> list[str]:
@@ -135,6 +144,8 @@ def main(argv=None) -> int:
     if args.fps < 1:
         parser.error(f"--fps {args.fps}: needs at least 1 frame per second")
     check_outputs([args.file], (args.output, "-o", (".png",)), (args.animate, "--animate", (".mp4",)))
+    if args.animate:
+        check_ffmpeg()
     out = open_output(args.file, args.field)
     names = [args.field] if args.field else list(out.cfg.model_impl.fields)
     outs = [out, *(open_output(args.file, name) for name in names[1:])]

@@ -28,7 +28,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from analysis.common import InputError, Parser, check_outputs, open_output, run_main, write_csv  # noqa: E402
+from analysis.common import InputError, Parser, check_outputs, open_output, png_metadata, run_main, write_csv  # noqa: E402
 from solver.core import config as config_module  # noqa: E402
 
 TIMINGS = ("mlups", "compute_seconds", "halo_seconds", "io_seconds", "wall_seconds", "ranks", "threads_per_rank")
@@ -163,7 +163,7 @@ def plot(rows: list[dict], mode: str, path: str) -> str:
         ax.grid(True, axis="y", alpha=0.3)
     grids = sorted({f"{r['nx']} x {r['ny']}" for r in rows}, key=lambda g: int(g.split(" x ")[0]))
     fig.suptitle(f"{mode} scaling, grid {' to '.join([grids[0], grids[-1]][:len(grids)])} nodes")
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, metadata=png_metadata())
     plt.close(fig)
     return path
 

@@ -24,7 +24,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from analysis.common import (Output, Parser, add_field_argument, add_file_argument, check_outputs,  # noqa: E402
-                             default_output, errors, open_output, run_main, write_csv)
+                             default_output, errors, open_output, png_metadata, run_main, write_csv)
 
 COLUMNS = ("snapshot", "time", "l2", "l2_relative", "max", "max_relative")
 
@@ -69,7 +69,7 @@ def plot(out: Output, rows: list[dict], path: str) -> str:
     ax.grid(True, which="both", alpha=0.3)
     ax.set_title(f"{Path(out.path).name}: {out.x.size} x {out.y.size} nodes, dt = {out.cfg.time.dt:g} "
                  f"{out.units['time']}")
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, metadata=png_metadata())
     plt.close(fig)
     return path
 

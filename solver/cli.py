@@ -26,7 +26,7 @@ from .info import describe
 from .run import run
 from .run.planning import check_fits, footprint
 from .storage import output
-from .storage.checkpoint import Stopped, path_for, record_stop
+from .storage.checkpoint import Stopped, check_owner, check_stop_file, path_for, record_stop
 from .storage.files import check_run_paths
 from .storage.lock import OutputLock
 from .storage.output import partial_path
@@ -113,6 +113,7 @@ def _main(argv: list[str] | None, commands: dict) -> int:
 
 def command_run(args) -> int:
     machine.check_environment()
+    check_stop_file()
     cfg = config_module.load(args.config, args.overrides)
     path = cfg.output.path if args.output is None else args.output
     if args.dry_run:
@@ -134,7 +135,7 @@ def command_run(args) -> int:
     lock = None
     try:
         lock = claim_output(path, args.overwrite, comm, resuming=args.restart != "never",
-                            checkpoint=path_for(cfg, path), config=args.config)
+                            checkpoint=path_for(cfg, path), config=args.config, cfg=cfg)
         return run_guarded(cfg, path, comm, **options)
     except (KeyboardInterrupt, Terminated) as err:      # before the run began: nothing to clean up
         return _interrupted(_signal_behind(err), path, "", comm)
@@ -149,13 +150,16 @@ def _terminate(signum, frame):
 
 
 def claim_output(path: str, overwrite: bool, comm, checkpoint: str, resuming: bool = False,
-                 config: str | None = None):
+                 config: str | None = None, cfg=None):
     """Check the output may be written and lock it for this run; rank 0 does it and tells the others.
-    Every file the run may replace or delete must be missing or its own (storage/files.py check_run_paths)."""
+    Every file the run may replace or delete must be missing or its own (storage/files.py check_run_paths; an
+    existing checkpoint must be this config's, storage/checkpoint.py check_owner)."""
 
     def claim():
         check_output(path, overwrite, create=False)
         check_run_paths(path, checkpoint, config, overwrite)
+        if cfg is not None and not resuming:    # resuming, the restart's own checks say more
+            check_owner(checkpoint, cfg)
         check_output(path, overwrite)       # only now create the output's directory
         lock = OutputLock(path)
         lock.acquire()

@@ -40,7 +40,7 @@ from solver.machine import check_environment, cpus_per_task
 from solver.run import run
 from solver.run.planning import check_fits
 from solver.storage import files
-from solver.storage.checkpoint import path_for, result_hash
+from solver.storage.checkpoint import check_stop_file, path_for, result_hash
 from solver.storage.lock import OutputLock
 
 DEFAULT_CONFIG = "configs/ensemble.yaml"
@@ -95,6 +95,7 @@ def check_setup(cfg: Config) -> None:
     """Refuse, once and up front, what would fail every member the same way: the environment, an
     output_dir that cannot hold the members, a shared checkpoint.path, a key the distribution cannot draw."""
     check_environment()
+    check_stop_file()
     src = cfg.source
     if cfg.checkpoint.path:
         raise ConfigError(f"{src}: checkpoint.path = {cfg.checkpoint.path!r} would be shared by every member; "

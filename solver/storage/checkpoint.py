@@ -28,7 +28,7 @@ import yaml
 from ..comm import any_true, on_root
 from ..core.config import Config
 from ..core.grid import Decomposition
-from ..errors import EXIT_REQUEUE, CheckpointError
+from ..errors import EXIT_REQUEUE, CheckpointError, EnvironmentSettingError
 from .files import CHECKPOINT, CHECKPOINT_FORMAT as FORMAT, kind
 from .output import attribute, open_hdf5, reason
 
@@ -43,7 +43,7 @@ class Stopped(Exception):
     """The run wrote a checkpoint and stopped before its end (a signal, or --max-steps)."""
 
     def __init__(self, step: int, path: str, reason: str):
-        super().__init__(f"stopped at step {step} ({reason}); checkpoint {path}")
+        super().__init__(f"{STOP_RECORD}{step} ({reason}); checkpoint {path}")
         self.step, self.path, self.reason = step, path, reason
 
 
@@ -53,12 +53,53 @@ def record_stop(stop: Stopped) -> None:
     path = os.environ.get(STOP_FILE_VARIABLE)
     if not path:
         return
+    problem = stop_file_problem(path)
+    if problem:
+        print(f"warning: not recording the stop in {STOP_FILE_VARIABLE}={path}: {problem}; the job script learns "
+              f"of it from the exit status {EXIT_REQUEUE} alone", file=sys.stderr, flush=True)
+        return
     try:
         with open(path, "w") as stream:
             stream.write(f"{stop}\n")
     except OSError as err:
         print(f"warning: cannot record the stop in {STOP_FILE_VARIABLE}={path} ({err.strerror}); the job "
               f"script learns of it from the exit status {EXIT_REQUEUE} alone", file=sys.stderr, flush=True)
+
+
+STOP_RECORD = "stopped at step "      # how a record of a Stopped begins
+
+
+def stop_file_problem(path: str) -> str | None:
+    """Why $SOLVER_STOP_FILE may not be written, or None: it must be missing, empty (jobs/launch.sh creates
+    it with mktemp) or hold an earlier stop record; any other file is not the stop's to overwrite."""
+    import stat
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        return f"it cannot be read ({err.strerror})"
+    if not stat.S_ISREG(info.st_mode):
+        return "it is not a regular file"
+    if info.st_size == 0:
+        return None
+    try:
+        with open(path, "rb") as stream:
+            head = stream.read(len(STOP_RECORD))
+    except OSError as err:
+        return f"it cannot be read ({err.strerror})"
+    if head != STOP_RECORD.encode():
+        return "it is an existing file that does not hold a stop record (not created for it)"
+    return None
+
+
+def check_stop_file(environ=os.environ) -> None:
+    """Refuse, before any work, a $SOLVER_STOP_FILE the stop record may not be written to (stop_file_problem)."""
+    path = environ.get(STOP_FILE_VARIABLE)
+    problem = stop_file_problem(path) if path else None
+    if problem:
+        raise EnvironmentSettingError(f"environment: {STOP_FILE_VARIABLE}={path}: {problem}; the solver would write "
+                                      "its stop record there: name a new file (jobs/launch.sh makes one) or unset it")
 
 
 def path_for(cfg: Config, output: str) -> str:
@@ -201,6 +242,24 @@ def inspect(path: str, cfg: Config, output_partial: str) -> dict:
         raise CheckpointError(f"{refuse} expects {snapshots} snapshots in {output_partial}, which holds "
                               f"{written}; {restart}")
     return {"step": step, "snapshots": snapshots, "checksum": str(attribute(attrs["checksum"]))}
+
+
+def check_owner(path: str, cfg: Config) -> None:
+    """Refuse a checkpoint at ``path`` that another config's run wrote (its result hash differs): a run
+    would overwrite it, then delete it when it completes, and the other run could no longer resume. A file
+    that cannot be read is left to the restart's checks (storage/files.py, :func:`inspect`)."""
+    import h5py
+    try:
+        with h5py.File(path, "r") as f:
+            if attribute(f.attrs.get("format")) != FORMAT:
+                return
+            recorded = attribute(f.attrs.get("result_hash"))
+    except Exception:
+        return
+    if recorded != result_hash(cfg):
+        raise CheckpointError(f"checkpoint {path} belongs to the run of another config (the model or its source, "
+                              "grid, physics, initial, boundary, time or output.every differ); set checkpoint.path "
+                              "to another file, or remove it if that run is yours to lose")
 
 
 def remove(path: str, decomp: Decomposition) -> None:

@@ -22,7 +22,7 @@ from ..errors import ConfigError
 from ..safety import encodable
 from .lock import lock_path
 from .output import partial_path
-from .xdmf import sidecar_path
+from .xdmf import escape, sidecar_path
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -32,6 +32,43 @@ CHECKPOINT_FORMAT = "diffusion2d-checkpoint/1"     # what a checkpoint's format 
 OUTPUT, CHECKPOINT, STATISTICS, PARTIAL, LOCK, XDMF = (
     "a solver output", "a solver checkpoint", "an ensemble statistics file", "an unfinished solver file",
     "a solver lock file", "an XDMF sidecar")
+# ... and for the analysis scripts' pictures, videos and tables, recognised by what they hold (a mark in a
+# PNG's tEXt chunk or an MP4's comment, a CSV's exact header line), never by their name
+ANALYSIS_PNG, ANALYSIS_MP4, ANALYSIS_CSV = "an analysis plot", "an analysis video", "an analysis table"
+ANALYSIS_MARK = "diffusion2d analysis script"     # the PNG's Software text, the MP4's comment
+ANALYSIS_CSV_HEADERS = {    # the header lines analysis/common.py write_csv writes (verify, convergence, scaling)
+    "snapshot,time,l2,l2_relative,max,max_relative",
+    "level,nx,ny,dx,dy,dt,steps,stability,file,l2,max,order_l2,order_max",
+    "ranks,threads,workers,repeats,nx,ny,mlups,compute_seconds,halo_seconds,io_seconds,wall_seconds,speedup,"
+    "efficiency",
+}
+MAX_MARK_SCAN = 256 * 2 ** 20      # bytes of an MP4 searched for the mark (it sits in the trailing moov box)
+
+
+def png_metadata() -> dict:
+    """``metadata=`` for matplotlib's savefig: marks the PNG as an analysis script's (see kind)."""
+    return {"Software": ANALYSIS_MARK}
+
+
+def video_metadata() -> dict:
+    """``metadata=`` for matplotlib's FFMpegWriter: marks the MP4 as an analysis script's (see kind)."""
+    return {"comment": ANALYSIS_MARK}
+
+
+def _holds_mark(path: str) -> bool:
+    mark, seen, tail = ANALYSIS_MARK.encode(), 0, b""
+    try:
+        with open(path, "rb") as stream:
+            while seen < MAX_MARK_SCAN:
+                block = stream.read(2 ** 20)
+                if not block:
+                    return False
+                if mark in tail + block:
+                    return True
+                tail, seen = block[-len(mark):], seen + len(block)
+    except OSError:
+        return False
+    return False
 # ... and for what a run never touches
 MISSING, DIRECTORY, SYMLINK, SPECIAL, EMPTY = "missing", "a directory", "a symbolic link", "not a regular file", \
     "an empty file"
@@ -62,15 +99,17 @@ def kind(path: str) -> str:
     if head.startswith(HDF5_SIGNATURE):
         return _hdf5_kind(path)
     if head.startswith(PNG_SIGNATURE):
-        return "a PNG image"
+        return ANALYSIS_PNG if b"tEXtSoftware\0" + ANALYSIS_MARK.encode() in head else "a PNG image"
     if head[4:8] == b"ftyp":
-        return "an MP4 video"
+        return ANALYSIS_MP4 if _holds_mark(path) else "an MP4 video"
     if b"\0" in head:
         return "a binary file"
     if head.lstrip().startswith(b"<?xml") and b"<Xdmf" in head:
         return XDMF
     if head.startswith(b"pid ") and b" since " in head and info.st_size < 512:
         return LOCK
+    if head.partition(b"\n")[0].rstrip(b"\r").decode(errors="replace") in ANALYSIS_CSV_HEADERS:
+        return ANALYSIS_CSV
     return "a text file"
 
 
@@ -148,14 +187,14 @@ def check_run_paths(output: str, checkpoint: str, config: str | None, overwrite:
                                                                           "a damaged HDF5 file"), out_fix)
     refuse_unless(lock_path(output), "the output's lock", (LOCK, EMPTY), out_fix)
     refuse_unless(sidecar_path(output), "the output's XDMF sidecar", (XDMF,), out_fix)
+    check_sidecar(output)
     refuse_unless(checkpoint, "checkpoint", (CHECKPOINT, "a damaged HDF5 file"), ckpt_fix)  # a restart says more
     refuse_unless(partial_path(checkpoint), "the checkpoint's unfinished file", (CHECKPOINT, EMPTY,
                                                                                   "a damaged HDF5 file"), ckpt_fix)
 
 
 # What an analysis output may be, by extension: the kinds an existing file there may hold
-ANALYSIS_KINDS = {".png": ("a PNG image",), ".csv": ("a text file",), ".mp4": ("an MP4 video",),
-                  ".h5": (STATISTICS,)}
+ANALYSIS_KINDS = {".png": (ANALYSIS_PNG,), ".csv": (ANALYSIS_CSV,), ".mp4": (ANALYSIS_MP4,), ".h5": (STATISTICS,)}
 
 
 def check_analysis_output(path: str, inputs: list[str], extensions: tuple[str, ...], option: str) -> None:
@@ -178,3 +217,21 @@ def check_analysis_output(path: str, inputs: list[str], extensions: tuple[str, .
             raise ConfigError(f"{option} {path} is an input of this script; write the result elsewhere")
     refuse_unless(path, option, ANALYSIS_KINDS.get(extension, ()),
                   f"choose another name for {option}, or remove it if it is yours to lose")
+
+
+def check_sidecar(output: str) -> None:
+    """An existing XDMF file where the output's sidecar goes is the sidecar of that output (it names the
+    output's file), else it is someone else's and is refused rather than replaced."""
+    sidecar = sidecar_path(output)
+    if kind(sidecar) != XDMF:
+        return
+    target = os.path.relpath(os.path.abspath(output), os.path.dirname(os.path.abspath(sidecar)))
+    try:
+        with open(sidecar, "rb") as stream:
+            text = stream.read(MAX_MARK_SCAN)
+    except OSError:
+        text = b""
+    if f">{escape(target)}:/".encode() not in text:
+        raise ConfigError(f"the output's XDMF sidecar {sidecar} exists and describes another file, not {target}; "
+                          "the solver replaces only its own files: choose another output with -o, or remove it "
+                          "if it is yours to lose")

@@ -216,3 +216,73 @@ def test_convergence_study_replaces_only_its_own_level_outputs(tmp_path):
     result = read_cli("--levels", "2", "--workdir", work, cwd=tmp_path, script="analysis/convergence.py")
     refused(result, "level-1.h5", "text file")
     assert snapshot(tmp_path) == before
+
+
+# --- files of the user's that merely have the right type --------------------------------------------------
+USER_PNG = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x02\0\0\0\x90wS\xde" + b"my holiday" * 10
+
+
+@pytest.mark.parametrize("script, args, name, content", [
+    ("analysis/plot_field.py", ["prev.h5", "-o", "holiday.png"], "holiday.png", USER_PNG),
+    ("analysis/verify.py", ["prev.h5", "--csv", "measurements.csv"], "measurements.csv",
+     b"snapshot,time,temperature\n0,0.0,21.5\n"),
+    ("analysis/verify.py", ["prev.h5", "-o", "holiday.png"], "holiday.png", USER_PNG),
+])
+def test_analysis_scripts_replace_only_their_own_pictures_and_tables(finished, script, args, name, content):
+    """A PNG or CSV of the user's is refused; the script's own output (marked inside) is replaced on a rerun."""
+    (finished / name).write_bytes(content)
+    before = snapshot(finished)
+    refused(read_cli(*args, cwd=finished, script=script), name)
+    assert snapshot(finished) == before
+    (finished / name).unlink()
+    for _ in range(2):                    # written, then replaced: it is the script's own
+        result = read_cli(*args, cwd=finished, script=script)
+        assert result.returncode == 0, result.stderr
+    assert (finished / name).read_bytes() != content
+
+
+def test_animation_without_ffmpeg_refuses_before_writing_anything(finished):
+    env = solver_env(PATH="/nonexistent")    # no ffmpeg (the interpreter is started by its full path)
+    before = snapshot(finished)
+    result = subprocess.run([PYTHON, str(REPO / "analysis" / "plot_field.py"), "prev.h5", "--animate", "prev.mp4"],
+                            cwd=finished, env=env, capture_output=True, text=True, timeout=60)
+    refused(result, "ffmpeg")
+    assert snapshot(finished) == before      # not even the PNG
+
+
+def test_run_never_replaces_an_unrelated_xdmf(finished):
+    """out.xdmf of the user's, describing another file: the run is refused and the file kept."""
+    other = (finished / "prev.xdmf").read_text().replace("prev.h5:/", "theirs.h5:/")
+    (finished / "out.xdmf").write_text(other)
+    before = snapshot(finished)
+    refused(read_cli("run", "fault.yaml", cwd=finished), "out.xdmf", "another file")
+    assert snapshot(finished) == before
+    (finished / "out.xdmf").write_text((finished / "prev.xdmf").read_text().replace("prev.h5:/", "out.h5:/"))
+    assert read_cli("run", "fault.yaml", cwd=finished).returncode == 0     # its own sidecar is replaced
+
+
+def test_stop_file_naming_an_existing_file_is_never_overwritten(finished):
+    before = snapshot(finished)
+    env = solver_env(SOLVER_STOP_FILE=str(finished / "fault.yaml"))
+    result = read_cli("run", "fault.yaml", "-o", "s.h5", "--max-steps", "2", cwd=finished, env=env)
+    refused(result, "SOLVER_STOP_FILE", "fault.yaml")
+    assert snapshot(finished) == before
+    record = finished / "stop"
+    record.write_bytes(b"")                  # what jobs/launch.sh creates (mktemp)
+    result = read_cli("run", "fault.yaml", "-o", "s.h5", "--max-steps", "2", cwd=finished,
+                      env=solver_env(SOLVER_STOP_FILE=str(record)))
+    assert result.returncode == 3 and record.read_text().startswith("stopped at step 2"), result.stderr
+
+
+def test_two_configs_sharing_a_checkpoint_path_never_lose_it(finished):
+    """The second config's run refuses the first's checkpoint instead of overwriting, then deleting it."""
+    config(finished, {**TINY, "checkpoint": {"path": "shared.ckpt.h5"}}, "a.yaml")
+    config(finished, {**TINY, "physics": {"diffusivity": 0.0005}, "checkpoint": {"path": "shared.ckpt.h5"}},
+           "b.yaml")
+    stopped = read_cli("run", "a.yaml", "-o", "a.h5", "--max-steps", "4", cwd=finished)
+    assert stopped.returncode == 3, stopped.stderr
+    before = snapshot(finished)
+    refused(read_cli("run", "b.yaml", "-o", "b.h5", cwd=finished), "shared.ckpt.h5", "another config")
+    assert snapshot(finished) == before
+    resumed = read_cli("run", "a.yaml", "-o", "a.h5", "--restart", "auto", cwd=finished)
+    assert resumed.returncode == 0 and "resuming from shared.ckpt.h5 at step 4" in resumed.stdout, resumed.stderr
