@@ -160,6 +160,9 @@ def main(argv=None) -> int:
     if not base.model_impl.has_exact:
         raise InputError(f"{args.config}: the {base.model_impl.name} model has no exact solution to measure the "
                          "order against; add an exact() to the model (docs/models.md) or pick another config")
+    if os.path.lexists(args.workdir) and not os.path.isdir(args.workdir):
+        raise InputError(f"--workdir {args.workdir} exists and is not a directory; name a directory for the "
+                         "level outputs, such as results/convergence")
     png = args.output or os.path.join(args.workdir, 'convergence.png')
     check_outputs([args.config], (png, "-o", (".png",)), (args.csv, "--csv", (".csv",)))
     finest = refined(base, "x", args.levels - 1)[0], refined(base, "y", args.levels - 1)[0]

@@ -25,15 +25,7 @@ def load(path: str | os.PathLike | None, overrides: list[str] = ()) -> Config:
     source = str(path) if path is not None else "<defaults>"
     data: dict = {}
     if path is not None:
-        try:
-            with open(path, encoding="utf-8") as stream:
-                text = stream.read()
-        except FileNotFoundError:
-            raise ConfigError(f"{source}: no such config file; check the path (configs/ has examples)") from None
-        except UnicodeDecodeError as err:
-            raise ConfigError(f"{source}: not UTF-8 text (byte {err.start}); is it a YAML config?") from None
-        except OSError as err:
-            raise ConfigError(f"{source}: cannot read the config: {err.strerror}") from None
+        text = yamlfile.read(path, source)
         if yamlfile.safe_load(text, source) is None:
             raise ConfigError(f"{source}: the config is empty; write {{}} in it to run every default, or "
                               "name the keys that differ (configs/ has examples)")

@@ -5,16 +5,56 @@ and writes configs, and they take a tenth of the pure-Python parser's time for t
 """
 from __future__ import annotations
 
+import os
+import re
 from typing import Any
 
 import yaml
 
 from ..errors import ConfigError
 
+MAX_CONFIG_CHARS = 2 ** 20    # characters read of a config file at most (1 MiB of ASCII)
 MAX_YAML_VALUES = 100_000     # values of a config with its aliases expanded: far beyond any real config
 
-YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 YAML_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+def _decimal_only(loader):
+    """The loader without YAML 1.1's base-60 numbers: PyYAML reads ``nx: 1:30`` as 90 and ``t_end: 1:30.0``
+    as 90.0; here they stay the text written (and a key wanting a number refuses it in one line)."""
+    sexagesimal = (r"|[-+]?[1-9][0-9_]*(?::[0-5]?[0-9])+", r"|[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*")
+    numbers = ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
+
+    def decimal(regexp):
+        pattern = regexp.pattern
+        for alternative in sexagesimal:
+            pattern = pattern.replace(alternative, "")
+        return re.compile(pattern, regexp.flags)
+
+    resolvers = {first: [(tag, decimal(regexp) if tag in numbers else regexp) for tag, regexp in entries]
+                 for first, entries in loader.yaml_implicit_resolvers.items()}
+    return type("DecimalLoader", (loader,), {"yaml_implicit_resolvers": resolvers})
+
+
+YAML_LOADER = _decimal_only(getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
+def read(path: str | os.PathLike, source: str) -> str:
+    """The text of a config file, read to MAX_CONFIG_CHARS at most (/dev/zero or a huge file given by mistake
+    would otherwise be read until memory runs out); every failure is one ConfigError line."""
+    try:
+        with open(path, encoding="utf-8") as stream:
+            text = stream.read(MAX_CONFIG_CHARS + 1)
+    except FileNotFoundError:
+        raise ConfigError(f"{source}: no such config file; check the path (configs/ has examples)") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{source}: not UTF-8 text (byte {err.start}); is it a YAML config?") from None
+    except OSError as err:
+        raise ConfigError(f"{source}: cannot read the config: {err.strerror}") from None
+    if len(text) > MAX_CONFIG_CHARS:
+        raise ConfigError(f"{source}: larger than {MAX_CONFIG_CHARS // 2 ** 20} MiB, which no config is; "
+                          "is it the right file? (a config is a small YAML file, configs/ has examples)")
+    return text
 
 
 def _check_nodes(root, source: str) -> None:

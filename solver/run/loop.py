@@ -19,7 +19,7 @@ from ..core import kernels, tiling
 from ..core.config import Config
 from ..core.fields import exact_field, initial_field, owned_index
 from ..core.grid import Decomposition, init_global_grid, process_dims
-from ..errors import RunError
+from ..errors import ModelError, RunError
 from ..storage import checkpoint, provenance
 from ..storage.output import FieldWriter, partial_path
 from . import hooks
@@ -66,6 +66,7 @@ def run(cfg: Config, path: str, comm=SERIAL, say=None, restart: str = "never", m
     u, v = kernels.buffer_pair((len(model.fields), *decomp.local_shape))
     initial_field(cfg, decomp, u)
     owned = owned_index(decomp)
+    check_initial(u[owned], cfg, comm)
     checkpoint_path = checkpoint.path_for(cfg, path)
     first, snapshots = 0, None
     if restart == "require" or restart == "auto" and _exists(checkpoint_path, comm):
@@ -174,6 +175,17 @@ def check_finite(block: np.ndarray, step: int, cfg: Config, comm) -> None:
     if not all_true(comm, np.isfinite(block).all()):
         raise RunError(f"the field is not finite at step {step}: the run blew up; "
                        f"reduce time.dt (largest stable: {cfg.max_stable_dt:.4g})")
+
+
+def check_initial(block: np.ndarray, cfg: Config, comm) -> None:
+    """Refuse an initial condition that is already NaN or Inf (collective): it is not a blow-up, and no
+    time step would cure it."""
+    bad = comm.allreduce(int(np.count_nonzero(~np.isfinite(block))))
+    if bad:
+        model = cfg.model_impl
+        raise ModelError(f"{cfg.source}: the initial condition of the {model.name} model is not finite (NaN or Inf) "
+                         f"at {bad} node(s); check the initial and physics sections, or the model's initial() in "
+                         f"{model.file}")
 
 
 def _exists(path: str, comm) -> bool:

@@ -30,7 +30,7 @@ from ..core.config import Config
 from ..core.grid import Decomposition
 from ..errors import EXIT_REQUEUE, CheckpointError, EnvironmentSettingError
 from .files import CHECKPOINT, CHECKPOINT_FORMAT as FORMAT, kind
-from .output import attribute, open_hdf5, reason
+from .output import attribute, open_hdf5, reason, writing
 
 __all__ = ["EXIT_REQUEUE", "CheckpointError", "Stopped", "SignalFlag", "path_for", "write", "load", "remove"]
 STOP_FILE_VARIABLE = "SOLVER_STOP_FILE"   # set by jobs/launch.sh: a file to record a Stopped in
@@ -166,23 +166,55 @@ def write(path: str, cfg: Config, decomp: Decomposition, block: np.ndarray, step
     if decomp.rank == 0:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     comm.Barrier()
-    with open_hdf5(tmp, "w", comm) as f:
-        rows, cols = slice(*decomp.y_range), slice(*decomp.x_range)
-        for index, name in enumerate(cfg.model_impl.fields):
-            field = f.create_dataset(name, shape=(decomp.ny, decomp.nx), dtype="f8")
-            if parallel:
-                with field.collective:
-                    field[rows, cols] = block[index]
-            else:
-                field[rows, cols] = block[index]
-        f.attrs.update(format=FORMAT, step=step, time=step * cfg.time.dt, snapshots=snapshots,
-                       result_hash=result_hash(cfg), checksum=total, nx=decomp.nx, ny=decomp.ny,
-                       ranks=decomp.size)
-    if decomp.rank == 0:
-        with open(tmp, "rb") as stream:
-            os.fsync(stream.fileno())
-        os.replace(tmp, path)
+    try:
+        with writing(path, "writing the checkpoint"):
+            f = open_hdf5(tmp, "w", comm)
+            try:
+                rows, cols = slice(*decomp.y_range), slice(*decomp.x_range)
+                for index, name in enumerate(cfg.model_impl.fields):
+                    field = f.create_dataset(name, shape=(decomp.ny, decomp.nx), dtype="f8")
+                    if parallel:
+                        with field.collective:
+                            field[rows, cols] = block[index]
+                    else:
+                        field[rows, cols] = block[index]
+                f.attrs.update(format=FORMAT, step=step, time=step * cfg.time.dt, snapshots=snapshots,
+                               result_hash=result_hash(cfg), checksum=total, nx=decomp.nx, ny=decomp.ny,
+                               ranks=decomp.size)
+            except BaseException:
+                _abandon(f, tmp, parallel)
+                raise
+            f.close()
+            if decomp.rank == 0:
+                with open(tmp, "rb") as stream:
+                    os.fsync(stream.fileno())
+                os.replace(tmp, path)
+    except BaseException:
+        if decomp.rank == 0:        # nothing half-written is left (a full disk, say); the last checkpoint stays
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+        raise
     comm.Barrier()
+
+
+def _abandon(f, tmp: str, parallel: bool) -> None:
+    """Close a checkpoint whose writing failed. On a full disk HDF5's closing flush needs room, and a failed
+    close leaves objects that crash the interpreter when freed (storage/output.py closed_cleanly): empty the file
+    first, and keep the objects of a close that fails anyway. Under MPI closing is collective: left open
+    for the abort that follows."""
+    from . import output
+    if parallel:
+        return
+    try:
+        os.truncate(tmp, 0)
+    except OSError:
+        pass
+    try:
+        f.close()
+    except Exception:
+        output._unclosed.append(f)
 
 
 def load(path: str, cfg: Config, decomp: Decomposition, output_partial: str) -> tuple[np.ndarray, int, int]:

@@ -17,6 +17,7 @@ BAD_ENVIRONMENT = [
     ("SLURM_CPUS_PER_TASK", ""), ("SLURM_CPUS_PER_TASK", "2.5"),
     ("NUMBA_NUM_THREADS", "0"), ("NUMBA_NUM_THREADS", "abc"), ("NUMBA_NUM_THREADS", "-1"),
     ("NUMBA_NUM_THREADS", ""),
+    ("SLURM_CPUS_PER_TASK", "\u00b2"), ("NUMBA_NUM_THREADS", "\u00b2"), ("OMPI_COMM_WORLD_SIZE", "\u0663"),  # digits
     ("NUMBA_THREADING_LAYER", "bogus"),
     ("OMPI_COMM_WORLD_SIZE", "abc"), ("OMPI_COMM_WORLD_SIZE", "0"), ("PMI_SIZE", "-2"), ("PMI_RANK", "x"),
 ]

@@ -86,3 +86,17 @@ def test_output_directory_deleted_mid_run(tmp_path):
     line = one_line(stderr)
     assert "writing sub/out.h5" in line and "vanished" in line, line
     assert not (tmp_path / "sub").exists()
+
+
+def test_checkpoint_on_a_full_disk_is_one_line_and_leaves_no_partial(tmp_path, small_disk):
+    """The output fits elsewhere; the checkpoint's disk is full: one line, and neither the checkpoint's
+    .partial nor the output's .partial (no checkpoint refers to it) is left."""
+    cfg_path = config(tmp_path, {**SMALL_OUTPUT, "output": {"path": "out.h5", "every": 25},
+                                 "checkpoint": {"path": "disk/run.ckpt.h5"}})
+    (small_disk / "filler").write_bytes(b"\0" * (2048 * 1024))
+    result = read_cli("run", cfg_path, "--max-steps", "30", cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    line = one_line(result.stderr)
+    assert line == "error: writing the checkpoint disk/run.ckpt.h5: No space left on device", line
+    assert os.listdir(small_disk) == ["filler"], os.listdir(small_disk)
+    assert not (tmp_path / "out.h5.partial").exists() and not (tmp_path / "out.h5").exists()

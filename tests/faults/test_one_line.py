@@ -239,3 +239,75 @@ def test_ctrl_c_during_a_member_is_one_line_and_leaves_nothing(tmp_path):
     code, _, err = finish(proc)
     assert code == 130 and "resume" in one_line(err), err
     assert sorted(p.name for p in (tmp_path / "ens").iterdir()) == []
+
+
+# --- messages that say what is wrong -----------------------------------------------------------------------
+MODEL = Path(__file__).resolve().parents[2] / "solver" / "models" / "diffusion.py"
+
+
+def broken_model(directory: Path, old: str, new: str) -> str:
+    """A copy of the diffusion model with one line changed; returns its file name for model:."""
+    text = MODEL.read_text()
+    assert old in text, old
+    (directory / "broken.py").write_text(text.replace(old, new))
+    return "broken.py"
+
+
+def model_config(directory: Path, model: str) -> Path:
+    import yaml
+    path = directory / "fault.yaml"
+    path.write_text(yaml.safe_dump({**TINY, "model": model}))
+    return path
+
+
+def test_a_huge_config_is_not_read_to_the_end(tmp_path):
+    for name in ("/dev/zero", str(tmp_path / "big.yaml")):
+        if name.endswith("big.yaml"):
+            Path(name).write_text("# " + "x" * 2 ** 21 + "\n{}\n")
+        result = read_cli("run", name, cwd=tmp_path, env=solver_env())
+        refused(result, name, "MiB")
+    result = read_cli("validate", "/dev/zero", cwd=tmp_path)
+    refused(result, "/dev/zero", "MiB")
+
+
+def test_a_nan_initial_condition_is_reported_as_such(tmp_path):
+    model = broken_model(tmp_path, "    return exact(physics, initial, x, y, 0.0)",
+                         "    return exact(physics, initial, x, y, 0.0) * np.nan")
+    cfg_path = model_config(tmp_path, model)
+    line = refused(read_cli("run", cfg_path, cwd=tmp_path), "initial condition", "not finite", "broken.py")
+    assert "dt" not in line, line
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == ["broken.py", "fault.yaml"]
+
+
+@pytest.mark.parametrize("value", ["0.0", "-1.0", "math.nan"])
+def test_a_model_stability_limit_that_is_not_positive_blames_the_model(tmp_path, value):
+    model = broken_model(tmp_path, "    return 0.5 / rate if rate > 0 else math.inf", f"    return {value}")
+    cfg_path = model_config(tmp_path, model)
+    for command in ("validate", "run"):
+        line = refused(read_cli(command, cfg_path, cwd=tmp_path), "max_stable_dt", "broken.py")
+        assert "time.dt <=" not in line, line
+
+
+@pytest.mark.parametrize("make", ["file", "under a file"])
+def test_kernel_directory_that_cannot_be_written_names_the_variable(tmp_path, make):
+    (tmp_path / "afile").write_text("not a directory\n")
+    directory = tmp_path / "afile" if make == "file" else tmp_path / "afile" / "kernels"
+    cfg_path = config(tmp_path, {**TINY, "numerics": {"kernel": "numba"}})
+    result = read_cli("run", cfg_path, cwd=tmp_path, env=solver_env(SOLVER_KERNEL_DIR=str(directory)))
+    refused(result, "SOLVER_KERNEL_DIR", str(directory), "writable directory")
+    assert not (tmp_path / "out.h5.partial").exists() and not (tmp_path / "out.h5").exists()
+
+
+@pytest.mark.parametrize("text", ["grid: {nx: 1:30}\n", "grid: {ny: '1:30'}\n", "time: {t_end: 1:30.0}\n"])
+def test_base_60_numbers_are_read_as_written(tmp_path, text):
+    """YAML 1.1 reads 1:30 as 90: here it is text, which a count refuses."""
+    (tmp_path / "c.yaml").write_text(text)
+    line = refused(read_cli("validate", "c.yaml", cwd=tmp_path), "1:30")
+    assert "90" not in line, line
+
+
+def test_convergence_workdir_that_is_a_file_is_one_line(tmp_path):
+    (tmp_path / "notes.txt").write_text("my notes\n")
+    result = read_cli("--levels", "2", "--workdir", "notes.txt", cwd=tmp_path, script="analysis/convergence.py")
+    refused(result, "--workdir", "notes.txt", "not a directory")
+    assert (tmp_path / "notes.txt").read_text() == "my notes\n"
