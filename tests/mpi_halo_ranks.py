@@ -1,10 +1,12 @@
-"""Halo exchange of rank ids, run under ``mpirun -n 4 python tests/mpi_halo_ranks.py CONFIG``.
+"""Halo exchange of global node numbers, run under ``mpirun -n 4 python tests/mpi_halo_ranks.py CONFIG``.
 
 For every process grid of up to the launched number of ranks ([2, 1], [1, 3], [2, 2], ...) and halo widths
-1 to 3, each rank fills its owned block with its rank id and its halo with -1, exchanges, and checks every
-stored node: owned nodes keep the rank id, halo nodes inside the global grid hold the id of the rank owning
-them (corner nodes only for halos wider than one, which is when the deep-halo steps need them), halo nodes
-beyond the global boundary stay -1. A second exchange of the same object checks that it can be reused.
+1 to 3, each rank fills every owned node with its global node number (``gy * nx + gx``, not its rank id:
+a row or column sent from the wrong place inside a block must show) and its halo with -1, exchanges, and
+checks every stored node: owned nodes keep their number, halo nodes inside the global grid hold the number
+of that very node (corner nodes only for halos wider than one, which is when the deep-halo steps need
+them), halo nodes beyond the global boundary stay -1. A second exchange of the same object checks that it
+can be reused.
 Prints one line per case; exits 1 (from rank 0) when any node is wrong.
 """
 from __future__ import annotations
@@ -40,13 +42,20 @@ def expected_ids(decomp, offset: float) -> np.ndarray:
             cx, cy = x_owner[gx], y_owner[gy]
             if h == 1 and cx != mx and cy != my:
                 continue                                    # corner: not exchanged for halo 1
-            expected[j, i] = decomp.comm.Get_cart_rank([cy, cx]) + offset
+            expected[j, i] = gy * decomp.nx + gx + offset
     return expected
+
+
+def node_numbers(decomp, offset: float) -> np.ndarray:
+    """The global number of every owned node of this rank, plus offset."""
+    gy = np.arange(*decomp.y_range)[:, np.newaxis]
+    gx = np.arange(*decomp.x_range)[np.newaxis, :]
+    return (gy * decomp.nx + gx + offset).astype(np.float64)
 
 
 def check(decomp, exchange, offset: float) -> list[str]:
     u = np.full(decomp.local_shape, EMPTY)
-    u[decomp.owned] = decomp.rank + offset
+    u[decomp.owned] = node_numbers(decomp, offset)
     exchange.update(u)
     want = expected_ids(decomp, offset)
     wrong = np.argwhere(u != want)

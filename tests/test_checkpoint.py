@@ -181,3 +181,35 @@ def test_blown_up_field_stops_with_the_step(tmp_path):
     line = one_error_line(result, "not finite at step 10", "time.dt")
     assert "blew up" in line
     assert not (tmp_path / "out.h5").exists()
+
+
+def test_result_hash_covers_the_model_source_and_every_boundary(tmp_path):
+    """The settings hash a resume is checked against changes with the model's source (not its path) and with
+    any side's boundary condition; it ignores how the run is parallelised."""
+    from solver.core import config as config_module
+    from solver.storage.checkpoint import result_hash
+    source = (REPO / "solver" / "models" / "diffusion.py").read_text()
+    (tmp_path / "a.py").write_text(source)
+    (tmp_path / "same.py").write_text(source)
+    (tmp_path / "edited.py").write_text(source + "\n# edited\n")
+
+    def digest(model="a.py", **sections):
+        data = {"model": str(tmp_path / model), "grid": {"nx": 21, "ny": 15}, "time": {"dt": 0.01, "t_end": 0.1},
+                **sections}
+        return result_hash(config_module.from_dict(data, str(tmp_path / "c.yaml")))
+
+    base = digest()
+    assert digest("same.py") == base                      # where the file lies does not matter
+    assert digest("edited.py") != base                    # what it says does
+    for side in ("west", "east", "south", "north"):
+        assert digest(boundary={side: "zero_flux"}) != base, side
+    assert digest(boundary={"west": "periodic", "east": "periodic"}) != base
+    assert digest(parallel={"threads": 2, "halo": 3}, numerics={"kernel": "numpy"}) == base
+
+
+def test_resume_after_switching_a_side_to_zero_flux_is_refused(stopped_run):
+    config, out, _ = stopped_run
+    result = run_solver("run", config, "-o", out, "--restart", "auto", "--set", "boundary.north=zero_flux",
+                        check=False)
+    assert result.returncode == 2
+    one_error_line(result, "written for another config")

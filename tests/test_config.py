@@ -128,3 +128,25 @@ def test_help_everywhere(tmp_path):
     for args in (["--help"], ["run", "--help"], ["validate", "--help"], ["info", "--help"]):
         result = cli(*args, cwd=tmp_path)
         assert result.returncode == 0 and "usage" in result.stdout
+
+
+@pytest.mark.parametrize("model, limit", [
+    ("diffusion", lambda D, dx, dy: 0.5 / (D * (dx ** -2 + dy ** -2))),
+    ("fisher_kpp", lambda D, dx, dy: 1.0 / (2.0 * D * (dx ** -2 + dy ** -2) + 1.0)),
+])
+def test_stability_limit_uses_dx_and_dy_and_admits_the_limit_itself(model, limit):
+    """dx = 0.1 and dy = 0.01 differ tenfold, so a limit computed with dx in place of dy (or dy for dx) is
+    about 50 times too large; dt exactly at the limit is stable (<=), a hair above it is refused."""
+    grid = {"nx": 21, "ny": 101, "x": [0.0, 2.0], "y": [0.0, 1.0]}
+    physics = {"diffusivity": 0.001, **({"rate": 1.0} if model == "fisher_kpp" else {})}
+    base = {"model": model, "grid": grid, "physics": physics, "time": {"dt": 1e-4, "t_end": 1e-3}}
+    cfg = config.from_dict(base, "x.yaml")
+    assert (cfg.dx, cfg.dy) == pytest.approx((0.1, 0.01), rel=1e-12)
+    expected = limit(0.001, cfg.dx, cfg.dy)
+    assert cfg.max_stable_dt == pytest.approx(expected, rel=1e-12)
+    at = config.from_dict({**base, "time": {"dt": cfg.max_stable_dt, "t_end": 10 * cfg.max_stable_dt}},
+                                 "x.yaml")
+    assert at.stability == 1.0                                   # accepted: dt <= limit, not dt < limit
+    above = expected * 1.01
+    with pytest.raises(config.ConfigError, match=f"use time.dt <= {expected:.4g}"):
+        config.from_dict({**base, "time": {"dt": above, "t_end": 10 * above}}, "x.yaml")

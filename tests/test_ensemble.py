@@ -291,3 +291,16 @@ def test_draws_depend_only_on_seed_member_and_key():
 def test_bad_perturbations_are_config_errors(spec, message):
     with pytest.raises(config_module.ConfigError, match=message):
         config_module.from_dict({"ensemble": {"perturb": spec}}, "x.yaml")
+
+
+def test_draws_follow_the_seed():
+    """Another ensemble.seed draws other values for every member and key; the same seed the same ones."""
+    def drawn(seed):
+        data = yaml.safe_load(yaml.safe_dump(TINY))
+        data["ensemble"]["seed"] = seed
+        cfg = config_module.from_dict(data, "tiny")
+        return [ensemble.draw(cfg, member) for member in (1, 2, 3)]
+    seven, eight = drawn(7), drawn(8)
+    assert drawn(7) == seven
+    for a, b in zip(seven, eight):
+        assert all(a[key] != b[key] for key in a), (a, b)

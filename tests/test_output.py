@@ -121,3 +121,27 @@ def test_xdmf_sidecar_is_the_same_under_mpi(output, tmp_path):
     serial = output.with_suffix(".xdmf").read_text()
     parallel = (tmp_path / "out.xdmf").read_text()
     assert parallel == serial and not list(tmp_path.glob("*.partial"))
+
+
+def test_xdmf_sidecar_points_each_field_of_a_two_field_model_at_its_own_dataset(tmp_path):
+    """gray_scott has u and v: each snapshot's attribute u reads /u and v reads /v (not both the first)."""
+    config = write_config(tmp_path, base={"model": "gray_scott", "grid": {"nx": 24, "ny": 20, "x": [0.0, 24.0], "y": [0.0, 20.0]},
+                                          "initial": {"center": [12.0, 10.0], "half_width": 3.0},
+                                          "boundary": {side: "periodic" for side in ("west", "east", "south", "north")},
+                                          "time": {"dt": 1.0, "t_end": 4.0}, "output": {"path": "gs.h5", "every": 2},
+                                          "parallel": {"threads": 1}, "numerics": {"kernel": "numpy"}})
+    run_solver("run", config, cwd=tmp_path)
+    root = ET.parse(tmp_path / "gs.xdmf").getroot()
+    grids = root.findall("Domain/Grid/Grid")
+    assert len(grids) == 3
+    with h5py.File(tmp_path / "gs.h5", "r") as f:
+        for index, grid in enumerate(grids):
+            attributes = grid.findall("Attribute")
+            assert [a.get("Name") for a in attributes] == ["u", "v"]
+            for attribute in attributes:
+                heavy = attribute.find("DataItem").findall("DataItem")[1]
+                file_name, dataset = heavy.text.strip().split(":")
+                assert dataset == "/" + attribute.get("Name"), (attribute.get("Name"), dataset)
+                selection = attribute.find("DataItem").findall("DataItem")[0]
+                assert int(selection.text.split()[0]) == index
+                assert not np.array_equal(f["u"][index], f["v"][index])   # the two datasets differ
