@@ -280,6 +280,8 @@ def check_owner(path: str, cfg: Config) -> None:
     """Refuse a checkpoint at ``path`` that another config's run wrote (its result hash differs): a run
     would overwrite it, then delete it when it completes, and the other run could no longer resume. A file
     that cannot be read is left to the restart's checks (storage/files.py, :func:`inspect`)."""
+    if not os.path.isfile(path):
+        return
     import h5py
     try:
         with h5py.File(path, "r") as f:
