@@ -30,8 +30,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from analysis.common import (REPO, InputError, Parser, check_outputs, errors, open_output, png_metadata, run_main,  # noqa: E402
-                             write_csv)
+from analysis.common import (REPO, InputError, Parser, check_outputs, errors, open_output,  # noqa: E402
+                             png_metadata, run_main, write_csv)
 from solver.core import config as config_module  # noqa: E402
 from solver.core.config import Config  # noqa: E402
 

@@ -28,7 +28,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from analysis.common import InputError, Parser, check_outputs, open_output, png_metadata, run_main, write_csv  # noqa: E402
+from analysis.common import (InputError, Parser, check_outputs, open_output, png_metadata, run_main,  # noqa: E402
+                             write_csv)
 from solver.core import config as config_module  # noqa: E402
 
 TIMINGS = ("mlups", "compute_seconds", "halo_seconds", "io_seconds", "wall_seconds", "ranks", "threads_per_rank")

@@ -127,7 +127,7 @@ def test_xdmf_sidecar_points_each_field_of_a_two_field_model_at_its_own_dataset(
     """gray_scott has u and v: each snapshot's attribute u reads /u and v reads /v (not both the first)."""
     config = write_config(tmp_path, base={"model": "gray_scott", "grid": {"nx": 24, "ny": 20, "x": [0.0, 24.0], "y": [0.0, 20.0]},
                                           "initial": {"center": [12.0, 10.0], "half_width": 3.0},
-                                          "boundary": {side: "periodic" for side in ("west", "east", "south", "north")},
+                                          "boundary": dict.fromkeys(("west", "east", "south", "north"), "periodic"),
                                           "time": {"dt": 1.0, "t_end": 4.0}, "output": {"path": "gs.h5", "every": 2},
                                           "parallel": {"threads": 1}, "numerics": {"kernel": "numpy"}})
     run_solver("run", config, cwd=tmp_path)

@@ -36,7 +36,7 @@ OUTPUT, CHECKPOINT, STATISTICS, PARTIAL, LOCK, XDMF = (
 # PNG's tEXt chunk or an MP4's comment, a CSV's exact header line), never by their name
 ANALYSIS_PNG, ANALYSIS_MP4, ANALYSIS_CSV = "an analysis plot", "an analysis video", "an analysis table"
 ANALYSIS_MARK = "diffusion2d analysis script"     # the PNG's Software text, the MP4's comment
-ANALYSIS_CSV_HEADERS = (    # how the header lines analysis/common.py write_csv writes begin (verify, convergence, scaling)
+ANALYSIS_CSV_HEADERS = (    # how the header lines of analysis/common.py write_csv begin (verify, convergence, scaling)
     "snapshot,time,l2,l2_relative,max,max_relative",
     "level,nx,ny,dx,dy,dt,steps,stability,file,l2,max,",
     "ranks,threads,workers,repeats,nx,ny,mlups,",
