@@ -125,7 +125,8 @@ def test_xdmf_sidecar_is_the_same_under_mpi(output, tmp_path):
 
 def test_xdmf_sidecar_points_each_field_of_a_two_field_model_at_its_own_dataset(tmp_path):
     """gray_scott has u and v: each snapshot's attribute u reads /u and v reads /v (not both the first)."""
-    config = write_config(tmp_path, base={"model": "gray_scott", "grid": {"nx": 24, "ny": 20, "x": [0.0, 24.0], "y": [0.0, 20.0]},
+    grid = {"nx": 24, "ny": 20, "x": [0.0, 24.0], "y": [0.0, 20.0]}
+    config = write_config(tmp_path, base={"model": "gray_scott", "grid": grid,
                                           "initial": {"center": [12.0, 10.0], "half_width": 3.0},
                                           "boundary": dict.fromkeys(("west", "east", "south", "north"), "periodic"),
                                           "time": {"dt": 1.0, "t_end": 4.0}, "output": {"path": "gs.h5", "every": 2},
