@@ -72,7 +72,7 @@ def data_caches() -> dict[str, int]:
         except OSError:
             continue
         unit = {"K": 1024, "M": 1024 ** 2, "G": 1024 ** 3}.get(text[-1:], 1)
-        if text.rstrip("KMG").isdigit():
+        if is_digits(text.rstrip("KMG")):
             caches[f"L{level}"] = int(text.rstrip("KMG")) * unit
     return caches
 
@@ -108,9 +108,9 @@ def _cgroup_limit(root: str = "/") -> int | None:
                 text = stream.read().strip()
         except OSError:
             continue
-        if text.isdigit() and int(text) < 2 ** 60:      # v1 writes a huge number for "unlimited"
+        if is_digits(text) and int(text) < 2 ** 60:      # v1 writes a huge number for "unlimited"
             return int(text)
-        if text == "max" or text.isdigit():
+        if text == "max" or is_digits(text):
             return None
     return None
 

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import REPO, models
+from ..comm import is_digits
 from .. import machine as this_machine
 from ..core import config as config_module
 from ..core import kernels, tiling
@@ -138,7 +139,7 @@ def parse_threads(text: str, limit: int) -> list[int]:
     out = []
     for item in text.split(","):
         item = item.strip()
-        n = limit if item == "all" else int(item) if item.isdigit() else 0
+        n = limit if item == "all" else int(item) if is_digits(item) else 0
         if not 1 <= n <= limit:
             raise ConfigError(f"--threads {text!r}: each entry must be 'all' or 1..{limit} "
                               f"(NUMBA_NUM_THREADS = {limit}); e.g. --threads 1,all")
