@@ -371,13 +371,20 @@ def sample_update(model: Model, k, physics=None, dt: float = 1e-3, shape=(2, 3),
     """The update on small arrays of finite, positive sample values (0.5 .. 1.5, also for the coefficient
     fields), as the numpy kernel calls it: checks it runs on arrays and returns one array per field."""
     import numpy as np
-    rng = np.random.default_rng(seed)
     fields, coefficient_count = len(model.fields), len(model.coefficient_names)
+    size = int(np.prod(shape))
+    drawn = [seed]
+
+    def spread():
+        # A golden-ratio sequence in 0.5 .. 1.5: values that differ from node to node and array to array,
+        # without numpy's random module (an ensemble member's start-up would pay for its import)
+        drawn[0] += size
+        return (0.5 + (np.arange(drawn[0] - size, drawn[0]) * 0.6180339887498949 % 1.0)).reshape(shape)
 
     def sample(count):
         if count == 0:
             return None
-        values = [tuple(rng.uniform(0.5, 1.5, shape) for _ in range(count)) for _ in Neighbours._fields]
+        values = [tuple(spread() for _ in range(count)) for _ in Neighbours._fields]
         return Neighbours(*(v[0] if count == 1 else v for v in values))
     u = sample(fields)
     with np.errstate(all="ignore"):
