@@ -222,6 +222,7 @@ def binding(model: Model) -> str:
             f"{import_statement(model)}"
             "from solver.models import Neighbours\n"
             f"COEFFICIENTS = {coefficients}\n"
+            f"FORCING = {int(model.has_forcing)}\n"
             "update = njit(inline='always')(_model.update)\n\n\n"
             "@njit(inline='always')\n"
             f"def _point(c, w, e, s, n, ac, aw, ae, a_s, an, k, f):\n    return {call}\n\n\n"

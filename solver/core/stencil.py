@@ -56,6 +56,7 @@ PAGE = 512        # doubles in a 4 KiB page
 # generated copy of this file, where they replace the ones below (a one-field model without coefficient
 # fields whose update keeps the value), so that this file also imports and lints on its own.
 COEFFICIENTS = 0
+FORCING = 0          # 1: the model has forcing values, a row of ``values`` per step
 
 
 @njit(inline='always')
@@ -300,6 +301,9 @@ def _strip(p, q, co, ring, k, values, steps, first, region, shrink, c0, c1):
             for f in range(fields):
                 for x in range(j0, j1):
                     sides[0, parity, f, x - j0], sides[1, parity, f, x - j0] = edge[f, x, i0 - 1], edge[f, x, i1]
+    # Without forcing every level gets one empty row: no array view made per level and pass (each would
+    # count a reference to ``values``, an atomic update of memory both threads' strips share)
+    unforced = values[first]
     while row_next[steps] < row_end[steps]:
         for level in range(1, steps + 1):
             r = row_next[level]
@@ -336,7 +340,7 @@ def _strip(p, q, co, ring, k, values, steps, first, region, shrink, c0, c1):
             if level == steps and r + 3 < row_end[level]:
                 _prefetch_row(q, r + 2, lo, hi, 1)
                 _prefetch_row(q, r + 3, lo, hi, 1)
-            f = values[first + level - 1]
+            f = values[first + level - 1] if FORCING else unforced
             if rows == 2:
                 _two_rows(src, s0, s1, s2, s3, si, co, r, lo, dst, d0, d1, di, hi - lo, k, f)
             else:
