@@ -12,7 +12,7 @@ import yaml
 
 from conftest import PYTHON, REPO, solver_env
 from faultkit import one_line, read_cli
-from test_ownership import snapshot
+from test_ownership import snapshot as whole_snapshot
 
 ENSEMBLE = {"grid": {"nx": 21, "ny": 15}, "time": {"dt": 0.01, "t_end": 0.1}, "parallel": {"threads": 1},
             "numerics": {"kernel": "numpy"},
@@ -29,6 +29,13 @@ def write(directory: Path, seed: int = 1, model: str | None = None, low: float =
     path = directory / "ens.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
+
+
+def snapshot(directory: Path) -> dict:
+    """Every entry under directory but Python's bytecode cache: importing the edited model file (to hash it)
+    refreshes its .pyc where bytecode is written, which is Python's doing, not the run's."""
+    return {name: entry for name, entry in whole_snapshot(directory).items()
+            if name != "__pycache__" and not name.endswith(".pyc")}
 
 
 def member(*args, cwd: Path) -> subprocess.CompletedProcess:
