@@ -22,7 +22,7 @@ from ..core.grid import Decomposition, init_global_grid, process_dims
 from ..errors import ModelError, RunError
 from ..storage import checkpoint, provenance
 from ..storage.output import FieldWriter, partial_path
-from . import hooks
+from .hooks import FAULT_VARIABLE, HOLD_VARIABLE, fail, hold, test_hook
 from .planning import choose_threads, plan, set_threads
 from .stepper import Stepper, Timer
 
@@ -54,8 +54,8 @@ def run(cfg: Config, path: str, comm=SERIAL, say=None, restart: str = "never", m
         set_threads(threads, local_ranks, say)
     kernels.warm_up(model, kernel)
     stepper = Stepper(cfg, decomp, timer, kernel)
-    fail_at = hooks.test_hook(hooks.FAULT_VARIABLE, decomp.rank)
-    hold_at = hooks.test_hook(hooks.HOLD_VARIABLE, decomp.rank)
+    fail_at = test_hook(FAULT_VARIABLE, decomp.rank)
+    hold_at = test_hook(HOLD_VARIABLE, decomp.rank)
     attrs = {**provenance.collect(cfg.to_yaml(), decomp.size, threads, decomp.dims, decomp.comm, local_ranks),
              "kernel": kernel, "auto_choice": chosen.reason,
              "model": model.name, "model_file": model.file, "model_source_sha256": model.source_hash,
@@ -105,7 +105,7 @@ def run(cfg: Config, path: str, comm=SERIAL, say=None, restart: str = "never", m
                 u, v = stepper.advance(u, v, step, stop - step)
                 step = stop
                 if fail_at is not None and step >= fail_at:
-                    hooks.fail(step)
+                    fail(step)
                 if every and step % every == 0 or step == nsteps:
                     t = time.perf_counter()
                     writer.append(step * dt, u[owned])
@@ -119,7 +119,7 @@ def run(cfg: Config, path: str, comm=SERIAL, say=None, restart: str = "never", m
                 if step == nsteps:
                     break
                 if hold_at is not None and step >= hold_at:
-                    hooks.hold(decomp.rank, step, signals)
+                    hold(decomp.rank, step, signals)
                     hold_at = None
                 reason = "signal" if signals.agreed(comm) else "--max-steps" if step == last else None
                 if reason or checkpoint_every and step % checkpoint_every == 0:
