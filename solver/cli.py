@@ -24,7 +24,7 @@ from .core import tiling
 from .errors import EXIT_FAILED, EXIT_REQUEUE, EXIT_USAGE, ConfigError, OutputError, RunError, UserError
 from .info import describe
 from .run import run
-from .run.planning import check_fits, footprint
+from .run.planning import check_fits, footprint, output_size
 from .storage import output
 from .storage.checkpoint import Stopped, check_owner, check_stop_file, path_for, record_stop
 from .storage.files import check_run_paths
@@ -334,14 +334,12 @@ def dry_run(cfg, path: str, ranks: int | None) -> str:
     (px, py), (bx, by), field_bytes, chosen = need.dims, need.block, need.field_bytes, need.plan
     h = chosen.halo
     check_fits(cfg, ranks, warn=lambda message: print(message, file=sys.stderr, flush=True))
-    every = cfg.output.every
-    snapshots = 1 + (cfg.nsteps // every + (cfg.nsteps % every > 0) if every else 1)
     fields = len(cfg.model_impl.fields)
     scratch = ""
     if chosen.kernel == "tiled":
         scratch = f", plus {_size(tiling.scratch_bytes_per_thread(fields, by))} of ring buffers per thread (tiled kernel)"
     static = len(cfg.model_impl.coefficient_names)
-    output_bytes = (snapshots * fields + static) * cfg.grid.nx * cfg.grid.ny * 8
+    output_bytes, output_text = output_size(cfg)
     buffers = "the two field buffers" + (f" and {static} coefficient field(s)" if static else "")
     return "\n".join([
         cfg.to_yaml().rstrip(),
@@ -355,8 +353,7 @@ def dry_run(cfg, path: str, ranks: int | None) -> str:
         f"# kernel and halo  {chosen.reason}" + (" (ranks taken to share one node)" if ranks > 1 else ""),
         f"# memory per rank  {_size(field_bytes)} for {buffers}{scratch} "
         f"(and about 150 MiB for Python, numba and HDF5)",
-        f"# output size      {_size(output_bytes)} ({snapshots} snapshots of {fields} field(s) of "
-        f"{cfg.grid.nx} x {cfg.grid.ny} float64" + (f", and {static} coefficient field(s) once)" if static else ")"),
+        f"# output size      {_size(output_bytes)} ({output_text})",
     ])
 
 

@@ -187,12 +187,12 @@ class FieldWriter:
         self.parallel = self.comm.Get_size() > 1
         try:
             with writing(self.path):
-                self._create(cfg, attrs, resume_at)
+                self._create(cfg, attrs, resume_at, resume_step)
         except BaseException:
             self.discard(keep=resume_at is not None)
             raise
 
-    def _create(self, cfg, attrs: dict[str, Any], resume_at: int | None) -> None:
+    def _create(self, cfg, attrs: dict[str, Any], resume_at: int | None, resume_step: int | None) -> None:
         decomp = self.decomp
         mode = "w" if resume_at is None else "r+"
         # No chunk cache: every snapshot goes to disk inside append(), so a full disk fails there (with
