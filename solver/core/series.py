@@ -17,7 +17,7 @@ _compiled = None
 def _compile():
     from numba import njit, prange
 
-    @njit(parallel=True, cache=True)
+    @njit(parallel=True, cache=True, fastmath={"reassoc", "contract", "nsz"})
     def partials(block, wx, wy):
         fields, ny, nx = block.shape
         rows = np.empty((ny, fields, 4))
@@ -31,6 +31,8 @@ def _compile():
                     squares += w * c * c
                     low = min(low, c)
                     high = max(high, c)
+                if total != total:          # a NaN in the row (min and max would skip it): not finite
+                    low = high = np.nan
                 rows[j, f, 0] = wy[j] * total
                 rows[j, f, 1] = wy[j] * squares
                 rows[j, f, 2] = low
@@ -41,8 +43,11 @@ def _compile():
             for j in range(ny):
                 total += rows[j, f, 0]
                 squares += rows[j, f, 1]
-                low = min(low, rows[j, f, 2])
-                high = max(high, rows[j, f, 3])
+                if rows[j, f, 2] != rows[j, f, 2] or low != low:
+                    low = high = np.nan
+                else:
+                    low = min(low, rows[j, f, 2])
+                    high = max(high, rows[j, f, 3])
             out[f, 0], out[f, 1], out[f, 2], out[f, 3] = total, squares, low, high
         return out
     return partials

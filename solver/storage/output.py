@@ -68,7 +68,7 @@ def describe_storage(cfg) -> dict:
         f"gzip level {out.compression_level}" + (" with shuffle" if out.shuffle else "")
     ix, iy = sampling.selection(cfg, "x"), sampling.selection(cfg, "y")
     return {"output_precision": out.precision, "output_compression": compression,
-            "output_nodes": f"x: nodes {ix.start}..{ix.stop - 1} step {ix.step}, y: nodes {iy.start}..{iy.stop - 1} "
+            "output_nodes": f"x: nodes {ix[0]}..{ix[-1]} step {ix.step}, y: nodes {iy[0]}..{iy[-1]} "
                             f"step {iy.step} (of {cfg.grid.nx} x {cfg.grid.ny})",
             "output_probes": ", ".join(f"{name} ({i}, {j})" for name, (i, j) in sampling.probe_nodes(cfg).items()),
             "output_probe_every": out.probe_every if out.probes else 0, "output_series_every": out.series_every}
