@@ -277,7 +277,8 @@ def format_summary(s: dict, path: str) -> str:
              if "max_error" in s else "")
     return (f"done: {s['grid']} nodes, {s['steps']} steps on {s['ranks']} rank(s) x {s['threads_per_rank']} "
             f"thread(s) in {s['wall_seconds']:.2f} s (loop {s['loop_seconds']:.2f} s: compute "
-            f"{s['compute_seconds']:.2f}, halo {s['halo_seconds']:.2f}, io {s['io_seconds']:.2f})\n"
+            f"{s['compute_seconds']:.2f}, halo {s['halo_seconds']:.2f}, io {s['io_seconds']:.2f}"
+            + (f", probes and series {s['records_seconds']:.2f}" if s.get("records_seconds") else "") + ")\n"
             f"      {s['mlups']:.0f} MLUPS, {error}peak memory {s['peak_memory_mib_per_rank']:.0f} MiB/rank\n"
             f"      wrote {path} ({s['snapshots']} snapshots)")
 
