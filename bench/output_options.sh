@@ -4,6 +4,7 @@
 # step of 10 probes and the per-step series, against the same run without them. Figures: docs/performance.md.
 #
 #   bash bench/output_options.sh [DIR]            # NP=2 N=4096 STEPS=400; DIR default results/output-bench
+#   RUNS="plain probes-1" bash bench/output_options.sh     # some of the runs (names below), in this order
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source jobs/env.sh
@@ -24,16 +25,23 @@ from solver.info import read_attrs
 path, name = sys.argv[1:]
 a = read_attrs(path)
 steps = a["steps"]
+stepping = a["loop_seconds"] - a["io_seconds"]       # the loop without the snapshots' writes
 print(f"{name:<14} {os.path.getsize(path) / 2**20:9.1f} MiB  write {a['io_seconds']:6.2f} s  "
-      f"loop {a['loop_seconds']:6.2f} s ({1e3 * a['loop_seconds'] / steps:6.2f} ms/step)  "
-      f"records {a['records_seconds']:6.3f} s ({1e3 * a['records_seconds'] / steps:6.3f} ms/step)")
+      f"step {1e3 * stepping / steps:6.2f} ms  of which records {1e3 * a['records_seconds'] / steps:6.3f} ms")
 EOF
 }
 every=$((STEPS / 4))
-run float64        --set "output.every=$every"
-run float32-gzip   --set "output.every=$every" --set output.precision=float32 --set output.compression=gzip
-run subsample-4    --set "output.every=$every" --set "output.subsample=[4, 4]"
-run plain          --set output.every=0
-run probes-series  --set output.every=0 --set "output.probes=$probes" --set output.series_every=1
-run records-31     --set output.every=0 --set "output.probes=$probes" --set output.probe_every=31 \
-                   --set output.series_every=31
+for name in ${RUNS:-float64 float32-gzip subsample-4 plain probes-1 probes-series-1 probes-series-31}; do
+    case $name in
+        float64)          run $name --set "output.every=$every" ;;
+        float32-gzip)     run $name --set "output.every=$every" --set output.precision=float32 \
+                                    --set output.compression=gzip ;;
+        subsample-4)      run $name --set "output.every=$every" --set "output.subsample=[4, 4]" ;;
+        plain)            run $name --set output.every=0 ;;
+        probes-1)         run $name --set output.every=0 --set "output.probes=$probes" ;;
+        probes-series-1)  run $name --set output.every=0 --set "output.probes=$probes" --set output.series_every=1 ;;
+        probes-series-31) run $name --set output.every=0 --set "output.probes=$probes" --set output.probe_every=31 \
+                                    --set output.series_every=31 ;;
+        *) echo "unknown run $name" >&2; exit 2 ;;
+    esac
+done

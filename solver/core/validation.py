@@ -14,6 +14,7 @@ import numpy as np
 
 from .. import models
 from ..errors import ConfigError, ModelError
+from . import sampling
 from .perturbations import DISTRIBUTIONS, NOT_PERTURBED, check_distribution, perturbed_width, show
 from .schema import (AUTO_COUNTS, BOUNDARIES, COMPRESSIONS, COUNT_PAIRS, KERNEL_CHOICES, MAX_NODES, MAX_STEPS,
                      PRECISIONS, SIDES, Config, section_types)
@@ -239,7 +240,6 @@ def _choice(fail, key: str, value: str, choices) -> None:
 
 def _validate_output(cfg: Config, fail) -> None:
     """The output's storage, selection, probes and series (solver/core/sampling.py reads them)."""
-    from . import sampling
     out = cfg.output
     _choice(fail, "output.precision", out.precision, PRECISIONS)
     _choice(fail, "output.compression", out.compression, COMPRESSIONS)

@@ -1,9 +1,12 @@
 """Output: snapshots of the field in one HDF5 file that xarray, netCDF tools and ParaView read.
 
 Layout (netCDF-4 compatible): dimension scales ``time`` (unlimited), ``y`` and ``x``, one dataset per field
-of the model, named by the field (``C(time, y, x)`` for the single-field models), float64 with CF
+of the model, named by the field (``C(time, y, x)`` for the single-field models), with CF
 ``units``/``long_name`` from the model, and provenance as root attributes, all in
-classic-model types (see :func:`set_netcdf_attrs`). Rank 0 writes an XDMF sidecar (``PATH`` with ``.xdmf``)
+classic-model types (see :func:`set_netcdf_attrs`). The config's ``output`` section decides how they are
+stored (:func:`storage`: float64 or float32, gzip or not) and which nodes (``y`` and ``x`` are the kept nodes'
+coordinates: solver/core/sampling.py); probes and per-step series go along their own time axes
+(solver/storage/records.py). Rank 0 writes an XDMF sidecar (``PATH`` with ``.xdmf``)
 for ParaView and VisIt when the file is complete. The file is
 written as ``PATH.partial`` and renamed when complete, after its ``complete`` attribute is set, so a file
 under the final name is always whole. Under MPI every rank writes its own block straight into the global
@@ -23,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core import sampling
 from ..core.grid import Decomposition
 from ..errors import ConfigError, OutputError
 from .netcdf import attribute, set_netcdf_attrs  # noqa: F401  (readers import attribute from here)
@@ -62,7 +66,6 @@ def check_storage(cfg, parallel: bool) -> None:
 
 def describe_storage(cfg) -> dict:
     """The output's storage choices as provenance attributes."""
-    from ..core import sampling
     out = cfg.output
     compression = "none" if out.compression == "none" else \
         f"gzip level {out.compression_level}" + (" with shuffle" if out.shuffle else "")
@@ -172,7 +175,6 @@ class FieldWriter:
         """Start ``PATH.partial``; with ``resume_at`` reopen it and keep only its first resume_at snapshots
         and the records up to ``resume_step`` (a restart from a checkpoint taken then), so the finished file
         equals an uninterrupted run's."""
-        from ..core import sampling
         check_storage(cfg, decomp.comm.Get_size() > 1)
         self.path, self.decomp = path, decomp
         self.storage = storage(cfg)
