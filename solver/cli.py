@@ -20,7 +20,7 @@ from . import machine, safety
 from .args import Parser
 from .comm import launcher_size, on_root, world
 from .core import config as config_module
-from .core import tiling
+from .core import sampling, tiling
 from .errors import EXIT_FAILED, EXIT_REQUEUE, EXIT_USAGE, ConfigError, OutputError, RunError, UserError
 from .info import describe
 from .run import run
@@ -355,6 +355,7 @@ def dry_run(cfg, path: str, ranks: int | None) -> str:
         f"# memory per rank  {_size(field_bytes)} for {buffers}{scratch} "
         f"(and about 150 MiB for Python, numba and HDF5)",
         f"# output size      {_size(output_bytes)} ({output_text})",
+        *(f"# {line}" for line in sampling.describe_probes(cfg)),
     ])
 
 

@@ -159,6 +159,8 @@ def test_resuming_with_other_output_settings_is_refused(tmp_path):
     config = write_config(tmp_path, output={"path": "out.h5", "every": 20, **SIZED})
     stopped = run_solver("run", config, "--max-steps", 40, check=False, cwd=tmp_path)
     assert stopped.returncode == REQUEUE, stopped.stderr
+    with h5py.File(tmp_path / "out.ckpt.h5") as f:           # checkpoints stay float64 and whole
+        assert f["C"].dtype == np.float64 and f["C"].shape == (45, 61)
     refused = run_solver("run", config, "--restart", "auto", "--set", "output.precision=float64", check=False,
                          cwd=tmp_path)
     one_error_line(refused, "another config", "output settings")
@@ -220,6 +222,9 @@ def test_dry_run_sizes_the_output_as_stored(tmp_path):
     assert "31 x 15 (of 61 x 45) float32" in line
     _, line = predicted("--set", "output.compression=gzip", "--set", "output.series_every=1")
     assert "101 series records" in line and "before gzip" in line
+    out = run_solver("run", write_config(tmp_path), "--dry-run", "--set", "output.probes={p: [0.31, 0.77]}",
+                     cwd=tmp_path).stdout
+    assert "# probe p: asked at (0.31, 0.77), reads node (i = 9, j = 34) at (0.3, 0.772727)" in out
     assert not list(tmp_path.glob("*.h5*"))
 
 
@@ -289,3 +294,14 @@ def test_probes_are_the_same_bits_on_1_to_4_ranks(tmp_path):
                 assert np.allclose(other[name], one[name], rtol=1e-13, atol=0), (ranks, name)
             else:
                 assert np.array_equal(other[name], one[name]), (ranks, name)
+
+
+def test_the_example_config_runs_and_holds_what_it_promises(tmp_path):
+    run_solver("run", REPO / "configs" / "output.yaml", "-o", tmp_path / "example.h5", "--set", "time.t_end=0.1",
+               cwd=tmp_path)
+    with xr.open_dataset(tmp_path / "example.h5", engine="h5netcdf") as ds:
+        assert ds["C"].dtype == np.float32 and ds.sizes["x"] == 129 and ds.sizes["y"] == 129
+        assert float(ds["x"][0]) == 0.5 and float(ds["x"][-1]) == 1.5
+        assert ds.sizes["probe_time"] == 51 and ds.sizes["series_time"] == 6
+        assert {f"probe_{name}_C" for name in ("centre", "east", "north", "far", "corner")} <= set(ds.data_vars)
+        assert ds["probe_corner_C"].values.max() < ds["probe_centre_C"].values.min()

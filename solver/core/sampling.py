@@ -56,6 +56,13 @@ def probe_nodes(cfg: Config) -> dict[str, tuple[int, int]]:
             for name, (x, y) in cfg.output.probes.items()}
 
 
+def describe_probes(cfg: Config) -> list[str]:
+    """One line per probe: where it was asked for and the node it reads (the run and --dry-run say them)."""
+    x, y = cfg.axis("x"), cfg.axis("y")
+    return [f"probe {name}: asked at ({float(cfg.output.probes[name][0]):g}, {float(cfg.output.probes[name][1]):g}), "
+            f"reads node (i = {i}, j = {j}) at ({x[i]:g}, {y[j]:g})" for name, (i, j) in probe_nodes(cfg).items()]
+
+
 def is_record_step(every: int, step: int, nsteps: int) -> bool:
     """Whether a series taken every ``every`` steps (0: never) has a record at ``step``: step 0, each multiple
     of ``every``, and the last step."""

@@ -37,6 +37,7 @@ class Records:
         self.f, self.decomp, self.nsteps, self.dt = f, decomp, cfg.nsteps, cfg.time.dt
         out = cfg.output
         self.fields = cfg.model_impl.fields
+        self.cfg = cfg
         self.every = {"probe": out.probe_every if out.probes else 0, "series": out.series_every}
         self.probes = sampling.probe_nodes(cfg)
         self.requested = {name: (float(x), float(y)) for name, (x, y) in out.probes.items()}
@@ -62,9 +63,7 @@ class Records:
 
     def describe(self) -> list[str]:
         """One line per probe: where it was asked for and the node it reads."""
-        x, y = self.axes
-        return [f"probe {name}: asked at ({self.requested[name][0]:g}, {self.requested[name][1]:g}), reads node "
-                f"(i = {i}, j = {j}) at ({x[i]:g}, {y[j]:g})" for name, (i, j) in self.probes.items()]
+        return sampling.describe_probes(self.cfg)
 
     def _create(self) -> None:
         f = self.f
