@@ -305,3 +305,19 @@ def test_the_example_config_runs_and_holds_what_it_promises(tmp_path):
         assert ds.sizes["probe_time"] == 51 and ds.sizes["series_time"] == 6
         assert {f"probe_{name}_C" for name in ("centre", "east", "north", "far", "corner")} <= set(ds.data_vars)
         assert ds["probe_corner_C"].values.max() < ds["probe_centre_C"].values.min()
+
+
+def test_records_written_in_many_blocks_equal_those_written_at_the_end(runs, tmp_path, monkeypatch):
+    """A block of records is written whenever the buffers fill (every rank at the same record): with blocks
+    of 3 records the file is the same as with one block at the end."""
+    from solver.core.config import load
+    from solver.run.loop import run
+    from solver.storage import records
+    _, sized, _ = runs
+    monkeypatch.setattr(records, "BLOCK", 3)
+    monkeypatch.chdir(tmp_path)
+    run(load(sized.with_name("sized.yaml")), str(tmp_path / "blocks.h5"), say=lambda *a, **k: None)
+    reference, blocks = datasets(sized), datasets(tmp_path / "blocks.h5")
+    assert reference.keys() == blocks.keys()
+    for name in reference:
+        assert np.array_equal(reference[name], blocks[name]), name
