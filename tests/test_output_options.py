@@ -321,3 +321,21 @@ def test_records_written_in_many_blocks_equal_those_written_at_the_end(runs, tmp
     assert reference.keys() == blocks.keys()
     for name in reference:
         assert np.array_equal(reference[name], blocks[name]), name
+
+
+@pytest.mark.mpi
+def test_records_of_a_run_stopped_on_2_ranks_and_resumed_on_3_continue_the_serial_ones(runs, tmp_path):
+    _, sized, _ = runs
+    config = write_config(tmp_path, output={"path": "out.h5", "every": 20, **SIZED},
+                          parallel={"threads": 1, "halo": 2})
+    out = tmp_path / "out.h5"
+    stopped = run_solver("run", config, "-o", out, "--max-steps", 43, ranks=2, check=False, cwd=tmp_path)
+    assert stopped.returncode == REQUEUE, stopped.stderr
+    run_solver("run", config, "-o", out, "--restart", "require", ranks=3, cwd=tmp_path)
+    serial, resumed = datasets(sized), datasets(out)
+    assert serial.keys() == resumed.keys()
+    for name in serial:
+        if name.endswith(("_total", "_l2")):
+            assert np.allclose(resumed[name], serial[name], rtol=1e-13, atol=0), name
+        else:
+            assert np.array_equal(resumed[name], serial[name]), name
