@@ -38,6 +38,13 @@ DTYPES = {"float64": np.float64, "float32": np.float32}
 FILTERS_IN_PARALLEL = (1, 10, 2)     # the first HDF5 whose collective writes take filtered (compressed) datasets
 
 
+def chunk_edge(n: int) -> int:
+    """A chunk's extent along an axis of ``n`` stored nodes: at most CHUNK_EDGE, and as even as the chunks can
+    be, so that the last one is not nearly empty. HDF5 allocates whole chunks, so 513 nodes in chunks of 512
+    would store 1024 (an uncompressed file twice its data, and twice --dry-run's size); in chunks of 257, 514."""
+    return -(-n // -(-n // CHUNK_EDGE))
+
+
 def storage(cfg) -> dict:
     """How the snapshot datasets are stored (``h5py.create_dataset`` options besides shape and chunks)."""
     out = cfg.output
@@ -222,7 +229,7 @@ class FieldWriter:
             # netCDF numbers dimensions by _Netcdf4Dimid (else by name): give them C's order (time, y, x)
             set_netcdf_attrs(scale.attrs, {"units": units, "long_name": name, "axis": axis,
                                            "_Netcdf4Dimid": "TYX".index(axis)})
-        chunks = (1, min(ny, CHUNK_EDGE), min(nx, CHUNK_EDGE))
+        chunks = (1, chunk_edge(ny), chunk_edge(nx))
         stored = {} if cfg.output.precision == "float64" else \
             {"comment": f"stored as {cfg.output.precision}: the float64 result rounded once to nearest"}
         for name, (units, long_name) in self.fields.items():
