@@ -5,7 +5,7 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import run_solver, write_config
+from conftest import REPO, SMALL, run_solver, write_config
 
 
 @pytest.mark.parametrize("nx, output", [(513, {}), (1025, {"precision": "float32", "subsample": [2, 1]})])
@@ -20,3 +20,43 @@ def test_uncompressed_snapshots_take_the_bytes_of_their_data(tmp_path, nx, outpu
         assert field.shape == (3, 5, 513)
         data = field.size * field.dtype.itemsize
         assert data <= field.id.get_storage_size() <= 1.01 * data
+
+
+def one_error_line(result, *fragments) -> str:
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+def renamed_model(tmp_path, model: str, old: str, new: str):
+    """A copy of solver/models/MODEL.py with the definition ``old`` replaced by ``new``."""
+    source = (REPO / "solver" / "models" / f"{model}.py").read_text()
+    assert old in source
+    path = tmp_path / f"{model}_renamed.py"
+    path.write_text(source.replace(old, new))
+    return path
+
+
+def test_a_series_named_like_a_coefficient_field_is_one_line(tmp_path):
+    """A model with field C and a coefficient field C_max (a carrying capacity, say) and series_every: the
+    series C_max took the coefficient field's name, and HDF5 refused it with a traceback once the run had
+    started."""
+    model = renamed_model(tmp_path, "layered", 'COEFFICIENT_FIELDS = {"D"', 'COEFFICIENT_FIELDS = {"C_max"')
+    config = write_config(tmp_path, base={**SMALL, "model": str(model)}, output={"series_every": 10})
+    result = run_solver("run", config, check=False, cwd=tmp_path)
+    one_error_line(result, "output.series_every = 10", "C_max", "coefficient field C_max", "series_every: 0")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["layered_renamed.py", "small.yaml"]
+
+
+def test_two_probes_stored_under_one_name_are_one_line(tmp_path):
+    """Fields u_v and v: probe a's u_v and probe a_u's v are both probe_a_u_v."""
+    model = renamed_model(tmp_path, "gray_scott", 'FIELDS = {"u":', 'FIELDS = {"u_v":')
+    base = {"model": str(model), "grid": {"nx": 16, "ny": 16, "x": [0.0, 16.0], "y": [0.0, 16.0]},
+            "boundary": {side: "periodic" for side in ("west", "east", "south", "north")},
+            "time": {"dt": 1.0, "t_end": 2.0}, "output": {"path": "out.h5", "every": 1}}
+    config = write_config(tmp_path, base=base, output={"probes": {"a": [1.0, 1.0], "a_u": [2.0, 2.0]}})
+    result = run_solver("run", config, check=False, cwd=tmp_path)
+    one_error_line(result, "output.probes.a_u", "probe_a_u_v", "probe a's value of u_v", "rename the probe a_u")
+    assert not list(tmp_path.glob("out*"))

@@ -11,6 +11,7 @@ import numpy as np
 
 from .schema import Config
 
+RECORD_AXES = {"probe": "probe_time", "series": "series_time"}     # the time axis of each kind of record
 SNAP = 1e-9      # a window end or probe within this fraction of a spacing beyond the domain counts as inside
 
 

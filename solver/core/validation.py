@@ -14,7 +14,7 @@ import numpy as np
 
 from .. import models
 from ..errors import ConfigError, ModelError
-from . import sampling
+from . import sampling, series
 from .perturbations import DISTRIBUTIONS, NOT_PERTURBED, check_distribution, perturbed_width, show
 from .schema import (AUTO_COUNTS, BOUNDARIES, COMPRESSIONS, COUNT_PAIRS, KERNEL_CHOICES, MAX_NODES, MAX_STEPS,
                      PRECISIONS, SIDES, Config, section_types)
@@ -274,6 +274,34 @@ def _validate_output(cfg: Config, fail) -> None:
         if sampling.snap(cfg, "x", x) is None or sampling.snap(cfg, "y", y) is None:
             fail(f"{where} = [{x:g}, {y:g}] lies outside the domain x in [{x0:g}, {x1:g}], y in [{y0:g}, {y1:g}]; "
                  "move it inside")
+    _check_stored_names(cfg, fail)
+
+
+def _check_stored_names(cfg: Config, fail) -> None:
+    """Every variable the output would hold has a name of its own: the probes' and series' variables and
+    time axes must not take the name of a field, a coefficient field or one another (HDF5 would refuse the
+    second, after the run had started)."""
+    out, model = cfg.output, cfg.model_impl
+    owners = {"x": "the x coordinate", "y": "the y coordinate", "time": "the snapshots' time axis"}
+    owners.update({name: f"the model's field {name}" for name in model.fields})
+    owners.update({name: f"the model's coefficient field {name}" for name in model.coefficient_names})
+    rename = f"rename the model's field in {model.file}"
+    stored = []           # (name, the key that asks for it, what it holds, the fix)
+    if out.series_every:
+        every = f"output.series_every = {out.series_every}"
+        fix = f"{rename}, or set output.series_every: 0"
+        stored.append((sampling.RECORD_AXES["series"], every, "the series' time axis", fix))
+        stored += [(f"{field}_{stat}", every, f"the {stat} of {field}", fix)
+                   for field in model.fields for stat in series.STATISTICS]
+    if out.probes:
+        stored.append((sampling.RECORD_AXES["probe"], "output.probes", "the probes' time axis", rename))
+        stored += [(f"probe_{probe}_{field}", f"output.probes.{probe}", f"probe {probe}'s value of {field}",
+                    f"rename the probe {probe}") for probe in out.probes for field in model.fields]
+    for name, key, what, fix in stored:
+        if name in owners:
+            fail(f"{key}: {what} would be stored as {name}, already the name of {owners[name]} in the output; "
+                 f"{fix}")
+        owners[name] = f"{what} ({key.split(' = ')[0]})"
 
 
 def _validate_ensemble(cfg: Config, src: str) -> None:

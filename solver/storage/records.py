@@ -27,7 +27,7 @@ from .netcdf import set_netcdf_attrs
 
 BLOCK = 4096        # records kept in memory between writes
 CHUNK = 1024        # records per chunk of a series dataset
-AXES = {"probe": "probe_time", "series": "series_time"}
+AXES = sampling.RECORD_AXES
 
 
 class Records:
