@@ -60,3 +60,29 @@ def test_two_probes_stored_under_one_name_are_one_line(tmp_path):
     result = run_solver("run", config, check=False, cwd=tmp_path)
     one_error_line(result, "output.probes.a_u", "probe_a_u_v", "probe a's value of u_v", "rename the probe a_u")
     assert not list(tmp_path.glob("out*"))
+
+
+NUMBA_AT_EXIT = """import atexit, runpy, sys
+atexit.register(lambda: print("numba imported:", "numba" in sys.modules))
+sys.argv = ["solver", *sys.argv[1:]]
+runpy.run_module("solver", run_name="__main__", alter_sys=True)
+"""
+
+
+def test_series_of_a_numpy_kernel_run_need_no_numba(tmp_path):
+    """The numpy kernel never imports numba (an ensemble member's start-up: configs/ensemble.yaml), but
+    series_every made every member import it, load the compiled series pass and run it on numba's default
+    thread pool (every core, beside members running side by side: parallel.threads was not applied)."""
+    outputs = {}
+    for kernel in ("numpy", "numba"):
+        config = write_config(tmp_path, f"{kernel}.yaml", numerics={"kernel": kernel},
+                              output={"path": f"{kernel}.h5", "series_every": 3})
+        result = run_solver("-c", NUMBA_AT_EXIT, "run", config, cwd=tmp_path, script=True)
+        assert f"numba imported: {kernel == 'numba'}" in result.stdout
+        outputs[kernel] = tmp_path / f"{kernel}.h5"
+    with h5py.File(outputs["numpy"]) as a, h5py.File(outputs["numba"]) as b:
+        assert a["C_total"].shape == b["C_total"].shape == (35,)
+        for stat in ("min", "max"):
+            assert np.array_equal(a[f"C_{stat}"][()], b[f"C_{stat}"][()])
+        for stat in ("total", "l2"):
+            assert np.allclose(a[f"C_{stat}"][()], b[f"C_{stat}"][()], rtol=1e-14, atol=0)

@@ -3,7 +3,8 @@ minimum, the maximum and the weighted sum of squares (the L2 norm's square).
 
 One compiled, threaded pass over the block (rows in parallel, each row's partials kept apart and added in row
 order), so a record costs one read of the field; the ranks' partials are then combined with one reduction
-(solver/comm.py ``sum_and_max``). No MPI, no I/O here.
+(solver/comm.py ``sum_and_max``). Runs of the numpy kernel take the same sums in plain numpy instead (no numba:
+an ensemble member's start-up, and no thread pool beside the members). No MPI, no I/O here.
 """
 from __future__ import annotations
 
@@ -53,14 +54,31 @@ def _compile():
     return partials
 
 
-def local_partials(block: np.ndarray, wx: np.ndarray, wy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _numpy_partials(block: np.ndarray, wx: np.ndarray, wy: np.ndarray) -> np.ndarray:
+    """The compiled pass's ``(fields, 4)`` in plain numpy, for runs of the numpy kernel: they never import numba
+    (an ensemble member's start-up) nor start its thread pool beside the members running side by side. Totals
+    agree with the compiled pass's to rounding; min and max are the same (NaN when any node is NaN)."""
+    out = np.empty((block.shape[0], 4))
+    for f, c in enumerate(block):
+        out[f, 0] = np.sum(np.sum(c * wx, axis=1) * wy)          # no BLAS: no thread pool of its own either
+        out[f, 1] = np.sum(np.sum(c * c * wx, axis=1) * wy)
+        out[f, 2], out[f, 3] = np.min(c), np.max(c)
+    return out
+
+
+def local_partials(block: np.ndarray, wx: np.ndarray, wy: np.ndarray,
+                   compiled: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """(sums, maxima) of a rank's owned ``block`` ``(fields, y, x)`` with trapezoid weights ``wx``, ``wy``:
     sums ``(fields, 2)`` = weighted total and weighted sum of squares, maxima ``(fields, 2)`` = max and -min,
-    so that ranks combine both with one sum-and-max reduction."""
+    so that ranks combine both with one sum-and-max reduction. ``compiled=False``: without numba (the numpy
+    kernel's runs)."""
     global _compiled
-    if _compiled is None:
-        _compiled = _compile()
-    out = _compiled(block, wx, wy)
+    if not compiled:
+        out = _numpy_partials(block, wx, wy)
+    else:
+        if _compiled is None:
+            _compiled = _compile()
+        out = _compiled(block, wx, wy)
     return np.ascontiguousarray(out[:, :2]), np.stack([out[:, 3], -out[:, 2]], axis=1)
 
 

@@ -38,6 +38,7 @@ class Records:
         out = cfg.output
         self.fields = cfg.model_impl.fields
         self.cfg = cfg
+        self.compiled = cfg.numerics.kernel != "numpy"      # the numpy kernel's runs never import numba
         self.every = {"probe": out.probe_every if out.probes else 0, "series": out.series_every}
         self.probes = sampling.probe_nodes(cfg)
         self.requested = {name: (float(x), float(y)) for name, (x, y) in out.probes.items()}
@@ -111,7 +112,7 @@ class Records:
             values = [block[:, j, i].copy() for j, i in self.mine.values()]
             self.buffer["probe"].append((t, values))
         if sampling.is_record_step(self.every["series"], step, self.nsteps):
-            sums, maxima = series.local_partials(block, self.wx, self.wy)
+            sums, maxima = series.local_partials(block, self.wx, self.wy, self.compiled)
             sums, maxima = sum_and_max(self.decomp.comm, sums, maxima)
             self.buffer["series"].append((t, series.statistics(sums, maxima).ravel()))
         if max(len(b) for b in self.buffer.values()) >= BLOCK:
