@@ -114,8 +114,9 @@ def joblog_failures(directory: str) -> dict[int, str]:
 
 # --- pass 1: one member at a time -------------------------------------------------------------
 def read_member(path: str, field: str):
-    """(final state of ``field``, x, y, time, parameters) of a complete member file; raises ValueError saying
-    why not."""
+    """(final state of ``field``, x, y, time, parameters, total) of a complete member file, ``total`` the
+    integral over the domain at the last step from the member's ``<field>_total`` series (None without
+    ``output.series_every``); raises ValueError saying why not."""
     import h5py
     if not os.path.isfile(path):
         raise ValueError("not a regular file")
@@ -125,12 +126,14 @@ def read_member(path: str, field: str):
                 raise ValueError("file not marked complete")
             final = np.asarray(f[field][-1], dtype=np.float64)        # float32 storage too
             x, y, t = f["x"][:], f["y"][:], float(f["time"][-1])
+            series = f.get(f"{field}_total")       # output.series_every: the whole domain's, at the last step too
+            total = float(series[-1]) if isinstance(series, h5py.Dataset) and series.shape[0] else None
             keys = [k for k in str(attribute(f.attrs.get("ensemble_parameters", ""))).split(",") if k]
             parameters = {key: f.attrs[f"param.{key}"] for key in keys}
     except Exception as err:        # damaged, foreign or odd types: this member is listed as failed
         detail = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
         raise ValueError(f"unreadable ({type(err).__name__}: {detail})") from None
-    return final, x, y, t, parameters
+    return final, x, y, t, parameters, total
 
 
 def from_this_config(cfg, member: int, path: str) -> bool:
@@ -144,13 +147,15 @@ def from_this_config(cfg, member: int, path: str) -> bool:
     return recorded_hash(path) == expected
 
 
-def scalars_of(final: np.ndarray, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+def scalars_of(final: np.ndarray, x: np.ndarray, y: np.ndarray, integral: float | None = None) -> dict[str, float]:
+    """The per-member scalars of the stored nodes; ``total_mass`` is ``integral`` when the member recorded it
+    (its series: the whole domain, even when the snapshots keep a window), else the stored nodes' sum."""
     dx, dy = x[1] - x[0], y[1] - y[0]
     total = float(final.sum())
     xc = float((final.sum(axis=0) * x).sum() / total)
     yc = float((final.sum(axis=1) * y).sum() / total)
     r2 = (x[np.newaxis, :] - xc) ** 2 + (y[:, np.newaxis] - yc) ** 2
-    return {"peak": float(final.max()), "total_mass": total * dx * dy,
+    return {"peak": float(final.max()), "total_mass": total * dx * dy if integral is None else integral,
             "spread": float(np.sqrt((final * r2).sum() / total)), "centroid_x": xc, "centroid_y": yc}
 
 
@@ -188,7 +193,7 @@ def first_pass(cfg, numbers: list[int], say, field: str) -> tuple[Members, Welfo
             found.foreign.append(member)
             continue
         try:
-            final, x, y, t, parameters = read_member(path, field)
+            final, x, y, t, parameters, integral = read_member(path, field)
             if found.x is not None and (final.shape != stats.mean.shape or not np.array_equal(x, found.x)
                                         or not np.array_equal(y, found.y)):
                 raise ValueError(f"grid {final.shape[1]} x {final.shape[0]} differs from the first member's")
@@ -202,7 +207,7 @@ def first_pass(cfg, numbers: list[int], say, field: str) -> tuple[Members, Welfo
         stats.add(final)
         found.used.append(member)
         found.paths.append(path)
-        for name, value in scalars_of(final, x, y).items():
+        for name, value in scalars_of(final, x, y, integral).items():
             found.scalars[name].append(value)
         for label, value in parameter_columns(parameters).items():
             found.parameters.setdefault(label, [np.nan] * (len(found.used) - 1)).append(value)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import h5py
 import numpy as np
 import pytest
+import yaml
 
 from conftest import REPO, SMALL, run_solver, write_config
 
@@ -86,3 +87,25 @@ def test_series_of_a_numpy_kernel_run_need_no_numba(tmp_path):
             assert np.array_equal(a[f"C_{stat}"][()], b[f"C_{stat}"][()])
         for stat in ("total", "l2"):
             assert np.allclose(a[f"C_{stat}"][()], b[f"C_{stat}"][()], rtol=1e-14, atol=0)
+
+
+def test_ensemble_total_mass_is_the_whole_domains_when_members_keep_a_window(tmp_path):
+    """ensemble_stats.py's total_mass ("integral of the final field over the domain") summed the stored nodes:
+    with a window, the window's part only (here half the Gaussian). The members' series hold the whole
+    domain's integral at the last step."""
+    data = {**yaml.safe_load(yaml.safe_dump(SMALL)), "numerics": {"kernel": "numpy"},
+            "ensemble": {"members": 2, "output_dir": str(tmp_path / "members"),
+                         "perturb": {"initial.sigma": {"dist": "uniform", "low": 0.08, "high": 0.12}}}}
+    data["output"] = {"every": 0, "window": {"x": [0.0, 1.0]}, "series_every": 10}
+    config = tmp_path / "ensemble.yaml"
+    config.write_text(yaml.safe_dump(data))
+    run_solver("-m", "solver.pool", "1-2", "--config", config, "-j", "1", script=True, cwd=tmp_path)
+    out = tmp_path / "stats.h5"
+    run_solver(REPO / "analysis" / "ensemble_stats.py", "--config", config, "-o", out, "--no-plots", script=True,
+               cwd=tmp_path)
+    totals = []
+    for member in (1, 2):
+        with h5py.File(tmp_path / "members" / f"member-000{member}.h5") as m:
+            totals.append(m["C_total"][-1])
+    with h5py.File(out) as f:
+        assert np.array_equal(f["total_mass"][()], totals)
