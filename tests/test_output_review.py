@@ -109,3 +109,11 @@ def test_ensemble_total_mass_is_the_whole_domains_when_members_keep_a_window(tmp
             totals.append(m["C_total"][-1])
     with h5py.File(out) as f:
         assert np.array_equal(f["total_mass"][()], totals)
+
+
+def test_a_window_outside_the_domain_says_where_the_domain_is(tmp_path):
+    """A window beside the domain was told to 'widen output.window.x', not where the nodes are."""
+    config = write_config(tmp_path, output={"window": {"x": [2.5, 3.0]}})
+    result = run_solver("run", config, check=False, cwd=tmp_path)
+    one_error_line(result, "keep 0 node(s) along x", "widen output.window.x", "x in [0, 2]")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["small.yaml"]

@@ -258,8 +258,10 @@ def _validate_output(cfg: Config, fail) -> None:
     for axis in ("x", "y"):
         kept = len(sampling.selection(cfg, axis))
         if kept < 2:
+            lo, hi = getattr(cfg.grid, axis)
             fail(f"output.window and output.subsample keep {kept} node(s) along {axis}; snapshots need at least "
-                 f"2 (widen output.window.{axis} or lower the subsample)")
+                 f"2 (widen output.window.{axis} within the domain's {axis} in [{lo:g}, {hi:g}], or lower the "
+                 "subsample)")
     if out.probe_every < 1:
         fail(f"output.probe_every = {out.probe_every} must be at least 1 (steps between probe records)")
     if out.series_every < 0:
