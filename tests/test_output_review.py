@@ -1,12 +1,14 @@
 """Review of issue 27's output options: what a user sizing a run's output found wrong (see each test)."""
 from __future__ import annotations
 
+import subprocess
+
 import h5py
 import numpy as np
 import pytest
 import yaml
 
-from conftest import REPO, SMALL, run_solver, write_config
+from conftest import REPO, SMALL, require, run_solver, write_config
 
 
 @pytest.mark.parametrize("nx, output", [(513, {}), (1025, {"precision": "float32", "subsample": [2, 1]})])
@@ -117,3 +119,23 @@ def test_a_window_outside_the_domain_says_where_the_domain_is(tmp_path):
     result = run_solver("run", config, check=False, cwd=tmp_path)
     one_error_line(result, "keep 0 node(s) along x", "widen output.window.x", "x in [0, 2]")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["small.yaml"]
+
+
+@pytest.mark.parametrize("kind", ["nc7", "classic"])
+def test_nccopy_converts_a_file_with_probes_and_series_to_the_classic_model(tmp_path, kind):
+    """README: 'nccopy -k classic results/default.h5 out.nc'. With probes or series the file had three
+    unlimited dimensions (time, probe_time, series_time) and nccopy refused it: 'NC_UNLIMITED size already
+    in use' (the classic model has one)."""
+    import netCDF4
+    config = write_config(tmp_path, output={"path": "out.h5", "probes": {"p": [1.0, 0.5]}, "probe_every": 3,
+                                            "series_every": 7})
+    run_solver("run", config, cwd=tmp_path)
+    copy = tmp_path / f"copy-{kind}.nc"
+    result = subprocess.run([require("nccopy"), "-k", kind, str(tmp_path / "out.h5"), str(copy)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    with netCDF4.Dataset(copy) as ds, h5py.File(tmp_path / "out.h5") as f:
+        assert ds.dimensions["time"].isunlimited() and len(ds.dimensions["time"]) == 5
+        assert len(ds.dimensions["probe_time"]) == 35 and len(ds.dimensions["series_time"]) == 16
+        for name in ("probe_time", "probe_p_C", "series_time", "C_total", "C_max"):
+            assert np.array_equal(ds[name][:], f[name][()]), name

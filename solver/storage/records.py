@@ -10,10 +10,12 @@
   written by rank 0.
 
 Both take a record at step 0, at every multiple of their period and at the last step
-(solver/core/sampling.py), all float64. Records are kept in memory and written in blocks (every
-:data:`BLOCK` records, before a checkpoint and at the end: collective calls, which every rank reaches at the
-same record), so a record costs no HDF5 call; a restart truncates each series to the records up to its
-checkpoint's step, so the finished file has no gap and no duplicate.
+(solver/core/sampling.py), all float64. Their count is known from the config, so each time axis has its final
+length from the start (not unlimited: the netCDF classic model, ``nccopy -k classic``, allows one unlimited
+dimension, the snapshots' ``time``) and record k always lands at index k. Records are kept in memory and
+written in blocks (every :data:`BLOCK` records, before a checkpoint and at the end: collective calls, which
+every rank reaches at the same record), so a record costs no HDF5 call; a restart writes on from the index
+after its checkpoint's last record, so the finished file has no gap and no duplicate.
 """
 from __future__ import annotations
 
@@ -49,12 +51,11 @@ class Records:
         self.wx = sampling.trapezoid_weights(cfg, "x", x0, x1)
         self.wy = sampling.trapezoid_weights(cfg, "y", y0, y1)
         self.buffer = {kind: [] for kind in AXES}                 # kind -> [(t, values), ...] not yet written
+        # kind -> records in the file: a restart keeps those up to its checkpoint and writes on after them
+        self.written = {kind: 0 if resume_step is None else sampling.records_until(every, resume_step, self.nsteps)
+                        for kind, every in self.every.items()}
         if resume_step is None:
             self._create()
-        else:                                                     # keep the records up to the checkpoint
-            for kind, every in self.every.items():
-                if every:
-                    self._resize(kind, sampling.records_until(every, resume_step, self.nsteps))
 
     def names(self, kind: str) -> list[str]:
         """The datasets of one kind of record, in the order of a record's values."""
@@ -71,12 +72,14 @@ class Records:
         for dimid, (kind, axis) in enumerate(AXES.items(), start=3):   # after time, y, x (output.py)
             if not self.every[kind]:
                 continue
-            scale = f.create_dataset(axis, shape=(0,), maxshape=(None,), chunks=(CHUNK,), dtype="f8")
+            count = sampling.records_until(self.every[kind], self.nsteps, self.nsteps)     # the run's records
+            chunks = (min(CHUNK, count),)
+            scale = f.create_dataset(axis, shape=(count,), chunks=chunks, dtype="f8")
             scale.make_scale(axis)
             set_netcdf_attrs(scale.attrs, {"units": "s", "long_name": f"time of the {kind} records", "axis": "T",
                                         "_Netcdf4Dimid": dimid})
             for name in self.names(kind):
-                data = f.create_dataset(name, shape=(0,), maxshape=(None,), chunks=(CHUNK,), dtype="f8")
+                data = f.create_dataset(name, shape=(count,), chunks=chunks, dtype="f8")
                 data.dims[0].attach_scale(scale)
                 set_netcdf_attrs(data.attrs, self._attrs(kind, name))
 
@@ -118,18 +121,14 @@ class Records:
         if max(len(b) for b in self.buffer.values()) >= BLOCK:
             self.flush()
 
-    def _resize(self, kind: str, n: int) -> None:
-        for name in (AXES[kind], *self.names(kind)):
-            self.f[name].resize((n,))
-
     def flush(self) -> None:
-        """Write the buffered records (collective: every rank resizes, the owners write)."""
+        """Write the buffered records (every rank calls it at the same record; the owners write)."""
         for kind, records in self.buffer.items():
             if not records:
                 continue
-            start = self.f[AXES[kind]].shape[0]
+            start = self.written[kind]
             stop = start + len(records)
-            self._resize(kind, stop)
+            self.written[kind] = stop
             if self.decomp.rank == 0:
                 self.f[AXES[kind]][start:stop] = [t for t, _ in records]
             if kind == "series" and self.decomp.rank == 0:
