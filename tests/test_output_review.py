@@ -139,3 +139,14 @@ def test_nccopy_converts_a_file_with_probes_and_series_to_the_classic_model(tmp_
         assert len(ds.dimensions["probe_time"]) == 35 and len(ds.dimensions["series_time"]) == 16
         for name in ("probe_time", "probe_p_C", "series_time", "C_total", "C_max"):
             assert np.array_equal(ds[name][:], f[name][()]), name
+
+
+def test_probes_halfway_between_nodes_all_snap_the_same_way(tmp_path):
+    """round() rounds halves to even: of probes each halfway between two nodes, 0.5 dx went to node 0 and
+    1.5 dx to node 2, so equally placed probes read nodes on different sides."""
+    config = write_config(tmp_path, grid={"nx": 65},            # dx = 1/32: halves are exact
+                          output={"probes": {"a": [0.5 / 32, 0.5], "b": [1.5 / 32, 0.5], "c": [2.5 / 32, 0.5]}})
+    out = run_solver("run", config, "--dry-run", cwd=tmp_path).stdout
+    for name, node in (("a", 1), ("b", 2), ("c", 3)):
+        assert f"# probe {name}: asked at" in out and f"reads node (i = {node}, j = 22)" in out.split(
+            f"# probe {name}:")[1].splitlines()[0]

@@ -40,13 +40,14 @@ def owned_part(chosen: range, start: int, stop: int) -> tuple[slice, slice]:
 
 
 def snap(cfg: Config, axis: str, value: float) -> int | None:
-    """The node nearest ``value`` along ``axis`` (the start again past the end of a periodic axis), or None
-    when it lies outside the domain."""
+    """The node nearest ``value`` along ``axis`` (halfway between two: the upper one; the start again past the
+    end of a periodic axis), or None when it lies outside the domain."""
     (lo, hi), n = getattr(cfg.grid, axis), getattr(cfg.grid, "n" + axis)
     spacing = getattr(cfg, "d" + axis)
     if not lo - SNAP * spacing <= value <= hi + SNAP * spacing:
         return None
-    index = int(round((value - lo) / spacing))
+    index = int(np.floor((value - lo) / spacing + 0.5))      # halfway: the next node up, always (round() goes
+                                                             # to the even one: up or down by the node number)
     return index % n if cfg.boundary.periodic(axis) else min(index, n - 1)
 
 
