@@ -9,8 +9,10 @@ SECTIONS = {
     "run": ("solver_command", "start_time", "end_time", "host", "git_commit", "git_dirty"),
     "parallel": ("ranks", "threads_per_rank", "process_grid", "kernel", "hosts"),
     "problem": ("grid", "steps", "snapshots", "max_error", "relative_error"),
-    "timings": ("wall_seconds", "loop_seconds", "compute_seconds", "halo_seconds", "io_seconds", "mlups",
-                "peak_memory_mib_per_rank"),
+    "timings": ("wall_seconds", "loop_seconds", "compute_seconds", "halo_seconds", "io_seconds", "records_seconds",
+                "mlups", "peak_memory_mib_per_rank"),
+    "output": ("output_precision", "output_compression", "output_nodes", "output_probes", "output_probe_every",
+               "output_series_every"),
     "versions": ("python_version", "numpy_version", "numba_version", "h5py_version", "hdf5_version",
                  "mpi4py_version", "mpi_library_version", "mpi_library"),
 }
@@ -24,7 +26,7 @@ def read_attrs(path: str) -> dict:
 
 
 def describe(path: str) -> str:
-    """The attributes grouped under headings (run, parallel, problem, timings, versions, SLURM, other),
+    """The attributes grouped under headings (run, parallel, problem, timings, output, versions, SLURM, other),
     empty ones left out, then the config. Only finished outputs get here (see read_attrs)."""
     with reading(path):
         return _describe(path, read_attrs(path))

@@ -150,3 +150,20 @@ def test_probes_halfway_between_nodes_all_snap_the_same_way(tmp_path):
     for name, node in (("a", 1), ("b", 2), ("c", 3)):
         assert f"# probe {name}: asked at" in out and f"reads node (i = {node}, j = 22)" in out.split(
             f"# probe {name}:")[1].splitlines()[0]
+
+
+def test_info_groups_the_output_choices_and_the_records_time(tmp_path):
+    """solver info listed output_precision, output_nodes, ... and records_seconds under 'other', sorted among
+    whatever else, rather than with the timings and under a heading of their own."""
+    config = write_config(tmp_path, output={"precision": "float32", "series_every": 10})
+    run_solver("run", config, cwd=tmp_path)
+    lines = run_solver("info", tmp_path / "out.h5", cwd=tmp_path).stdout.splitlines()
+    section = {}
+    for line in lines:
+        if line.endswith(":") and not line.startswith(" "):
+            heading = line[:-1]
+        elif line.startswith("  ") and " " in line.strip():
+            section[line.split()[0]] = heading
+    assert section["records_seconds"] == "timings"
+    assert {section[key] for key in ("output_precision", "output_compression", "output_nodes",
+                                     "output_series_every")} == {"output"}
