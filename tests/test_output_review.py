@@ -167,3 +167,28 @@ def test_info_groups_the_output_choices_and_the_records_time(tmp_path):
     assert section["records_seconds"] == "timings"
     assert {section[key] for key in ("output_precision", "output_compression", "output_nodes",
                                      "output_series_every")} == {"output"}
+
+
+def test_a_run_stopped_before_the_record_axes_had_a_fixed_length_resumes(tmp_path):
+    """A week-long run stopped (requeued) by code whose probe_time and series_time were unlimited, holding
+    the records up to its checkpoint only, resumes under this code to the uninterrupted run's file."""
+    output = {"probes": {"p": [1.0, 0.5]}, "probe_every": 3, "series_every": 7}
+    config = write_config(tmp_path, output={"path": "out.h5", **output})
+    stopped = run_solver("run", config, "--max-steps", 40, check=False, cwd=tmp_path)
+    assert stopped.returncode == 3, stopped.stderr
+    with h5py.File(tmp_path / "out.h5.partial", "r+") as f:      # as that code left it: records to step 40 only
+        for axis, count, names in (("probe_time", 14, ["probe_p_C"]),
+                                   ("series_time", 6, [f"C_{s}" for s in ("total", "min", "max", "l2")])):
+            data = {name: f[name][:count] for name in (axis, *names)}
+            for name in (axis, *names):
+                del f[name]
+            scale = f.create_dataset(axis, data=data[axis], maxshape=(None,), chunks=(1024,))
+            scale.make_scale(axis)
+            for name in names:
+                f.create_dataset(name, data=data[name], maxshape=(None,), chunks=(1024,)).dims[0].attach_scale(scale)
+    run_solver("run", config, "--restart", "auto", cwd=tmp_path)
+    reference = write_config(tmp_path, "reference.yaml", output={"path": "reference.h5", **output})
+    run_solver("run", reference, cwd=tmp_path)
+    with h5py.File(tmp_path / "out.h5") as a, h5py.File(tmp_path / "reference.h5") as b:
+        for name in ("probe_time", "probe_p_C", "series_time", "C_total", "C_min", "C_max", "C_l2"):
+            assert np.array_equal(a[name][()], b[name][()]), name

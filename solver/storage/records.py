@@ -56,6 +56,12 @@ class Records:
                         for kind, every in self.every.items()}
         if resume_step is None:
             self._create()
+        else:                    # a .partial begun before the axes had their final length: unlimited, give it
+            for kind, every in self.every.items():                    # (collective: every rank resizes)
+                count = sampling.records_until(every, self.nsteps, self.nsteps)
+                for name in (AXES[kind], *self.names(kind)) if every else ():
+                    if self.f[name].shape[0] < count and self.f[name].maxshape[0] is None:
+                        self.f[name].resize((count,))
 
     def names(self, kind: str) -> list[str]:
         """The datasets of one kind of record, in the order of a record's values."""
