@@ -268,14 +268,20 @@ def _write_kernel(directory: str, path: str, model: Model, text: str) -> None:
         os.unlink(tmp)
 
 
-def compile_for(model: Model):
-    """The generated kernel module of ``model`` (written if absent, imported once per process)."""
+def generated(model: Model) -> tuple[str, str]:
+    """(name, text) of the kernel module generated for ``model``: the name carries a hash of the kernels'
+    sources (stencil.py, tiling.py) and of the model's, so it changes whenever any of them does."""
     with open(STENCIL, encoding="utf-8") as stream:
         text = stream.read() + binding(model)
     with open(TILING, encoding="utf-8") as stream:      # the template reads its ring size from there
         tiling = stream.read()
     digest = hashlib.sha256((text + tiling).encode()).hexdigest()[:16]
-    name = f"stencil_{model.name}_{digest}"
+    return f"stencil_{model.name}_{digest}", text
+
+
+def compile_for(model: Model):
+    """The generated kernel module of ``model`` (written if absent, imported once per process)."""
+    name, text = generated(model)
     if name in _compiled:
         return _compiled[name]
     directory = kernel_dir()
