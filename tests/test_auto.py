@@ -26,7 +26,8 @@ def kernel_dir(tmp_path_factory):
 @pytest.fixture
 def env(kernel_dir):
     (kernel_dir / wisdom.WISDOM_FILE).unlink(missing_ok=True)
-    return solver_env(SOLVER_KERNEL_DIR=str(kernel_dir))
+    # record whatever the machine's load (a test checks decisions, and CI machines are busy)
+    return solver_env(SOLVER_KERNEL_DIR=str(kernel_dir), **{wisdom.BUSY_VARIABLE: "0"})
 
 
 def run(config, out, env, *extra, ranks=None):
@@ -99,6 +100,20 @@ def test_no_wisdom_file_in_a_read_only_kernel_directory_the_heuristic_says_so(tm
         decision, reason = (f.attrs[key].decode() for key in ("kernel_decision", "auto_choice"))
     assert decision == "heuristic" and "cannot be written" in reason and "measuring" not in done.stdout
     assert not (kernel_dir / wisdom.WISDOM_FILE).exists()
+
+
+def test_a_measurement_on_busy_cores_decides_the_run_but_is_not_recorded(tmp_path, env, kernel_dir):
+    env[wisdom.BUSY_VARIABLE] = "1000"          # no measurement gets a thousand cores per thread
+    config = write_config(tmp_path, **GRID)
+    for _ in range(2):
+        result, attrs, _ = run(config, tmp_path / "a.h5", env)
+        assert attrs["kernel_decision"] == "measured" and "not recorded: the cores were busy" in attrs["auto_choice"]
+        assert not (kernel_dir / wisdom.WISDOM_FILE).exists()
+    env[wisdom.BUSY_VARIABLE] = "much"
+    bad = run_solver("run", config, "-o", tmp_path / "b.h5", env=env, check=False)
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
+        f"error: environment: {wisdom.BUSY_VARIABLE}='much' is not a number; set it to a share such as "
+        f"{wisdom.BUSY_SHARE} (0 records every measurement) or unset it"]
 
 
 def test_a_small_block_is_not_measured(tmp_path, env, kernel_dir):

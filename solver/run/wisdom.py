@@ -11,7 +11,8 @@ A heuristic (solver/run/planning.py) remains where nothing is measured: blocks t
 matter (SMALL_NODES), a single candidate, or a kernel directory where the wisdom cannot be written (a
 measurement every run would cost more than it saves). The file is replaced whole (a temporary file renamed
 over it), so concurrent ensemble members never see half of it; a damaged or unreadable file counts as empty
-and is measured again.
+and is measured again. A measurement during which other processes took the cores (the threads got less
+than BUSY_SHARE of them) decides that run only: it is not recorded, the next run measures again.
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from ..comm import maximum
 from ..core import kernels, tiling
 from ..core.config import Config
 from ..core.grid import largest_block
+from ..errors import EnvironmentSettingError
 from .planning import Plan, can_tile, plan
 
 WISDOM_FILE = "wisdom.json"
@@ -35,6 +37,8 @@ SMALL_NODES = 1 << 16        # a rank's block under this many nodes: the plain k
 SAMPLE_SECONDS = 0.04        # least time of one timed sample; ROUNDS interleaved rounds of every candidate
 ROUNDS = 3
 CANDIDATES = ("numba", "tiled")
+BUSY_SHARE = 0.7             # a measurement whose threads got less CPU than this share is used, not recorded
+BUSY_VARIABLE = "SOLVER_WISDOM_BUSY_SHARE"     # another share (0: record whatever the load; tests)
 
 
 @dataclass(frozen=True)
@@ -122,10 +126,12 @@ def record(file: str, entry_key: str, entry: dict) -> bool:
     return True
 
 
-def measure(cfg: Config, dims: tuple[int, int], names: tuple[str, ...], comm) -> dict[str, float]:
+def measure(cfg: Config, dims: tuple[int, int], names: tuple[str, ...], comm) -> tuple[dict[str, float], float]:
     """MLUPS of each kernel in ``names`` on scratch buffers of a rank's block (every rank at once under MPI,
     so that they share the node as in the run; the slowest rank's time counts), the best of ROUNDS
-    interleaved samples of at least SAMPLE_SECONDS, each sample whole tiled chunks. Collective."""
+    interleaved samples of at least SAMPLE_SECONDS, each sample whole tiled chunks; and the CPU seconds per
+    wall second of the timed rounds (the least rank's): well below the threads, other processes took the
+    cores. Collective."""
     model = cfg.model_impl
     fields, coefficients = len(model.fields), len(model.coefficient_names)
     ny, nx = block_shape(cfg, dims)
@@ -151,11 +157,14 @@ def measure(cfg: Config, dims: tuple[int, int], names: tuple[str, ...], comm) ->
         return maximum(comm, time.perf_counter() - t)
     calls = {name: max(1, math.ceil(SAMPLE_SECONDS / max(sample(name, 1), 1e-9))) for name in names}
     best = {name: math.inf for name in names}
+    wall, cpu = time.perf_counter(), time.process_time()
     for _ in range(ROUNDS):
         for name in names:
             best[name] = min(best[name], sample(name, calls[name]) / calls[name])
+    share = (time.process_time() - cpu) / max(time.perf_counter() - wall, 1e-9)
+    share = -maximum(comm, -share)
     updates = (ny - 2) * (nx - 2) * steps
-    return {name: round(updates / best[name] / 1e6, 1) for name in names}
+    return {name: round(updates / best[name] / 1e6, 1) for name in names}, round(share, 2)
 
 
 def decide(cfg: Config, dims: tuple[int, int], local_ranks: int, threads: int, comm, measuring: bool = True,
@@ -190,13 +199,28 @@ def decide(cfg: Config, dims: tuple[int, int], local_ranks: int, threads: int, c
         return Decision(Plan(chosen.kernel, chosen.halo, f"{chosen.reason}; {reason}"), "heuristic")
     if say:
         say(f"measuring the {' and '.join(names)} kernels on {bx} x {by} nodes per rank (once: recorded in {file})")
-    mlups = measure(cfg, dims, names, comm)
+    mlups, share = measure(cfg, dims, names, comm)
     winner = max(names, key=lambda name: mlups[name])
     entry = {"kernel": winner, "mlups": mlups, "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-             "key": entry_key}
-    written = comm.bcast(record(file, entry_key, entry) if comm.Get_rank() == 0 else None, root=0)
-    note = "measured now" + ("" if written else f"; not recorded: {file} cannot be written")
+             "key": entry_key, "cpu_per_wall": share, "threads": threads}
+    busy = share < busy_share() * threads
+    written = not busy and comm.bcast(record(file, entry_key, entry) if comm.Get_rank() == 0 else None, root=0)
+    note = "measured now" + ("" if written else
+                             f"; not recorded: the cores were busy ({share} CPU seconds per second for {threads} "
+                             "thread(s))" if busy else f"; not recorded: {file} cannot be written")
     return Decision(plan(cfg, dims, local_ranks, (winner, _why(entry, note))), "measured", entry)
+
+
+def busy_share() -> float:
+    """BUSY_SHARE, or the share SOLVER_WISDOM_BUSY_SHARE gives (a number; anything else is refused)."""
+    text = os.environ.get(BUSY_VARIABLE)
+    if text is None:
+        return BUSY_SHARE
+    try:
+        return float(text)
+    except ValueError:
+        raise EnvironmentSettingError(f"environment: {BUSY_VARIABLE}={text!r} is not a number; set it to a "
+                                      f"share such as {BUSY_SHARE} (0 records every measurement) or unset it") from None
 
 
 def _why(entry: dict, note: str) -> str:
