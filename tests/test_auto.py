@@ -44,10 +44,10 @@ def entries(kernel_dir) -> dict:
 def test_auto_measures_once_records_and_reuses_with_the_same_bits(tmp_path, env, kernel_dir):
     config = write_config(tmp_path, **GRID)
     first, attrs, field = run(config, tmp_path / "a.h5", env)
-    assert "measuring the numba and tiled kernels" in first.stdout
+    assert "measuring the numba, rows and tiled kernels" in first.stdout
     assert attrs["kernel_decision"] == "measured" and "measured now" in attrs["auto_choice"]
     measurement = json.loads(attrs["kernel_measurement"])
-    assert set(measurement["mlups"]) == {"numba", "tiled"} and attrs["kernel"] == measurement["kernel"]
+    assert set(measurement["mlups"]) == {"numba", "rows", "tiled"} and attrs["kernel"] == measurement["kernel"]
     recorded = entries(kernel_dir)
     assert list(recorded.values()) == [measurement] and "1 thread(s) x 1 rank(s)" in measurement["key"]
 
@@ -56,7 +56,7 @@ def test_auto_measures_once_records_and_reuses_with_the_same_bits(tmp_path, env,
     assert again["kernel_decision"] == "wisdom" and again["kernel"] == attrs["kernel"]
     assert json.loads(again["kernel_measurement"]) == measurement and entries(kernel_dir) == recorded
     assert np.array_equal(field, same)
-    for kernel in ("numba", "tiled", "numpy"):       # every candidate, and the reference: the same bits
+    for kernel in ("numba", "rows", "tiled", "numpy"):       # every candidate, and the reference: the same bits
         _, forced, bits = run(config, tmp_path / f"{kernel}.h5", env, "--set", f"numerics.kernel={kernel}")
         assert forced["kernel_decision"] == "configured" and np.array_equal(bits, field), kernel
 
@@ -125,7 +125,7 @@ def test_a_small_block_is_not_measured(tmp_path, env, kernel_dir):
 
 def test_dry_run_measures_nothing_and_says_what_the_first_run_does(tmp_path, env, kernel_dir):
     dry = run_solver("run", write_config(tmp_path, **GRID), "--dry-run", env=env).stdout
-    assert "the first run measures numba and tiled" in dry and "# kernel decision  heuristic" in dry
+    assert "the first run measures numba, rows and tiled" in dry and "# kernel decision  heuristic" in dry
     assert not (kernel_dir / wisdom.WISDOM_FILE).exists()
 
 

@@ -40,7 +40,7 @@ from . import external as bench_external
 from .timing import peak_rss_mib, time_kernel
 
 DEFAULT_SIZES = "1024x512,2048x2048,4096x4096"
-DEFAULT_KERNELS = "prange,numba,tiled,numpy"
+DEFAULT_KERNELS = "prange,numba,rows,tiled,numpy"
 COPY_MIB = 256             # each of the two copy arrays: far beyond any L3 of today's CPUs
 SERIAL_ONLY = ("numpy",)   # not threaded: timed once, with one thread
 

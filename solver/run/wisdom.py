@@ -36,7 +36,7 @@ WISDOM_FILE = "wisdom.json"
 SMALL_NODES = 1 << 16        # a rank's block under this many nodes: the plain kernel, nothing measured
 SAMPLE_SECONDS = 0.04        # least time of one timed sample; ROUNDS interleaved rounds of every candidate
 ROUNDS = 3
-CANDIDATES = ("numba", "tiled")
+CANDIDATES = ("numba", "rows", "tiled")
 BUSY_SHARE = 0.7             # a measurement whose threads got less CPU than this share is used, not recorded
 BUSY_VARIABLE = "SOLVER_WISDOM_BUSY_SHARE"     # another share (0: record whatever the load; tests)
 
@@ -194,11 +194,11 @@ def decide(cfg: Config, dims: tuple[int, int], local_ranks: int, threads: int, c
                         "wisdom", entry)
     if how == "heuristic" or not measuring:
         reason = (f"heuristic: {file} cannot be written" if how == "heuristic"
-                  else "heuristic now; the first run measures " + " and ".join(names))
+                  else "heuristic now; the first run measures " + _and(names))
         chosen = heuristic
         return Decision(Plan(chosen.kernel, chosen.halo, f"{chosen.reason}; {reason}"), "heuristic")
     if say:
-        say(f"measuring the {' and '.join(names)} kernels on {bx} x {by} nodes per rank (once: recorded in {file})")
+        say(f"measuring the {_and(names)} kernels on {bx} x {by} nodes per rank (once: recorded in {file})")
     mlups, share = measure(cfg, dims, names, comm)
     winner = max(names, key=lambda name: mlups[name])
     entry = {"kernel": winner, "mlups": mlups, "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -209,6 +209,10 @@ def decide(cfg: Config, dims: tuple[int, int], local_ranks: int, threads: int, c
                              f"; not recorded: the cores were busy ({share} CPU seconds per second for {threads} "
                              "thread(s))" if busy else f"; not recorded: {file} cannot be written")
     return Decision(plan(cfg, dims, local_ranks, (winner, _why(entry, note))), "measured", entry)
+
+
+def _and(names) -> str:
+    return ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else "".join(names)
 
 
 def busy_share() -> float:
