@@ -94,13 +94,17 @@ def read(file: str) -> dict:
     return {k: r for k, r in data.items() if isinstance(r, dict) and r.get("kernel") in CANDIDATES}
 
 
-def writable(directory: str) -> bool:
-    """Whether a wisdom file can be written into ``directory`` (created if absent)."""
-    try:
-        os.makedirs(directory, exist_ok=True)
-    except OSError:
-        return False
-    return os.access(directory, os.W_OK | os.X_OK)
+def writable(directory: str, create: bool = True) -> bool:
+    """Whether a wisdom file can be written into ``directory`` (created if absent; with ``create`` False, as
+    for --dry-run, the nearest existing folder above it is asked instead)."""
+    if create:
+        try:
+            os.makedirs(directory, exist_ok=True)
+        except OSError:
+            return False
+    while not os.path.exists(directory) and os.path.dirname(directory) != directory:
+        directory = os.path.dirname(directory)
+    return os.path.isdir(directory) and os.access(directory, os.W_OK | os.X_OK)
 
 
 def record(file: str, entry_key: str, entry: dict) -> bool:
@@ -190,7 +194,7 @@ def decide(cfg: Config, dims: tuple[int, int], local_ranks: int, threads: int, c
     found = None
     if comm.Get_rank() == 0:
         entry = read(file).get(entry_key)
-        found = ("wisdom", entry) if entry else ("measure", None) if writable(os.path.dirname(file)) else \
+        found = ("wisdom", entry) if entry else ("measure", None) if writable(os.path.dirname(file), measuring) else \
             ("heuristic", None)
     how, entry = comm.bcast(found, root=0)
     if how == "wisdom":
