@@ -156,3 +156,18 @@ def test_every_rank_follows_rank_0s_decision(tmp_path, env, kernel_dir):
     assert (again["kernel"], again["kernel_decision"]) == (other, "wisdom") and np.array_equal(bits, field)
     halo = 31 if other == "tiled" else 15
     assert f"halo {halo} (an exchange every {halo} steps)" in again["auto_choice"]
+
+
+def test_the_benchmarks_in_cache_ceiling_is_measured_not_sized_from_the_reported_cache(monkeypatch):
+    """The ceiling's grids are a sweep of sizes, whatever cache sysfs reports (a guest may report its host's)."""
+    from solver import machine
+    from solver.bench import main as bench
+
+    def reported():
+        raise AssertionError("the benchmark read the reported cache size")
+    monkeypatch.setattr(machine, "last_level_cache", reported)
+    monkeypatch.setattr(machine, "data_caches", reported)
+    grids = bench.in_cache_grids(1)
+    kib = [2 * 8 * nx * ny // 1024 for ny, nx in grids]
+    assert len(grids) >= bench.SWEEP_LEAST and kib == sorted(kib) and kib[0] <= 512 and kib[-1] >= 32 * 1024
+    assert all(nx == 1000 for _, nx in grids)
