@@ -437,6 +437,10 @@ def plot(report: dict, path: str) -> None:
         ax.axhline(ceiling, color="tab:red", linestyle="-.", linewidth=1)
         ax.annotate(f"in-cache ceiling (numba kernel, arithmetic only), {top_threads} thr: {ceiling:.0f}",
                     (0.01, ceiling), xycoords=("axes fraction", "data"), va="bottom", fontsize=8, color="tab:red")
+        sweep = report["in_cache"][f"diffusion {top_threads}"].get("sweep", [])
+        if sweep:       # the measured curve the ceiling comes from: where the rate falls, the cache ends
+            ax.plot([1024 * c["kib"] for c in sweep], [c["mlups"] for c in sweep], ":", marker=".",
+                    color="tab:red", label=f"ceiling sweep (numba), {top_threads} thr")
     for level, size in report["machine"].get("caches_per_cpu0", {}).items():
         m = re.fullmatch(r"(\d+)K", size)
         if m and level in ("L2", "L3"):
