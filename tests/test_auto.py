@@ -173,3 +173,22 @@ def test_the_benchmarks_in_cache_ceiling_is_measured_not_sized_from_the_reported
     kib = [2 * 8 * nx * ny // 1024 for ny, nx in grids]
     assert len(grids) >= bench.SWEEP_LEAST and kib == sorted(kib) and kib[0] <= 512 and kib[-1] >= 32 * 1024
     assert all(nx == 1000 for _, nx in grids)
+
+
+def test_waiting_threads_and_ranks_sleep_or_yield_unless_told_otherwise(monkeypatch):
+    """OpenMP threads wait passively and Open MPI's waits yield (busy cores: docs/performance.md), each unless
+    the variable is set already."""
+    from solver import comm
+    from solver.run import planning
+    environ = {}
+    comm.yielding_waits(environ)
+    assert environ == {"OMPI_MCA_mpi_yield_when_idle": "1"}
+    environ = {"OMPI_MCA_mpi_yield_when_idle": "0"}
+    comm.yielding_waits(environ)
+    assert environ == {"OMPI_MCA_mpi_yield_when_idle": "0"}
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    planning.passive_waiting()
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    planning.passive_waiting()
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
