@@ -60,8 +60,18 @@ class Output:
     def snapshots(self) -> int:
         return self.time.size
 
+    @property
+    def dx(self) -> float:
+        """The spacing of the stored nodes along x (a subsampled output's own, not the run's)."""
+        return float(self.x[1] - self.x[0])
+
+    @property
+    def dy(self) -> float:
+        return float(self.y[1] - self.y[0])
+
     def snapshot(self, index: int) -> np.ndarray:
-        """The field at snapshot ``index`` (negative counts from the end), shape (ny, nx)."""
+        """The field at snapshot ``index`` (negative counts from the end), shape (ny, nx) of the stored nodes,
+        as float64 whatever the stored precision."""
         import h5py
         with reading(self.path), h5py.File(self.path, "r") as f:
             return np.asarray(f[self.field][index], dtype=np.float64)
@@ -78,7 +88,9 @@ class Output:
                              f"{what} has nothing to compare with; add an exact() to the model (docs/models.md)")
 
     def exact(self, index: int) -> np.ndarray:
-        """The model's exact solution of this field at the time of snapshot ``index``."""
+        """The model's exact solution of this field at the time of snapshot ``index``, on the stored nodes (a
+        window or subsampling of the grid: solver/core/sampling.py, from the config stored in the file)."""
+        from solver.core import sampling
         from solver.core.fields import exact_field
         from solver.core.grid import init_global_grid
         self.require_exact("this comparison")
@@ -88,7 +100,9 @@ class Output:
                   f"{recorded}, now {model.source_hash}): the exact field is today's", file=sys.stderr)
             self._warned = True
         fields = exact_field(self.cfg, init_global_grid(self.cfg), float(self.time[index]))
-        return fields[list(self.cfg.model_impl.fields).index(self.field)]
+        rows, cols = sampling.selection(self.cfg, "y"), sampling.selection(self.cfg, "x")
+        return fields[list(self.cfg.model_impl.fields).index(self.field)][rows.start:rows.stop:rows.step,
+                                                                          cols.start:cols.stop:cols.step]
 
     def check_index(self, index: int) -> int:
         n = self.snapshots

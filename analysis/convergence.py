@@ -78,7 +78,7 @@ def study(base: Config, levels: int, stability: float, workdir: str) -> tuple[li
         started = time.perf_counter()
         run(cfg, path, say=lambda message, error=False: None)
         out = open_output(path)
-        e = errors(out.snapshot(-1), out.exact(-1), cfg.dx, cfg.dy)
+        e = errors(out.snapshot(-1), out.exact(-1), out.dx, out.dy)
         rows.append({"level": level, "nx": cfg.grid.nx, "ny": cfg.grid.ny, "dx": cfg.dx, "dy": cfg.dy,
                      "dt": cfg.time.dt, "steps": cfg.nsteps, "stability": cfg.stability, "file": path,
                      "l2": e["l2"], "max": e["max"]})

@@ -123,7 +123,7 @@ def read_member(path: str, field: str):
         with h5py.File(path, "r") as f:
             if not f.attrs.get("complete", 0):
                 raise ValueError("file not marked complete")
-            final = f[field][-1]
+            final = np.asarray(f[field][-1], dtype=np.float64)        # float32 storage too
             x, y, t = f["x"][:], f["y"][:], float(f["time"][-1])
             keys = [k for k in str(attribute(f.attrs.get("ensemble_parameters", ""))).split(",") if k]
             parameters = {key: f.attrs[f"param.{key}"] for key in keys}

@@ -33,14 +33,14 @@ def error_table(out: Output) -> list[dict]:
     """One row per snapshot: its time and its errors against the exact solution."""
     rows = []
     for index in range(out.snapshots):
-        e = errors(out.snapshot(index), out.exact(index), out.cfg.dx, out.cfg.dy)
+        e = errors(out.snapshot(index), out.exact(index), out.dx, out.dy)
         rows.append({"snapshot": index, "time": float(out.time[index]), **e})
     return rows
 
 
 def format_table(out: Output, rows: list[dict]) -> str:
     t = out.units["time"]
-    lines = [f"{out.path}: {out.x.size} x {out.y.size} nodes, dx = {out.cfg.dx:.4g}, dy = {out.cfg.dy:.4g}, "
+    lines = [f"{out.path}: {out.x.size} x {out.y.size} nodes, dx = {out.dx:.4g}, dy = {out.dy:.4g}, "
              f"dt = {out.cfg.time.dt:g}",
              f"{'snapshot':>8}  {'t [' + t + ']':>10}  {'L2 error':>10}  {'L2 rel':>9}  {'max error':>10}  "
              f"{'max rel':>9}"]

@@ -20,12 +20,12 @@ from . import machine, safety
 from .args import Parser
 from .comm import SERIAL, launcher_size, on_root, world
 from .core import config as config_module
-from .core import tiling
+from .core import sampling, tiling
 from .errors import EXIT_FAILED, EXIT_REQUEUE, EXIT_USAGE, ConfigError, OutputError, RunError, UserError
 from .info import describe
 from .run import run
 from .run import wisdom
-from .run.planning import check_fits, choose_threads, footprint
+from .run.planning import check_fits, choose_threads, footprint, output_size
 from .storage import output
 from .storage.checkpoint import Stopped, check_owner, check_stop_file, path_for, record_stop
 from .storage.files import check_run_paths
@@ -278,7 +278,8 @@ def format_summary(s: dict, path: str) -> str:
              if "max_error" in s else "")
     return (f"done: {s['grid']} nodes, {s['steps']} steps on {s['ranks']} rank(s) x {s['threads_per_rank']} "
             f"thread(s) in {s['wall_seconds']:.2f} s (loop {s['loop_seconds']:.2f} s: compute "
-            f"{s['compute_seconds']:.2f}, halo {s['halo_seconds']:.2f}, io {s['io_seconds']:.2f})\n"
+            f"{s['compute_seconds']:.2f}, halo {s['halo_seconds']:.2f}, io {s['io_seconds']:.2f}"
+            + (f", probes and series {s['records_seconds']:.2f}" if s.get("records_seconds") else "") + ")\n"
             f"      {s['mlups']:.0f} MLUPS, {error}peak memory {s['peak_memory_mib_per_rank']:.0f} MiB/rank\n"
             f"      wrote {path} ({s['snapshots']} snapshots)")
 
@@ -337,14 +338,12 @@ def dry_run(cfg, path: str, ranks: int | None) -> str:
     (px, py), (bx, by), field_bytes, chosen = need.dims, need.block, need.field_bytes, need.plan
     h = chosen.halo
     check_fits(cfg, ranks, warn=lambda message: print(message, file=sys.stderr, flush=True))
-    every = cfg.output.every
-    snapshots = 1 + (cfg.nsteps // every + (cfg.nsteps % every > 0) if every else 1)
     fields = len(cfg.model_impl.fields)
     scratch = ""
     if chosen.kernel == "tiled":
         scratch = f", plus {_size(tiling.scratch_bytes_per_thread(fields, by))} of ring buffers per thread (tiled kernel)"
     static = len(cfg.model_impl.coefficient_names)
-    output_bytes = (snapshots * fields + static) * cfg.grid.nx * cfg.grid.ny * 8
+    output_bytes, output_text = output_size(cfg)
     buffers = "the two field buffers" + (f" and {static} coefficient field(s)" if static else "")
     return "\n".join([
         cfg.to_yaml().rstrip(),
@@ -359,8 +358,8 @@ def dry_run(cfg, path: str, ranks: int | None) -> str:
         f"# kernel decision  {decision.how}" + (f" ({wisdom.path()})" if decision.how != "configured" else ""),
         f"# memory per rank  {_size(field_bytes)} for {buffers}{scratch} "
         f"(and about 150 MiB for Python, numba and HDF5)",
-        f"# output size      {_size(output_bytes)} ({snapshots} snapshots of {fields} field(s) of "
-        f"{cfg.grid.nx} x {cfg.grid.ny} float64" + (f", and {static} coefficient field(s) once)" if static else ")"),
+        f"# output size      {_size(output_bytes)} ({output_text})",
+        *(f"# {line}" for line in sampling.describe_probes(cfg)),
     ])
 
 

@@ -8,6 +8,7 @@ The few verbs the rest of the package uses beyond mpi4py's own methods:
 
 - :func:`world`: the communicator of this process;
 - :func:`maximum`, :func:`any_true`, :func:`all_true`: reductions that cost nothing on one rank;
+- :func:`sum_and_max`: sums and maxima of arrays in one reduction (the output's per-step series);
 - :func:`on_root`: rank 0 checks (the file system, say), every rank raises the same UserError;
 - :func:`ranks_on_node`: how many ranks share this node.
 """
@@ -123,6 +124,30 @@ def any_true(comm, value: bool) -> bool:
 def all_true(comm, value: bool) -> bool:
     """True on every rank if it is true on all."""
     return _reduce(comm, bool(value), "LAND")
+
+
+_SUM_MAX = []      # the MPI operation of sum_and_max, created once
+
+
+def sum_and_max(comm, sums, maxima):
+    """(sums over the ranks of ``sums``, maxima over the ranks of ``maxima``), float64 arrays, in one Allreduce
+    (a user-defined operation on the two packed together); the arrays themselves on one rank."""
+    if comm.Get_size() == 1:
+        return sums, maxima
+    import numpy as np
+    MPI = mpi()
+    if not _SUM_MAX:
+        def combine(inbuf, inoutbuf, datatype):
+            a, b = np.frombuffer(inbuf, dtype=np.float64), np.frombuffer(inoutbuf, dtype=np.float64)
+            half = b.size // 2
+            b[:half] += a[:half]
+            np.maximum(b[half:], a[half:], out=b[half:])
+        _SUM_MAX.append(MPI.Op.Create(combine, commute=True))
+    packed = np.concatenate([np.ravel(sums), np.ravel(maxima)]).astype(np.float64)
+    out = np.empty_like(packed)
+    comm.Allreduce(packed, out, op=_SUM_MAX[0])
+    half = np.size(sums)
+    return out[:half].reshape(np.shape(sums)), out[half:].reshape(np.shape(maxima))
 
 
 def on_root(comm, check: Callable[[], Any]) -> Any:

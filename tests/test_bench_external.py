@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from conftest import run_solver
+from conftest import REPO, run_solver
 from solver.bench import external as bench_external
 from solver.bench import main as bench
 from solver.errors import ConfigError
@@ -67,3 +67,12 @@ def test_default_kernels_include_the_installed_libraries(tmp_path):
                "--json", tmp_path / "bench.json", timeout=300)
     rows = json.loads((tmp_path / "bench.json").read_text())["results"]
     assert [r["kernel"] for r in rows] == [*bench.DEFAULT_KERNELS.split(","), *bench_external.LIBRARIES]
+
+
+def test_models_are_built_in_names_or_model_files(tmp_path):
+    """--models takes a user's model file beside the built-ins; anything else is one line."""
+    specs = bench.parse_models(f"layered, {REPO / 'configs' / 'heat_source.py'}")
+    assert specs == ["layered", str(REPO / "configs" / "heat_source.py")]
+    for wrong, words in (("difusion", "neither a built-in"), ("nowhere/model.py", "no such model file"), (" , ", "empty")):
+        with pytest.raises(ConfigError, match=words):
+            bench.parse_models(wrong)

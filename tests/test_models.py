@@ -265,6 +265,28 @@ def test_a_heterogeneous_medium_conserves_the_total_and_writes_its_coefficient_f
     assert_same_bits(tmp_path / "tiled.h5", tmp_path / "numpy.h5", "layered: tiled against numpy")
 
 
+def test_the_heat_source_example_closes_its_heat_budget_on_every_kernel(tmp_path):
+    """configs/heat-source.yaml with its model file next to it (a coefficient field q, a switch-on forcing h):
+    with zero-flux sides each step adds dt h(t) Q to the trapezoid total of T (Q: q's), to round-off; nothing
+    before the switch-on; the same bits on every kernel."""
+    heat_source = models.load(str(REPO / "configs" / "heat_source.py")).module
+    physics, dt = heat_source.Physics(), 0.02
+    for kernel in ("numpy", "numba", "tiled"):
+        run_solver("run", REPO / "configs" / "heat-source.yaml", "-o", tmp_path / f"{kernel}.h5",
+                   "--set", f"numerics.kernel={kernel}", "--set", "time.t_end=1.0")
+    for other in ("numba", "tiled"):
+        assert_same_bits(tmp_path / f"{other}.h5", tmp_path / "numpy.h5", f"heat source: {other} against numpy")
+    with h5py.File(tmp_path / "numpy.h5") as f:
+        weights = trapezoid(f["q"].shape, "xy")
+        heating = np.sum(weights * f["q"][...])
+        times, totals_now = f["time"][...], [np.sum(weights * snapshot) for snapshot in f["T"]]
+    steps = np.arange(int(round(times[-1] / dt)))
+    added = np.cumsum([dt * heat_source.forcing(physics, s * dt)[0] * heating for s in steps])
+    expected = [0.0 if t == 0 else added[int(round(t / dt)) - 1] for t in times]
+    assert np.allclose(totals_now, expected, rtol=1e-12, atol=1e-12), (totals_now, expected)
+    assert totals_now[-1] > 0.5 * heating and heat_source.forcing(physics, 0.0) == (0.0,)
+
+
 def test_fixed_boundaries_do_not_conserve_the_total(tmp_path):
     """The check above can fail: with fixed (Dirichlet) sides mass leaves through them."""
     config = model_config(tmp_path, "diffusion", initial={"center": [0.3, 0.2], "sigma": 0.15},

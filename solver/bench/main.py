@@ -136,6 +136,24 @@ def parse_list(text: str, option: str, valid) -> list[str]:
     return items
 
 
+def parse_models(text: str) -> list[str]:
+    """--models: built-in model names and model files (paths ending in .py, from the current directory)."""
+    specs = []
+    for item in (s.strip() for s in text.split(",")):
+        if item.endswith(".py") or os.sep in item:
+            if not os.path.isfile(item):
+                raise ConfigError(f"--models {item!r}: no such model file; give the path of a model file (.py)")
+            specs.append(models.resolve(item))
+        elif item in models.BUILT_IN:
+            specs.append(item)
+        elif item:
+            raise ConfigError(f"--models {item!r} is neither a built-in model ({', '.join(models.BUILT_IN)}) "
+                              "nor a model file (a path ending in .py)")
+    if not specs:
+        raise ConfigError(f"--models is empty; give built-in models ({', '.join(models.BUILT_IN)}) or model files")
+    return specs
+
+
 def parse_threads(text: str, limit: int) -> list[int]:
     out = []
     for item in text.split(","):
@@ -475,8 +493,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kernels", help=f"kernels to time, comma-separated (default {DEFAULT_KERNELS}, and "
                    f"{','.join(bench_external.LIBRARIES)} when installed: {bench_external.INSTALL}; "
                    "prange is the yardstick)")
-    p.add_argument("--models", default="diffusion", help="built-in models whose update the kernels apply, "
-                   "comma-separated, or all (default diffusion)")
+    p.add_argument("--models", default="diffusion", help="models whose update the kernels apply, comma-separated: "
+                   "built-in names or model files (path ending in .py), or all (the built-ins; default diffusion)")
     p.add_argument("--threads", default="1,all", help="thread counts, comma-separated; 'all' = NUMBA_NUM_THREADS "
                    "(default 1,all)")
     p.add_argument("--seconds", type=float, default=0.5,
@@ -503,7 +521,7 @@ def main(args: argparse.Namespace) -> int:
     sizes = parse_sizes(args.sizes)
     default = ",".join([DEFAULT_KERNELS, *filter(bench_external.available, bench_external.LIBRARIES)])
     names = parse_list(args.kernels or default, "--kernels", [*KERNEL_NAMES, *bench_external.LIBRARIES])
-    model_specs = models.BUILT_IN if args.models == "all" else parse_list(args.models, "--models", models.BUILT_IN)
+    model_specs = models.BUILT_IN if args.models == "all" else parse_models(args.models)
     bench_external.check_installed(names)
     threads = parse_threads(args.threads, limit)
     if args.seconds <= 0 or min(args.repeats, args.copy_mib, 1 if args.mpi_steps is None else args.mpi_steps,

@@ -47,10 +47,30 @@ class Time:
     t_end: float = 5.0                    # simulated time; a whole number of steps
 
 
+PRECISIONS = ("float64", "float32")
+COMPRESSIONS = ("none", "gzip")
+
+
 @dataclass(frozen=True)
 class Output:
+    """What the output file holds and how it is stored (solver/storage/output.py, records.py). The computation is
+    float64 whatever is stored; checkpoints are always float64 and whole."""
     path: str = "results/default.h5"      # HDF5 file, relative to the working directory
     every: int = 0                        # steps between snapshots; 0 = initial and final state only
+    precision: str = "float64"            # float64 | float32: the snapshots' storage type; float32 is the float64
+                                          # result rounded once (to nearest), recorded in each field's attributes
+    compression: str = "none"             # none | gzip: a lossless filter on the snapshot datasets (chunked;
+                                          # collective under MPI, which needs HDF5 >= 1.10.2)
+    compression_level: int = 4            # gzip level, 1 (fast) .. 9 (small)
+    shuffle: bool = True                  # byte shuffle before gzip (smaller files for floats)
+    subsample: tuple[int, int] = (1, 1)   # [sx, sy]: keep every sx-th node along x, every sy-th along y
+    window: dict = field(default_factory=dict)   # {x: [a, b], y: [c, d]}: keep only the nodes inside (either
+                                                 # axis may be left out); the coordinates follow
+    probes: dict = field(default_factory=dict)   # {name: [x, y]}: points snapped to their nearest node whose
+                                                 # value of every field is recorded every probe_every steps
+    probe_every: int = 1                  # steps between probe records (with step 0 and the last step)
+    series_every: int = 0                 # steps between records of each field's total (trapezoid integral),
+                                          # min, max and L2 norm; 0 = none
 
 
 @dataclass(frozen=True)
@@ -151,6 +171,7 @@ class Config:
 
 KERNEL_CHOICES = ("auto", *KERNELS)           # numerics.kernel: auto, or a kernel by name
 AUTO_COUNTS = ("parallel.threads", "parallel.ranks", "parallel.halo")    # a count, or auto
+COUNT_PAIRS = ("output.subsample",)    # two whole numbers
 MAX_NODES = 2 ** 31 - 1     # per axis: far beyond any memory, and keeps dx and the indices sane
 MAX_STEPS = 1e15
 
@@ -158,6 +179,11 @@ MAX_STEPS = 1e15
 def section_types(model: models.Model) -> dict[str, type]:
     """Section name -> dataclass, with the model's physics and initial sections."""
     return {**_SECTION_TYPES, "physics": model.Physics, "initial": model.Initial}
+
+
+def plain(obj: Any) -> Any:
+    """A section (or the config) as plain YAML-ready values: mappings, lists, numbers, text."""
+    return _to_plain(obj)
 
 
 def _to_plain(obj: Any) -> Any:

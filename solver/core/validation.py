@@ -14,9 +14,10 @@ import numpy as np
 
 from .. import models
 from ..errors import ConfigError, ModelError
+from . import sampling
 from .perturbations import DISTRIBUTIONS, NOT_PERTURBED, check_distribution, perturbed_width, show
-from .schema import (AUTO_COUNTS, BOUNDARIES, KERNEL_CHOICES, MAX_NODES, MAX_STEPS, SIDES, Config,
-                     section_types)
+from .schema import (AUTO_COUNTS, BOUNDARIES, COMPRESSIONS, COUNT_PAIRS, KERNEL_CHOICES, MAX_NODES, MAX_STEPS,
+                     PRECISIONS, SIDES, Config, section_types)
 
 
 def close_matches(word: str, choices, n: int = 1) -> list[str]:
@@ -49,6 +50,8 @@ def _coerce(value: Any, default: Any, key: str, source: str) -> Any:
     """Check a value against the type of its default; the counts that default to 'auto' also take 'auto'."""
     bad = ConfigError(f"{source}: {key} = {show(value)}: expected "
                       f"{_expected(default, key)}")
+    if key in COUNT_PAIRS:
+        return _pair(value, int, bad)
     if key in AUTO_COUNTS:
         if value == "auto":
             return value
@@ -117,6 +120,8 @@ def _pair(value: Any, kind: type, bad: ConfigError) -> tuple:
 
 
 def _expected(default: Any, key: str) -> str:
+    if key in COUNT_PAIRS:
+        return "a pair of whole numbers like [2, 2]"
     if key in AUTO_COUNTS:
         return "auto or a whole number"
     if isinstance(default, bool):
@@ -197,6 +202,7 @@ def validate(cfg: Config) -> None:
         fail(f"checkpoint.every = {cfg.checkpoint.every} must be 0 (on signal only) or a positive step count")
     if not cfg.output.path:
         fail("output.path is empty: name an output file such as results/run.h5")
+    _validate_output(cfg, fail)
     if cfg.numerics.kernel not in KERNEL_CHOICES:
         close = close_matches(cfg.numerics.kernel, KERNEL_CHOICES, n=1)
         hint = f"did you mean {close[0]}?" if close else f"choose one of {', '.join(KERNEL_CHOICES)}"
@@ -221,6 +227,53 @@ def validate(cfg: Config) -> None:
         fail(f"time.dt = {cfg.time.dt} is unstable for the {model.name} model on this grid "
              f"({cfg.stability:.3g} times the largest stable dt); use time.dt <= {limit:.4g}")
     _validate_ensemble(cfg, src)
+
+
+PROBE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
+
+
+def _choice(fail, key: str, value: str, choices) -> None:
+    if value not in choices:
+        close = close_matches(str(value), choices, n=1)
+        fail(f"{key} = {value!r}; " + (f"did you mean {close[0]}?" if close else f"choose one of {', '.join(choices)}"))
+
+
+def _validate_output(cfg: Config, fail) -> None:
+    """The output's storage, selection, probes and series (solver/core/sampling.py reads them)."""
+    out = cfg.output
+    _choice(fail, "output.precision", out.precision, PRECISIONS)
+    _choice(fail, "output.compression", out.compression, COMPRESSIONS)
+    if not 1 <= out.compression_level <= 9:
+        fail(f"output.compression_level = {out.compression_level} must be a gzip level from 1 (fast) to 9 (small)")
+    if min(out.subsample) < 1:
+        fail(f"output.subsample = {list(out.subsample)} must be two counts of at least 1 ([1, 1] keeps every node)")
+    for axis in out.window:
+        if axis not in ("x", "y"):
+            fail(f"output.window has a key {axis!r}; give x: [a, b] and/or y: [c, d]")
+    for axis, span in out.window.items():
+        lo, hi = _pair(span, float, ConfigError(f"{cfg.source}: output.window.{axis} = {show(span)}: expected "
+                                                "a pair of numbers like [0.5, 1.5]"))
+        if not lo <= hi:
+            fail(f"output.window.{axis} = [{lo}, {hi}]: the upper end must not be below the lower one")
+    for axis in ("x", "y"):
+        kept = len(sampling.selection(cfg, axis))
+        if kept < 2:
+            fail(f"output.window and output.subsample keep {kept} node(s) along {axis}; snapshots need at least "
+                 f"2 (widen output.window.{axis} or lower the subsample)")
+    if out.probe_every < 1:
+        fail(f"output.probe_every = {out.probe_every} must be at least 1 (steps between probe records)")
+    if out.series_every < 0:
+        fail(f"output.series_every = {out.series_every} must be 0 (no series) or a positive step count")
+    (x0, x1), (y0, y1) = cfg.grid.x, cfg.grid.y
+    for name, point in out.probes.items():
+        if not isinstance(name, str) or not PROBE_NAME.fullmatch(name):
+            fail(f"output.probes: the name {show(name)} must start with a letter and hold only letters, digits "
+                 "and _ (64 at most): it names the probe's series in the file")
+        where = f"output.probes.{name}"
+        x, y = _pair(point, float, ConfigError(f"{cfg.source}: {where} = {show(point)}: expected a point [x, y]"))
+        if sampling.snap(cfg, "x", x) is None or sampling.snap(cfg, "y", y) is None:
+            fail(f"{where} = [{x:g}, {y:g}] lies outside the domain x in [{x0:g}, {x1:g}], y in [{y0:g}, {y1:g}]; "
+                 "move it inside")
 
 
 def _validate_ensemble(cfg: Config, src: str) -> None:

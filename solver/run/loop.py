@@ -82,12 +82,15 @@ def run(cfg: Config, path: str, comm=SERIAL, say=None, restart: str = "never", m
     v[...] = u
 
     t0 = time.perf_counter()
-    writer = FieldWriter(path, cfg, decomp, attrs, resume_at=snapshots)
+    writer = FieldWriter(path, cfg, decomp, attrs, resume_at=snapshots, resume_step=first)
     try:
         if snapshots is None:
             writer.write_coefficients(stepper.coefficient_fields[owned])
             writer.append(0.0, u[owned])
+            writer.record(0, u[owned])
         timer.add("io", t0)
+        for line in writer.records.describe():
+            say(line)
 
         # Time loop
         nsteps, every, dt = cfg.nsteps, cfg.output.every, cfg.time.dt
@@ -102,7 +105,7 @@ def run(cfg: Config, path: str, comm=SERIAL, say=None, restart: str = "never", m
         with checkpoint.SignalFlag() as signals:
             while step < nsteps:
                 stop = min(last, _next_multiple(step, report_every), step + poll_steps)
-                for period in (every, checkpoint_every):
+                for period in (every, checkpoint_every, *writer.records.stops()):
                     if period:
                         stop = min(stop, _next_multiple(step, period))
                 u, v = stepper.advance(u, v, step, stop - step)
@@ -113,6 +116,10 @@ def run(cfg: Config, path: str, comm=SERIAL, say=None, restart: str = "never", m
                     t = time.perf_counter()
                     writer.append(step * dt, u[owned])
                     timer.add("io", t)
+                if writer.records.due(step):
+                    t = time.perf_counter()
+                    writer.record(step, u[owned])
+                    timer.add("records", t)
                 if step % report_every == 0 or step == nsteps:
                     check_finite(u[owned], step, cfg, comm)
                     elapsed = time.perf_counter() - loop_start
@@ -147,6 +154,7 @@ def run(cfg: Config, path: str, comm=SERIAL, say=None, restart: str = "never", m
             "ranks": decomp.size, "threads_per_rank": threads,
             "wall_seconds": time.perf_counter() - wall_start, "loop_seconds": loop_seconds,
             "compute_seconds": seconds["compute"], "halo_seconds": seconds["halo"], "io_seconds": seconds["io"],
+            "records_seconds": seconds["records"],
             "mlups": mlups, **errors, "peak_memory_mib_per_rank": memory,
         }
         stepper.close()

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from .. import machine, models
 from ..comm import local_launcher_size
-from ..core import tiling
+from ..core import sampling, tiling
 from ..core.config import SIDES, Config
 from ..core.grid import check_halo, largest_block, process_dims
 from ..errors import ConfigError, EnvironmentSettingError
@@ -169,3 +169,27 @@ def check_fits(cfg: Config, ranks: int, warn=None) -> None:
     """Refuse (or warn, for --dry-run) a run whose per-rank fields cannot fit in the memory it may use:
     the two buffers plus the initial condition's temporaries, about twice the buffers."""
     machine.check_memory(2 * footprint(cfg, ranks).field_bytes, local_launcher_size(), warn)
+
+
+def output_size(cfg: Config) -> tuple[int, str]:
+    """The bytes of the output's data (before any compression) and what they are, for --dry-run: the snapshots
+    of the stored nodes (output.window, output.subsample) in the stored precision, the coefficient fields once,
+    and the probe and series records (float64)."""
+    every, nsteps, model = cfg.output.every, cfg.nsteps, cfg.model_impl
+    snapshots = 1 + (nsteps // every + (nsteps % every > 0) if every else 1)
+    fields, static = len(model.fields), len(model.coefficient_names)
+    nx, ny = len(sampling.selection(cfg, "x")), len(sampling.selection(cfg, "y"))
+    itemsize = 4 if cfg.output.precision == "float32" else 8
+    probes = len(cfg.output.probes)
+    probe_records = sampling.records_until(cfg.output.probe_every if probes else 0, nsteps, nsteps)
+    series_records = sampling.records_until(cfg.output.series_every, nsteps, nsteps)
+    records = 8 * (probe_records * (probes * fields + 1) + series_records * (4 * fields + 1))
+    total = (snapshots * fields + static) * nx * ny * itemsize + records
+    kept = "" if (nx, ny) == (cfg.grid.nx, cfg.grid.ny) else f" (of {cfg.grid.nx} x {cfg.grid.ny})"
+    text = (f"{snapshots} snapshots of {fields} field(s) of {nx} x {ny}{kept} {cfg.output.precision}"
+            + (f", {static} coefficient field(s) once" if static else "")
+            + (f", {probe_records} records of {probes} probe(s)" if probe_records else "")
+            + (f", {series_records} series records" if series_records else "")
+            + ("; before gzip, which makes it smaller by a factor that depends on the field"
+               if cfg.output.compression != "none" else ""))
+    return total, text

@@ -23,7 +23,7 @@ from ..parallel.halo import HaloExchange, fill_boundaries
 @dataclass
 class Timer:
     """Seconds spent per phase of the run loop."""
-    seconds: dict = field(default_factory=lambda: {"compute": 0.0, "halo": 0.0, "io": 0.0})
+    seconds: dict = field(default_factory=lambda: {"compute": 0.0, "halo": 0.0, "io": 0.0, "records": 0.0})
 
     def add(self, phase: str, since: float) -> float:
         t = time.perf_counter()

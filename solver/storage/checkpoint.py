@@ -27,6 +27,7 @@ import yaml
 
 from ..comm import any_true, on_root
 from ..core.config import Config
+from ..core.schema import plain
 from ..core.grid import Decomposition
 from ..errors import EXIT_REQUEUE, CheckpointError, EnvironmentSettingError
 from .files import CHECKPOINT, CHECKPOINT_FORMAT as FORMAT, kind
@@ -113,6 +114,10 @@ def result_hash(cfg: Config) -> str:
     """Hash of the settings that decide the field and the snapshots, not of how the run is parallelised."""
     settings = {key: cfg.to_dict()[key] for key in RESULT_KEYS}
     settings["output.every"] = cfg.output.every
+    layout = {key: value for key, value in cfg.to_dict()["output"].items()
+              if key not in ("path", "every") and value != plain(type(cfg.output)())[key]}
+    if layout:          # what the output stores (absent for the defaults: older checkpoints stay valid)
+        settings["output.layout"] = layout
     settings["model"] = cfg.model_impl.source_hash           # where the file lies does not matter
     return hashlib.sha256(yaml.safe_dump(settings, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -259,7 +264,7 @@ def inspect(path: str, cfg: Config, output_partial: str) -> dict:
         raise CheckpointError(f"{refuse} is not a complete {FORMAT} file; {restart}")
     if str(attribute(attrs["result_hash"])) != result_hash(cfg):
         raise CheckpointError(f"{refuse} was written for another config (the model or its source, grid, physics, "
-                              f"initial, boundary, time or output.every differ); run with the same config, "
+                              f"initial, boundary, time or output settings differ); run with the same config, "
                               f"or {restart}")
     step, snapshots = int(attrs["step"]), int(attrs["snapshots"])
     if shape != (cfg.grid.ny, cfg.grid.nx) or not 0 <= step <= cfg.nsteps or not 1 <= snapshots <= step + 1:
@@ -292,7 +297,7 @@ def check_owner(path: str, cfg: Config) -> None:
         return
     if recorded != result_hash(cfg):
         raise CheckpointError(f"checkpoint {path} belongs to the run of another config (the model or its source, "
-                              "grid, physics, initial, boundary, time or output.every differ); set checkpoint.path "
+                              "grid, physics, initial, boundary, time or output settings differ); set checkpoint.path "
                               "to another file, or remove it if that run is yours to lose")
 
 

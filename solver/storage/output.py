@@ -1,9 +1,12 @@
 """Output: snapshots of the field in one HDF5 file that xarray, netCDF tools and ParaView read.
 
 Layout (netCDF-4 compatible): dimension scales ``time`` (unlimited), ``y`` and ``x``, one dataset per field
-of the model, named by the field (``C(time, y, x)`` for the single-field models), float64 with CF
+of the model, named by the field (``C(time, y, x)`` for the single-field models), with CF
 ``units``/``long_name`` from the model, and provenance as root attributes, all in
-classic-model types (see :func:`set_netcdf_attrs`). Rank 0 writes an XDMF sidecar (``PATH`` with ``.xdmf``)
+classic-model types (see :func:`set_netcdf_attrs`). The config's ``output`` section decides how they are
+stored (:func:`storage`: float64 or float32, gzip or not) and which nodes (``y`` and ``x`` are the kept nodes'
+coordinates: solver/core/sampling.py); probes and per-step series go along their own time axes
+(solver/storage/records.py). Rank 0 writes an XDMF sidecar (``PATH`` with ``.xdmf``)
 for ParaView and VisIt when the file is complete. The file is
 written as ``PATH.partial`` and renamed when complete, after its ``complete`` attribute is set, so a file
 under the final name is always whole. Under MPI every rank writes its own block straight into the global
@@ -23,39 +26,74 @@ from typing import Any
 
 import numpy as np
 
+from ..core import sampling
 from ..core.grid import Decomposition
 from ..errors import ConfigError, OutputError
+from .netcdf import attribute, set_netcdf_attrs  # noqa: F401  (readers import attribute from here)
+from .records import Records
 from .xdmf import write_xdmf
 
 CHUNK_EDGE = 512       # chunk at most 512 x 512 nodes (2 MiB) per snapshot
+DTYPES = {"float64": np.float64, "float32": np.float32}
+FILTERS_IN_PARALLEL = (1, 10, 2)     # the first HDF5 whose collective writes take filtered (compressed) datasets
 
 
-def set_netcdf_attrs(attrs, values: dict[str, Any]) -> None:
-    """Store attributes in types of the netCDF classic data model: text as fixed-length UTF-8 (NC_CHAR, not
-    h5py's variable-length NC_STRING), whole numbers as 32-bit NC_INT, floats as NC_DOUBLE, None as "".
-    With NC_STRING and int64 the file is netCDF-4 only: ``nccopy -k nc7`` and classic-model tools refuse it.
-    h5py reads such text back as bytes (:func:`attribute` decodes it)."""
+def storage(cfg) -> dict:
+    """How the snapshot datasets are stored (``h5py.create_dataset`` options besides shape and chunks)."""
+    out = cfg.output
+    options = {"dtype": DTYPES[out.precision]}
+    if out.compression == "gzip":
+        options.update(compression="gzip", compression_opts=out.compression_level, shuffle=out.shuffle)
+    return options
+
+
+def check_storage(cfg, parallel: bool) -> None:
+    """Refuse, before anything is written, a compression the HDF5 in use cannot write (never silently
+    uncompressed): gzip needs the deflate filter, and under MPI an HDF5 of at least 1.10.2."""
     import h5py
-    for key, value in values.items():
-        if value is None:
-            value = ""
-        if isinstance(value, str):
-            data = value.encode("utf-8")
-            length = max(len(data), 1)          # HDF5 has no zero-length strings; NUL padding reads as ""
-            attrs.create(key, np.array(data, dtype=f"S{length}"), dtype=h5py.string_dtype("utf-8", length))
-            continue
-        array = np.asarray(value)
-        if array.dtype.kind in "biu" and np.all(np.abs(array.astype(np.int64)) < 2 ** 31):
-            value = array.astype(np.int32)
-        attrs[key] = value
+    if cfg.output.compression == "none":
+        return
+    version = h5py.version.hdf5_version_tuple
+    if not h5py.h5z.filter_avail(h5py.h5z.FILTER_DEFLATE):
+        raise ConfigError(f"{cfg.source}: output.compression = gzip, but the HDF5 in use "
+                          f"({h5py.version.hdf5_version}) has no deflate filter; set output.compression: none or "
+                          "use an HDF5 built with zlib")
+    if parallel and tuple(version[:3]) < FILTERS_IN_PARALLEL:
+        raise ConfigError(f"{cfg.source}: output.compression = gzip under MPI needs parallel HDF5 >= 1.10.2 "
+                          f"(this is {h5py.version.hdf5_version}); set output.compression: none, run on one "
+                          "process, or build h5py on a newer HDF5 (jobs/setup.sh)")
 
 
-def attribute(value: Any) -> Any:
-    """An attribute as plain Python: text (stored as fixed-length bytes, see :func:`set_netcdf_attrs`)
-    decoded, numpy scalars and arrays as numbers and lists. Every reader of provenance goes through here."""
-    if hasattr(value, "tolist"):
-        value = value.tolist()
-    return value.decode() if isinstance(value, bytes) else value
+def describe_storage(cfg) -> dict:
+    """The output's storage choices as provenance attributes."""
+    out = cfg.output
+    compression = "none" if out.compression == "none" else \
+        f"gzip level {out.compression_level}" + (" with shuffle" if out.shuffle else "")
+    ix, iy = sampling.selection(cfg, "x"), sampling.selection(cfg, "y")
+    return {"output_precision": out.precision, "output_compression": compression,
+            "output_nodes": f"x: nodes {ix[0]}..{ix[-1]} step {ix.step}, y: nodes {iy[0]}..{iy[-1]} "
+                            f"step {iy.step} (of {cfg.grid.nx} x {cfg.grid.ny})",
+            "output_probes": ", ".join(f"{name} ({i}, {j})" for name, (i, j) in sampling.probe_nodes(cfg).items()),
+            "output_probe_every": out.probe_every if out.probes else 0, "output_series_every": out.series_every}
+
+
+def write_part(dataset, index: tuple, data: np.ndarray, collective: bool) -> None:
+    """``dataset[index] = data``; under MPI collectively, a rank whose part is empty joining the call too (a
+    window or a subsampling may leave a rank without any node to write)."""
+    if not collective:
+        if data.size:
+            dataset[index] = data
+        return
+    with dataset.collective:
+        if data.size:
+            dataset[index] = data
+            return
+        import h5py
+        space = dataset.id.get_space()
+        space.select_none()
+        memory = h5py.h5s.create_simple((1,))
+        memory.select_none()
+        dataset.id.write(memory, space, np.zeros(1, dataset.dtype), dxpl=dataset._dxpl)
 
 
 def partial_path(path: str) -> str:
@@ -133,10 +171,17 @@ class FieldWriter:
     """Appends snapshots of the owned blocks to ``PATH.partial``; :meth:`close` makes it ``PATH``."""
 
     def __init__(self, path: str, cfg, decomp: Decomposition, attrs: dict[str, Any],
-                 resume_at: int | None = None):
+                 resume_at: int | None = None, resume_step: int | None = None):
         """Start ``PATH.partial``; with ``resume_at`` reopen it and keep only its first resume_at snapshots
-        (a restart from a checkpoint taken then), so the finished file equals an uninterrupted run's."""
+        and the records up to ``resume_step`` (a restart from a checkpoint taken then), so the finished file
+        equals an uninterrupted run's."""
+        check_storage(cfg, decomp.comm.Get_size() > 1)
         self.path, self.decomp = path, decomp
+        self.storage = storage(cfg)
+        self.selected = sampling.selection(cfg, "x"), sampling.selection(cfg, "y")
+        (cols, self.local_cols), (rows, self.local_rows) = (sampling.owned_part(self.selected[0], *decomp.x_range),
+                                                            sampling.owned_part(self.selected[1], *decomp.y_range))
+        self.part = rows, cols          # this rank's place in the stored (subsampled) grid
         self.fields = cfg.model_impl.fields           # name -> (units, long name)
         self.coefficients = cfg.model_impl.coefficient_names     # fields that do not evolve: written once
         self.comm = decomp.comm
@@ -144,23 +189,25 @@ class FieldWriter:
         self.parallel = self.comm.Get_size() > 1
         try:
             with writing(self.path):
-                self._create(cfg, attrs, resume_at)
+                self._create(cfg, attrs, resume_at, resume_step)
         except BaseException:
             self.discard(keep=resume_at is not None)
             raise
 
-    def _create(self, cfg, attrs: dict[str, Any], resume_at: int | None) -> None:
+    def _create(self, cfg, attrs: dict[str, Any], resume_at: int | None, resume_step: int | None) -> None:
         decomp = self.decomp
         mode = "w" if resume_at is None else "r+"
         # No chunk cache: every snapshot goes to disk inside append(), so a full disk fails there (with
         # errno) and not later in a cache flush at close, after which HDF5 can crash the interpreter.
         self.file = open_hdf5(self.tmp, mode, self.comm, rdcc_nbytes=0)
-        nx, ny = decomp.nx, decomp.ny
-        self.axes = cfg.axis("x"), cfg.axis("y")
+        nx, ny = len(self.selected[0]), len(self.selected[1])
+        self.shape = ny, nx
+        self.axes = cfg.axis("x")[self.selected[0]], cfg.axis("y")[self.selected[1]]
         if resume_at is not None:
             self.file["time"].resize((resume_at,))
             for name in self.fields:
                 self.file[name].resize((resume_at, ny, nx))
+            self.records = Records(self.file, cfg, decomp, resume_step)
             self.set_attrs(attrs)
             self.count = resume_at
             self.times = list(self.file["time"][:])
@@ -176,17 +223,20 @@ class FieldWriter:
             set_netcdf_attrs(scale.attrs, {"units": units, "long_name": name, "axis": axis,
                                            "_Netcdf4Dimid": "TYX".index(axis)})
         chunks = (1, min(ny, CHUNK_EDGE), min(nx, CHUNK_EDGE))
+        stored = {} if cfg.output.precision == "float64" else \
+            {"comment": f"stored as {cfg.output.precision}: the float64 result rounded once to nearest"}
         for name, (units, long_name) in self.fields.items():
-            field = f.create_dataset(name, shape=(0, ny, nx), maxshape=(None, ny, nx), chunks=chunks, dtype="f8")
-            set_netcdf_attrs(field.attrs, {"units": units, "long_name": long_name})
+            field = f.create_dataset(name, shape=(0, ny, nx), maxshape=(None, ny, nx), chunks=chunks, **self.storage)
+            set_netcdf_attrs(field.attrs, {"units": units, "long_name": long_name, **stored})
             for dim, scale in zip(field.dims, (time, y, x)):
                 dim.attach_scale(scale)
         for name, (units, long_name) in self.coefficients.items():
-            field = f.create_dataset(name, shape=(ny, nx), chunks=chunks[1:], dtype="f8")
-            set_netcdf_attrs(field.attrs, {"units": units, "long_name": long_name})
+            field = f.create_dataset(name, shape=(ny, nx), chunks=chunks[1:], **self.storage)
+            set_netcdf_attrs(field.attrs, {"units": units, "long_name": long_name, **stored})
             for dim, scale in zip(field.dims, (y, x)):
                 dim.attach_scale(scale)
-        set_netcdf_attrs(f.attrs, {"Conventions": "CF-1.8", "complete": 0})
+        set_netcdf_attrs(f.attrs, {"Conventions": "CF-1.8", "complete": 0, **describe_storage(cfg)})
+        self.records = Records(f, cfg, decomp, None)
         self.set_attrs(attrs)
         self.count = 0
         self.times = []                 # snapshot times, for the XDMF sidecar
@@ -198,15 +248,9 @@ class FieldWriter:
     def write_coefficients(self, block: np.ndarray) -> None:
         """Write the coefficient fields once; ``block`` is this rank's owned nodes, shape (coefficient
         fields, ny_own, nx_own). Collective."""
-        d = self.decomp
-        rows, cols = slice(*d.y_range), slice(*d.x_range)
         with writing(self.path):
             for index, name in enumerate(self.coefficients):
-                if self.parallel:
-                    with self.file[name].collective:
-                        self.file[name][rows, cols] = block[index]
-                else:
-                    self.file[name][rows, cols] = block[index]
+                write_part(self.file[name], self.part, self._stored(block[index]), self.parallel)
 
     def append(self, t: float, block: np.ndarray) -> None:
         """Add one snapshot at time t; ``block`` is this rank's owned nodes, shape (fields, ny_own, nx_own)."""
@@ -217,26 +261,33 @@ class FieldWriter:
         f, d = self.file, self.decomp
         n = self.count + 1
         f["time"].resize((n,))
-        rows, cols = slice(*d.y_range), slice(*d.x_range)
         if not self.parallel or d.rank == 0:
             f["time"][n - 1] = t
         for index, name in enumerate(self.fields):
-            f[name].resize((n, d.ny, d.nx))
-            if self.parallel:
-                with f[name].collective:
-                    f[name][n - 1, rows, cols] = block[index]
-            else:
-                f[name][n - 1, rows, cols] = block[index]
+            f[name].resize((n, *self.shape))
+            write_part(f[name], (n - 1, *self.part), self._stored(block[index]), self.parallel)
         self.count = n
         self.times.append(t)
 
+    def _stored(self, field: np.ndarray) -> np.ndarray:
+        """This rank's selected nodes of one owned field, in the stored type (float32: rounded once, here)."""
+        return np.ascontiguousarray(field[self.local_rows, self.local_cols], dtype=self.storage["dtype"])
+
+    def record(self, step: int, block: np.ndarray) -> None:
+        """Take the probe and series records due at ``step`` (see solver/storage/records.py); collective."""
+        with writing(self.path):
+            self.records.sample(step, block)
+
     def flush(self) -> None:
-        """Push the snapshots so far to the file (before a checkpoint refers to them); collective."""
-        self.file.flush()
+        """Push the snapshots and records so far to the file (before a checkpoint refers to them); collective."""
+        with writing(self.path):
+            self.records.flush()
+            self.file.flush()
 
     def close(self, attrs: dict[str, Any]) -> None:
         """Write the final attributes, mark the file complete and move it to its final name."""
         with writing(self.path):
+            self.records.flush()
             self.set_attrs({**attrs, "complete": 1})
             self.file.flush()
             self.file.close()
@@ -250,7 +301,8 @@ class FieldWriter:
             except OSError as err:
                 raise OutputError(f"writing {self.path}: {reason(err)}") from None
             try:
-                write_xdmf(self.path, list(self.fields), *self.axes, self.times, static=list(self.coefficients))
+                write_xdmf(self.path, list(self.fields), *self.axes, self.times, static=list(self.coefficients),
+                           precision=np.dtype(self.storage["dtype"]).itemsize)
             except OSError as err:      # the HDF5 file is complete; only the ParaView sidecar is missing
                 print(f"warning: could not write the XDMF sidecar of {self.path}: {reason(err)}",
                       file=sys.stderr, flush=True)

@@ -24,9 +24,11 @@ def sidecar_path(path: str) -> str:
 
 
 def write_xdmf(h5_path: str, fields: list[str], x: np.ndarray, y: np.ndarray, times: list[float] | np.ndarray,
-               xdmf_path: str | None = None, static: list[str] = ()) -> str:
+               xdmf_path: str | None = None, static: list[str] = (), precision: int = 8) -> str:
     """Write the sidecar of ``h5_path`` whose datasets ``fields`` have shape (len(times), len(y), len(x)) and
-    whose ``static`` datasets (coefficient fields) have shape (len(y), len(x)), the same at every time."""
+    whose ``static`` datasets (coefficient fields) have shape (len(y), len(x)), the same at every time, stored
+    as floats of ``precision`` bytes (8: float64, 4: float32). ``x`` and ``y`` are the stored nodes' evenly
+    spaced coordinates (a subsampled or windowed output's own)."""
     xdmf_path = xdmf_path or sidecar_path(h5_path)
     nt, ny, nx = len(times), len(y), len(x)
     dx = float(x[-1] - x[0]) / (nx - 1)
@@ -51,16 +53,16 @@ def write_xdmf(h5_path: str, fields: list[str], x: np.ndarray, y: np.ndarray, ti
             heavy = escape(f"{target}:/{field}")
             lines += [f'        <Attribute Name="{escape(field)}" AttributeType="Scalar" Center="Node">',
                       f'          <DataItem ItemType="HyperSlab" Dimensions="{ny} {nx}" Type="HyperSlab" '
-                      'NumberType="Float" Precision="8">',
+                      f'NumberType="Float" Precision="{precision}">',
                       f'            <DataItem Dimensions="3 3" Format="XML">{index} 0 0 1 1 1 1 {ny} {nx}</DataItem>',
-                      f'            <DataItem Format="HDF" NumberType="Float" Precision="8" '
+                      f'            <DataItem Format="HDF" NumberType="Float" Precision="{precision}" '
                       f'Dimensions="{nt} {ny} {nx}">{heavy}</DataItem>',
                       '          </DataItem>',
                       '        </Attribute>']
         for name in static:
             heavy = escape(f"{target}:/{name}")
             lines += [f'        <Attribute Name="{escape(name)}" AttributeType="Scalar" Center="Node">',
-                      f'          <DataItem Format="HDF" NumberType="Float" Precision="8" '
+                      f'          <DataItem Format="HDF" NumberType="Float" Precision="{precision}" '
                       f'Dimensions="{ny} {nx}">{heavy}</DataItem>',
                       '        </Attribute>']
         lines += ['      </Grid>']

@@ -52,7 +52,13 @@ TYPED = {"nx": counts, "ny": counts, "x": pairs, "y": pairs, "center": pairs, "d
          "kernel": st.sampled_from(["numba", "numpy", "numbaa", ""]), "path": st.text(max_size=10),
          "output_dir": st.text(max_size=10), "perturb": perturb_specs,
          **dict.fromkeys(("west", "east", "south", "north"),
-                         st.sampled_from(["fixed", "zero_flux", "periodic", "periodc", ""]))}
+                         st.sampled_from(["fixed", "zero_flux", "periodic", "periodc", ""])),
+         "precision": st.sampled_from(["float64", "float32", "float16", ""]),
+         "compression": st.sampled_from(["none", "gzip", "zlib"]), "compression_level": counts,
+         "shuffle": st.booleans(), "subsample": st.lists(counts, min_size=2, max_size=2),
+         "window": st.dictionaries(st.sampled_from(["x", "y", "z"]), pairs, max_size=2),
+         "probes": st.dictionaries(st.text(max_size=6), pairs, max_size=3), "probe_every": counts,
+         "series_every": counts}
 
 
 @st.composite
