@@ -18,13 +18,14 @@ import traceback
 
 from . import machine, safety
 from .args import Parser
-from .comm import launcher_size, on_root, world
+from .comm import SERIAL, launcher_size, on_root, world
 from .core import config as config_module
 from .core import sampling, tiling
 from .errors import EXIT_FAILED, EXIT_REQUEUE, EXIT_USAGE, ConfigError, OutputError, RunError, UserError
 from .info import describe
 from .run import run
-from .run.planning import check_fits, footprint, output_size
+from .run import wisdom
+from .run.planning import check_fits, choose_threads, footprint, output_size
 from .storage import output
 from .storage.checkpoint import Stopped, check_owner, check_stop_file, path_for, record_stop
 from .storage.files import check_run_paths
@@ -331,7 +332,9 @@ def dry_run(cfg, path: str, ranks: int | None) -> str:
     """What a run would do and need, without running it."""
     if ranks is None:
         ranks = launcher_size() or 1
-    need = footprint(cfg, ranks)
+    need = footprint(cfg, ranks)         # checks the rank count first
+    decision = wisdom.decide(cfg, need.dims, ranks, choose_threads(cfg, ranks), SERIAL, measuring=False)
+    need = footprint(cfg, ranks, decision.plan)
     (px, py), (bx, by), field_bytes, chosen = need.dims, need.block, need.field_bytes, need.plan
     h = chosen.halo
     check_fits(cfg, ranks, warn=lambda message: print(message, file=sys.stderr, flush=True))
@@ -352,6 +355,7 @@ def dry_run(cfg, path: str, ranks: int | None) -> str:
         f"# decomposition    {ranks} rank(s) as {px} x {py}, largest block {bx - 2 * h} x {by - 2 * h} "
         f"+ halo {h}",
         f"# kernel and halo  {chosen.reason}" + (" (ranks taken to share one node)" if ranks > 1 else ""),
+        f"# kernel decision  {decision.how}" + (f" ({wisdom.path()})" if decision.how != "configured" else ""),
         f"# memory per rank  {_size(field_bytes)} for {buffers}{scratch} "
         f"(and about 150 MiB for Python, numba and HDF5)",
         f"# output size      {_size(output_bytes)} ({output_text})",

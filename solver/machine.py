@@ -52,6 +52,20 @@ def cpu_count() -> int:
     return os.cpu_count() or 1
 
 
+def cpu_model() -> str:
+    """The processor's name as Linux reports it (/proc/cpuinfo), else the platform's; with cpu_count() it names
+    the kind of machine a measurement holds for (nodes of one kind share it, as they share a kernel cache)."""
+    try:
+        with open("/proc/cpuinfo") as stream:
+            for line in stream:
+                if line.startswith(("model name", "Processor", "cpu model")):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+    return platform.processor() or platform.machine() or "unknown"
+
+
 def available_cores() -> int:
     """Cores this process may run on (its CPU affinity: what a launcher or SLURM bound it to)."""
     try:

@@ -79,10 +79,11 @@ def tile_shape(request, monkeypatch):
 @pytest.mark.parametrize("model_name", MODELS)
 @pytest.mark.parametrize("ny, nx, steps, region, shrink", CASES)
 def test_numba_kernels_give_reference_bits(model_name, ny, nx, steps, region, shrink):
-    """The plain kernel and the benchmark's prange yardstick, for every built-in model and every field."""
+    """The plain kernels (pairs of rows, single rows) and the benchmark's prange yardstick, for every built-in
+    model and every field."""
     model, u, v, k = problem(model_name, ny, nx)
     ref_new, ref_old = reference(model, u.copy(), v.copy(), steps, k, region, shrink)
-    for name in ("numba", "prange"):
+    for name in ("numba", "rows", "prange"):
         new, old = advance(model, name, u.copy(), v.copy(), steps, k, region, shrink)
         assert np.array_equal(new, ref_new) and np.array_equal(old, ref_old), name
 

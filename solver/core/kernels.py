@@ -35,7 +35,7 @@ from ..errors import ConfigError, EnvironmentSettingError
 from ..models import CLASSIC, Model, Neighbours, import_statement, time_values, update_form
 from . import tiling
 
-KERNELS = ("numba", "tiled", "numpy")        # and "prange", the benchmark's yardstick
+KERNELS = ("numba", "rows", "tiled", "numpy")    # and "prange", the benchmark's yardstick
 STENCIL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "stencil.py")
 TILING = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tiling.py")
 KERNEL_DIR_VARIABLE = "SOLVER_KERNEL_DIR"
@@ -55,8 +55,9 @@ def get_advance(model: Model, name: str):
         return lambda u, v, a, steps, k, values, region, shrink=(0, 0, 0, 0): \
             advance_numpy(model.update, u, v, a, steps, k, values, region, shrink)
     compiled = compile_for(model)
-    if name in ("numba", "prange"):
-        advance = compiled._advance_numba if name == "numba" else compiled._advance_prange
+    if name in ("numba", "rows", "prange"):
+        advance = {"numba": compiled._advance_numba, "rows": compiled._advance_rows,
+                   "prange": compiled._advance_prange}[name]
         return lambda u, v, a, steps, k, values, region, shrink=(0, 0, 0, 0): \
             advance(u, v, a, steps, _floats(k), _values(values, steps), tuple(region), tuple(shrink))
     depth = tiling.depth_for(len(model.fields))
@@ -167,8 +168,9 @@ def warm_up(model: Model, name: str) -> None:
     a = np.zeros((len(model.coefficient_names), 4, 4))
     values = np.zeros((1, _forcing_count(model)))
     compiled = compile_for(model)
-    if name == "numba":
-        dispatcher, args = compiled._advance_numba, (u, u, a, 1, k, values, (1, 3, 1, 3), (0, 0, 0, 0))
+    if name in ("numba", "rows"):
+        dispatcher = compiled._advance_numba if name == "numba" else compiled._advance_rows
+        args = (u, u, a, 1, k, values, (1, 3, 1, 3), (0, 0, 0, 0))
     elif name == "prange":
         dispatcher, args = compiled._prange_step, (u, u, a, (1, 3, 1, 3), k, values[0])
     else:
@@ -268,14 +270,20 @@ def _write_kernel(directory: str, path: str, model: Model, text: str) -> None:
         os.unlink(tmp)
 
 
-def compile_for(model: Model):
-    """The generated kernel module of ``model`` (written if absent, imported once per process)."""
+def generated(model: Model) -> tuple[str, str]:
+    """(name, text) of the kernel module generated for ``model``: the name carries a hash of the kernels'
+    sources (stencil.py, tiling.py) and of the model's, so it changes whenever any of them does."""
     with open(STENCIL, encoding="utf-8") as stream:
         text = stream.read() + binding(model)
     with open(TILING, encoding="utf-8") as stream:      # the template reads its ring size from there
         tiling = stream.read()
     digest = hashlib.sha256((text + tiling).encode()).hexdigest()[:16]
-    name = f"stencil_{model.name}_{digest}"
+    return f"stencil_{model.name}_{digest}", text
+
+
+def compile_for(model: Model):
+    """The generated kernel module of ``model`` (written if absent, imported once per process)."""
+    name, text = generated(model)
     if name in _compiled:
         return _compiled[name]
     directory = kernel_dir()

@@ -75,7 +75,8 @@ class Output:
 
 @dataclass(frozen=True)
 class Numerics:
-    kernel: str = "auto"                  # auto (tiled once the fields outgrow the cache, else numba) | numba |
+    kernel: str = "auto"                  # auto (the fastest of numba, rows, tiled, measured once per kind of run
+                                          # and machine: solver/run/wisdom.py) | numba (pairs of rows) | rows |
                                           # tiled (temporal blocking) | numpy (reference); all give the same bits
 
 

@@ -398,3 +398,14 @@ def _advance_prange(u, v, a, steps, k, values, region, shrink):
         _prange_step(u, v, a, _box(region, shrink, s), k, values[s])
         u, v = v, u
     return u, v
+
+
+@njit(cache=True, nogil=True, error_model='numpy')
+def _advance_rows(u, v, a, steps, k, values, region, shrink):
+    """The plain kernel over single rows: :func:`_prange_step` with the time loop compiled (five loads per
+    update instead of the pairs' four, but one output stream). On some cores it beats the pairs (an Intel
+    Xeon guest: 0.75-0.83x for the pairs with one thread at 1024 x 512); ``auto`` measures both."""
+    for s in range(steps):
+        _prange_step(u, v, a, _box(region, shrink, s), k, values[s])
+        u, v = v, u
+    return u, v

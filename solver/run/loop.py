@@ -23,7 +23,8 @@ from ..errors import ModelError, RunError
 from ..storage import checkpoint, provenance
 from ..storage.output import FieldWriter, partial_path
 from .hooks import FAULT_VARIABLE, HOLD_VARIABLE, fail, hold, test_hook
-from .planning import choose_threads, plan, set_threads
+from . import wisdom
+from .planning import choose_threads, set_threads
 from .stepper import Stepper, Timer
 
 PROGRESS_EVERY = 0.1     # fraction of the run between progress lines
@@ -45,19 +46,21 @@ def run(cfg: Config, path: str, comm=SERIAL, say=None, restart: str = "never", m
 
     # Set-up: decomposition, threads, kernels
     local_ranks = ranks_on_node(comm)
-    chosen = plan(cfg, process_dims(cfg, comm.Get_size()), local_ranks)
-    decomp = init_global_grid(cfg, comm, chosen.halo)
+    dims = process_dims(cfg, comm.Get_size())
     threads = choose_threads(cfg, local_ranks)
+    if cfg.numerics.kernel != "numpy":   # the numpy kernel never imports numba (a small ensemble member's start-up)
+        set_threads(threads, local_ranks, say)
+    decision = wisdom.decide(cfg, dims, local_ranks, threads, comm, say=say)   # auto: measured, or recorded
+    chosen = decision.plan
+    decomp = init_global_grid(cfg, comm, chosen.halo)
     model = cfg.model_impl
     kernel = chosen.kernel
-    if kernel != "numpy":       # the numpy kernel never imports numba (a small ensemble member's start-up)
-        set_threads(threads, local_ranks, say)
     kernels.warm_up(model, kernel)
     stepper = Stepper(cfg, decomp, timer, kernel)
     fail_at = test_hook(FAULT_VARIABLE, decomp.rank)
     hold_at = test_hook(HOLD_VARIABLE, decomp.rank)
     attrs = {**provenance.collect(cfg.to_yaml(), decomp.size, threads, decomp.dims, decomp.comm, local_ranks),
-             "kernel": kernel, "auto_choice": chosen.reason,
+             "kernel": kernel, "auto_choice": chosen.reason, **decision.attributes(),
              "model": model.name, "model_file": model.file, "model_source_sha256": model.source_hash,
              **(attrs or {})}
     attrs = comm.bcast(attrs, root=0)         # identical attributes on every rank (collective writes)

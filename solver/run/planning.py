@@ -27,7 +27,10 @@ class Plan:
     reason: str
 
 
-def plan(cfg: Config, dims: tuple[int, int], local_ranks: int) -> Plan:
+HEURISTIC_CACHE_CAP = 32 * 1024 ** 2     # bytes: a virtual machine may report its host's whole L3 (480 MiB)
+
+
+def plan(cfg: Config, dims: tuple[int, int], local_ranks: int, choice: tuple[str, str] | None = None) -> Plan:
     """Resolve ``numerics.kernel`` and ``parallel.halo`` when they are ``auto``, from global sizes only, so
     every rank decides alike (any choice gives the same bits):
 
@@ -35,10 +38,10 @@ def plan(cfg: Config, dims: tuple[int, int], local_ranks: int) -> Plan:
       sides, or fixed sides changing with time) are refilled every step anyway, else 15 steps between exchanges (or periodic wraps), or one whole tiled
       chunk (31 steps for one field) with the tiled kernel, at most half the smallest block: exchanges then
       cost a fifteenth as many latencies or fewer;
-    - kernel: tiled (temporal blocking) when the field buffers of this node's ranks outgrow the last-level
-      cache (then it moves about a chunk's-th of the memory per update) and there are several steps between
-      exchanges; else the plain numba kernel, which in cache is the faster of the two (it recomputes no
-      overlap and copies no rows; docs/performance.md has the measurements).
+    - kernel: ``choice`` = (kernel, why) when given (measured: solver/run/wisdom.py), else the heuristic used
+      where nothing can be measured: tiled (temporal blocking) when the field buffers of this node's ranks
+      outgrow the last-level cache as reported (at most HEURISTIC_CACHE_CAP) and there are several steps
+      between exchanges; else the plain numba kernel.
     """
     px, py = dims
     size, nx, ny = px * py, cfg.grid.nx, cfg.grid.ny
@@ -51,8 +54,19 @@ def plan(cfg: Config, dims: tuple[int, int], local_ranks: int) -> Plan:
                                                                         cfg.axis("x"), cfg.axis("y")))
     deep = max(1, min(AUTO_HALO, smallest // 2)) if exchanges and not mirrored else 1
     field_bytes = 8 * stored * (ny + 2 * deep * py) * (nx + 2 * deep * px)     # all ranks, halos included
-    outgrown = local_ranks * field_bytes / size > machine.last_level_cache()
-    tiled = cfg.numerics.kernel == "tiled" or cfg.numerics.kernel == "auto" and outgrown
+    cache = min(machine.last_level_cache(), HEURISTIC_CACHE_CAP)
+    outgrown = local_ranks * field_bytes / size > cache
+    auto = cfg.numerics.kernel == "auto"
+    if not auto:
+        kernel, why_kernel = cfg.numerics.kernel, "as configured"
+    elif choice is not None:
+        kernel, why_kernel = choice
+    elif not outgrown:
+        kernel, why_kernel = "numba", "the fields fit in the last-level cache"
+    elif not can_tile(cfg, dims):
+        kernel, why_kernel = "numba", "too few steps per exchange to tile"
+    else:
+        kernel, why_kernel = "tiled", "the fields outgrow the last-level cache"
     if cfg.parallel.halo != "auto":
         halo, why_halo = cfg.parallel.halo, "as configured"
     elif not exchanges:
@@ -60,17 +74,26 @@ def plan(cfg: Config, dims: tuple[int, int], local_ranks: int) -> Plan:
     elif mirrored:
         halo, why_halo = 1, "zero-flux, flux or time-dependent sides are refilled every step"
     else:
-        halo = max(1, min(tiling.depth_for(fields), smallest // 2)) if tiled else deep
+        halo = max(1, min(tiling.depth_for(fields), smallest // 2)) if kernel == "tiled" else deep
         why_halo = f"{'an exchange' if size > 1 else 'a periodic wrap'} every {halo} steps"
-    if cfg.numerics.kernel != "auto":
-        kernel, why_kernel = cfg.numerics.kernel, "as configured"
-    elif not outgrown:
-        kernel, why_kernel = "numba", "the fields fit in the last-level cache"
-    elif exchanges and halo < 3:
-        kernel, why_kernel = "numba", "too few steps per exchange to tile"
-    else:
-        kernel, why_kernel = "tiled", "the fields outgrow the last-level cache"
     return Plan(kernel, halo, f"kernel {kernel} ({why_kernel}), halo {halo} ({why_halo})")
+
+
+def can_tile(cfg: Config, dims: tuple[int, int]) -> bool:
+    """Whether the tiled kernel may run: on one process with fixed boundaries always, else only with at least
+    3 steps between exchanges (the halo the tiled kernel would get: configured, or one chunk, at most half
+    the smallest block; 1 where mirrored sides are refilled every step)."""
+    px, py = dims
+    kinds = {side: getattr(cfg.boundary, side) for side in SIDES}
+    if px * py == 1 and all(kind == "fixed" for kind in kinds.values()):
+        return True
+    if cfg.parallel.halo != "auto":
+        return cfg.parallel.halo >= 3
+    if "zero_flux" in kinds.values() or models.side_hooks(cfg.model_impl, cfg.physics, kinds, cfg.axis("x"),
+                                                         cfg.axis("y")):
+        return False
+    smallest = min(cfg.grid.nx // px, cfg.grid.ny // py)
+    return min(tiling.depth_for(len(cfg.model_impl.fields)), smallest // 2) >= 3
 
 
 def choose_threads(cfg: Config, local_ranks: int) -> int:
@@ -83,7 +106,17 @@ def choose_threads(cfg: Config, local_ranks: int) -> int:
     return max(1, min(machine.available_cores(), machine.cpu_count() // local_ranks))
 
 
+def passive_waiting() -> None:
+    """Make waiting OpenMP threads sleep instead of spin (``OMP_WAIT_POLICY=PASSIVE``, unless set): called
+    before numba starts its threads, which read it once. A spinning thread whose peer has been descheduled
+    (another process on the core: a shared login node, ensemble members, a compiler) burns the core the peer
+    needs; a 201 x 101 run with 2 threads on 2 cores, one of them busy, took 0.5-2.5 ms a step spinning
+    against 0.02-0.03 ms passive (docs/performance.md). ``OMP_WAIT_POLICY=ACTIVE`` spins, for a dedicated node."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
 def set_threads(threads: int, local_ranks: int, say) -> None:
+    passive_waiting()
     import numba
     limit = numba.config.NUMBA_NUM_THREADS
     if threads > limit:
@@ -91,9 +124,6 @@ def set_threads(threads: int, local_ranks: int, say) -> None:
                                       f"export NUMBA_NUM_THREADS={threads} or ask for fewer threads")
     total = threads * local_ranks
     if total > machine.cpu_count():
-        # Waiting OpenMP threads spin; with more threads than cores they spin on the cores the others
-        # need (many times slower: docs/performance.md). Read when numba starts them.
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         say(f"warning: {total} threads (ranks x threads on this node) exceed the "
             f"{machine.cpu_count()} cores: expect a large slowdown; set parallel.threads or NUMBA_NUM_THREADS",
             error=True)
@@ -116,9 +146,9 @@ class Footprint:
     plan: Plan
 
 
-def footprint(cfg: Config, ranks: int) -> Footprint:
+def footprint(cfg: Config, ranks: int, chosen: Plan | None = None) -> Footprint:
     """The process grid, the largest block and the bytes of its field buffers for ``ranks`` ranks (taken to
-    share one node), and the run's plan. Refuses rank counts and halo widths the grid cannot hold, before any
+    share one node), and the run's plan (``chosen``, else the heuristic's). Refuses rank counts and halo widths the grid cannot hold, before any
     allocation or any long search."""
     nx, ny = cfg.grid.nx, cfg.grid.ny
     if ranks < 1:
@@ -127,7 +157,7 @@ def footprint(cfg: Config, ranks: int) -> Footprint:
         raise ConfigError(f"{ranks} ranks: more than the {min(MAX_RANKS, nx * ny)} this grid (or any machine) "
                           "can use; use fewer ranks")
     dims = process_dims(cfg, ranks)
-    chosen = plan(cfg, dims, ranks)
+    chosen = chosen or plan(cfg, dims, ranks)
     check_halo(cfg, dims, chosen.halo)
     bx, by = (n + 2 * chosen.halo for n in largest_block(cfg, dims))
     model = cfg.model_impl
