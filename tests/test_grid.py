@@ -136,6 +136,12 @@ def test_check_halo_accepts_the_smallest_block_and_refuses_wider():
         check_halo(make(nx=5, ny=5), (5, 5), 2)          # smallest 1
     with pytest.raises(ConfigError, match=r"smallest block \(5 nodes on 3 rank\(s\)\)"):
         check_halo(cfg, (1, 3), 9)                       # the rank count is px times py
+    with pytest.raises(ConfigError, match=r"a 6 x 1 process grid leaves ranks without nodes on a grid of 5 x 5 "
+                                          r"nodes; use at most 5 ranks along x and 5 along y"):
+        check_halo(make(nx=5, ny=5), (6, 1), 1)
+    with pytest.raises(ConfigError, match=r"a 1 x 6 process grid leaves ranks without nodes"):
+        check_halo(make(nx=5, ny=5), (1, 6), 1)
+    check_halo(make(nx=5, ny=5), (5, 5), 1)              # one node each: as many ranks as nodes
     narrow = make(nx=9, ny=40)                           # x decides: 9 // 2 = 4 nodes
     check_halo(narrow, (2, 2), 4)
     with pytest.raises(ConfigError, match=r"\(4 nodes on 4 rank\(s\)\); use parallel.halo <= 4$"):
