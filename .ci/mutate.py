@@ -30,20 +30,22 @@ ROOT = Path(__file__).resolve().parents[1]
 SESSIONS = ROOT / "mutation"
 
 # name -> (module, tests, seconds per mutant at most), in the order of their value: a survivor in the grid or
-# the halo is a wrong answer, in the checkpoint a wrong resume, in the config a wrong run. The first four have
-# in-process tests that take seconds; the others still run their whole test file (minutes) per mutant, so
-# they are left out of the default list until theirs exist: `mutate.py ensemble` runs one anyway.
+# the halo is a wrong answer, in the checkpoint a wrong resume, in the config a wrong run, in the ensemble a
+# wrong member. These have in-process tests that take seconds (a mutant that hangs, an exchange waiting for a
+# message sent with the wrong tag, say, is killed by the time limit); files, kernels and output still run
+# their whole test file (minutes) per mutant, so they are left out of the default list until theirs exist:
+# `mutate.py files` runs one anyway.
 MODULES = {
-    "grid": ("solver/core/grid.py", ["tests/test_grid.py"], 60),
-    "halo": ("solver/parallel/halo.py", ["tests/test_halo.py"], 60),
-    "checkpoint": ("solver/storage/checkpoint.py", ["tests/test_checkpoint_unit.py"], 60),
-    "config": ("solver/core/config.py", ["tests/test_config.py"], 120),
-    "ensemble": ("solver/ensemble.py", ["tests/test_ensemble.py"], 600),
+    "grid": ("solver/core/grid.py", ["tests/test_grid.py"], 30),
+    "halo": ("solver/parallel/halo.py", ["tests/test_halo.py"], 20),
+    "checkpoint": ("solver/storage/checkpoint.py", ["tests/test_checkpoint_unit.py"], 30),
+    "config": ("solver/core/config.py", ["tests/test_config.py"], 90),
+    "ensemble": ("solver/ensemble.py", ["tests/test_ensemble_unit.py"], 30),
     "files": ("solver/storage/files.py", ["tests/faults/test_ownership.py"], 600),
     "kernels": ("solver/core/kernels.py", ["tests/test_kernels.py"], 900),
     "output": ("solver/storage/output.py", ["tests/test_output.py"], 900),
 }
-DEFAULT = ["grid", "halo", "checkpoint", "config"]
+DEFAULT = ["grid", "halo", "checkpoint", "config", "ensemble"]
 
 EXCLUDED = [
     r"core/ReplaceBinaryOperator_\w+_(Pow|RShift|LShift|BitOr|BitAnd|BitXor|Mod|FloorDiv)$",
