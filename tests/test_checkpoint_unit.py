@@ -68,6 +68,18 @@ def test_write_then_load_gives_the_block_step_and_snapshots(saved):
     assert inspect(path, cfg, partial) == {"step": 10, "snapshots": 3, "checksum": checksum(block, decomp)}
 
 
+def test_write_creates_the_folder_and_leaves_nothing_when_it_fails(saved, tmp_path):
+    cfg, decomp, block, path, _ = saved
+    deep = tmp_path / "new" / "folder" / "run.ckpt.h5"
+    write(str(deep), cfg, decomp, block, step=10, snapshots=3)
+    assert deep.exists()
+    with pytest.raises((TypeError, ValueError)):
+        write(path, cfg, decomp, block[:, :4, :4], step=12, snapshots=3)     # a block that does not fit
+    assert not os.path.exists(path + ".partial")
+    with h5py.File(path, "r") as f:                                  # the last checkpoint stays whole
+        assert f.attrs["step"] == 10
+
+
 def test_a_two_field_model_keeps_each_field(tmp_path):
     cfg = make(model="gray_scott", grid={"nx": 12, "ny": 10}, time={"dt": 0.01, "t_end": 0.2},
                boundary=dict.fromkeys(("west", "east", "south", "north"), "periodic"))
@@ -75,8 +87,23 @@ def test_a_two_field_model_keeps_each_field(tmp_path):
     block = field(cfg, seed=4)
     path = str(tmp_path / "gs.ckpt.h5")
     write(path, cfg, decomp, block, step=4, snapshots=1)
-    loaded, step, _ = load(path, cfg, decomp, partial_output(tmp_path / "gs.partial", cfg, 1))
+    partial = partial_output(tmp_path / "gs.partial", cfg, 1)
+    loaded, step, _ = load(path, cfg, decomp, partial)
     assert np.array_equal(loaded, block) and step == 4
+    with h5py.File(path, "r+") as f:                       # the fields disagree on the grid: not complete
+        del f["v"]
+        f.create_dataset("v", data=np.zeros((10, 11)))
+    with pytest.raises(CheckpointError, match="is not a complete"):
+        inspect(path, cfg, partial)
+
+
+def test_the_checksum_is_a_stable_format():
+    """A checkpoint written by one version is read by the next: the checksum of a known block is pinned."""
+    block = (np.arange(2 * 3 * 4, dtype=np.float64).reshape(2, 3, 4) + 1.0) / 11.0   # full mantissas
+    decomp = Decomposition(4, 3, (1, 1), (0, 0), (0, 4), (0, 3), 1, {}, {}, SERIAL)
+    assert checksum(block, decomp) == "eacdd1745d1745bc"                 # the top bit set: modulo 2**64
+    sevenths = (np.arange(2 * 3 * 4, dtype=np.float64).reshape(2, 3, 4) + 1.0) / 7.0
+    assert checksum(sevenths, decomp) == "01bedb6db6db6d8b"                # leading zeros kept: 16 digits
 
 
 def test_a_damaged_field_is_refused(saved):
@@ -117,10 +144,26 @@ def test_the_edges_of_the_step_range_are_accepted(saved):
         assert inspect(path, cfg, partial)["step"] == step
 
 
+OTHERS = [{"physics": {"diffusivity": 0.0005}}, {"physics": {"diffusivity": 0.0007}}, {"initial": {"sigma": 0.3}},
+          {"time": {"t_end": 0.03}}, {"output": {"every": 4}}, {"grid": {"nx": 15}}]
+
+
 def test_another_config_or_grid_is_refused(saved, tmp_path):
     cfg, _, _, path, partial = saved
-    with pytest.raises(CheckpointError, match="was written for another config"):
-        inspect(path, make(physics={"diffusivity": 0.0005}), partial)
+    others = [make(**other) for other in OTHERS]
+    mine = result_hash(cfg)
+    assert min(map(result_hash, others)) < mine < max(map(result_hash, others))   # hashes on both sides
+    for other in others:
+        with pytest.raises(CheckpointError, match="was written for another config|belongs to the run of another"):
+            inspect(path, other, partial)
+        with pytest.raises(CheckpointError, match="belongs to the run of another config"):
+            check_owner(path, other)
+    for shape in ((9, 12), (9, 14), (8, 13), (10, 13)):     # the hash fits, the field does not
+        with h5py.File(path, "r+") as f:
+            del f["C"]
+            f.create_dataset("C", data=np.zeros(shape))
+        with pytest.raises(CheckpointError, match="does not fit the grid"):
+            inspect(path, cfg, partial)
     with pytest.raises(CheckpointError, match="no checkpoint .* to resume from"):
         inspect(str(tmp_path / "none.h5"), cfg, partial)
     (tmp_path / "junk.h5").write_bytes(b"not hdf5")
@@ -183,9 +226,10 @@ def test_check_owner_refuses_only_another_configs_checkpoint(saved, tmp_path):
     check_owner(str(tmp_path / "missing.h5"), cfg)
     (tmp_path / "junk.h5").write_bytes(b"junk")
     check_owner(str(tmp_path / "junk.h5"), make(grid={"nx": 15}))          # left to the restart's checks
-    with h5py.File(tmp_path / "other.h5", "w") as f:
-        f.attrs["format"], f.attrs["result_hash"] = "not ours", "0"
-    check_owner(str(tmp_path / "other.h5"), cfg)
+    for name in ("aaa", "zzz"):                             # another program's format, either side of ours
+        with h5py.File(tmp_path / "other.h5", "w") as f:
+            f.attrs["format"], f.attrs["result_hash"] = name, "0"
+        check_owner(str(tmp_path / "other.h5"), cfg)
     with pytest.raises(CheckpointError, match="belongs to the run of another config"):
         check_owner(path, make(grid={"nx": 15}))
 
@@ -198,6 +242,10 @@ def test_remove_deletes_a_checkpoint_and_nothing_else(saved, tmp_path):
     mine.write_text("my notes")
     remove(str(mine), decomp)
     assert mine.read_text() == "my notes"
+    picture = tmp_path / "picture.png"
+    picture.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(100))
+    remove(str(picture), decomp)
+    assert picture.exists()
     write(path, cfg, decomp, field(cfg), 10, 3)
     other_rank = Decomposition(13, 9, (1, 1), (0, 0), (0, 13), (0, 9), 1, {}, {}, SERIAL, rank=1, size=2)
     remove(path, other_rank)                                 # only rank 0 deletes
@@ -226,6 +274,9 @@ def test_the_stop_record_and_its_file(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv(STOP_FILE_VARIABLE, str(mine))
     record_stop(stop)
     assert mine.read_text() == "grid: {}\n" and "warning: not recording the stop" in capsys.readouterr().err
+    monkeypatch.setenv(STOP_FILE_VARIABLE, str(tmp_path / "no" / "such" / "folder"))
+    record_stop(stop)                                           # cannot be written: a warning, not a crash
+    assert "warning: cannot record the stop" in capsys.readouterr().err
 
 
 def test_stop_file_problems(tmp_path):
@@ -237,6 +288,9 @@ def test_stop_file_problems(tmp_path):
     (tmp_path / "other").write_text("stopped")                   # shorter than a record's beginning
     assert "does not hold a stop record" in stop_file_problem(str(tmp_path / "other"))
     assert stop_file_problem(str(tmp_path)) == "it is not a regular file"
+    (tmp_path / "zebra").write_text("zebra crossings and other notes")       # sorts after a stop record
+    assert "does not hold a stop record" in stop_file_problem(str(tmp_path / "zebra"))
+    assert stop_file_problem(str(tmp_path / "record" / "below")).startswith("it cannot be read (")
     check_stop_file({})
     check_stop_file({STOP_FILE_VARIABLE: str(tmp_path / "new")})
     with pytest.raises(EnvironmentSettingError, match=f"{STOP_FILE_VARIABLE}=.*: it is not a regular file"):

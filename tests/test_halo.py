@@ -69,14 +69,15 @@ def test_zero_flux_sides_mirror_about_the_boundary_node(h):
 
 
 def test_mirrored_layers_stop_at_the_block_width():
-    """A block of 2 nodes and a halo of 3: one mirrored layer (ghost h - m is node h + m only for m <= n - 1)."""
+    """A block of 2 nodes and a halo of 3: one mirrored layer (ghost h - m is node h + m only for m <= n - 1);
+    a second would copy the halo beyond the block, here the fixed east side's (-7)."""
     h = 3
     u = numbered(1, 2, 2, h)
-    fill_boundaries(u, decomposition(2, 2, h, {"west": "zero_flux", "east": "zero_flux", "south": "fixed",
+    u[np.isnan(u)] = -7.0
+    fill_boundaries(u, decomposition(2, 2, h, {"west": "zero_flux", "east": "fixed", "south": "fixed",
                                                "north": "fixed"}))
     row = u[0, h]
-    assert np.isnan(row[0]) and np.isnan(row[1]) and np.isnan(row[-1]) and np.isnan(row[-2])
-    assert row[2] == 1 and row[h + 2] == 0 and list(row[h:h + 2]) == [0, 1]
+    assert list(row) == [-7, -7, 1, 0, 1, -7, -7, -7]
 
 
 def test_only_the_sides_a_rank_has_no_neighbour_on_are_filled():
@@ -106,6 +107,16 @@ def test_flux_sides_add_twice_the_layer_times_the_offset():
 
 
 # --- HaloExchange -----------------------------------------------------------------------------------
+def test_strips_sent_and_filled_along_one_axis():
+    """(start, size) of the owned nodes sent towards a direction and of the halo nodes filled from it."""
+    strip = HaloExchange._strip
+    n, h = 7, 2
+    assert strip(0, n, h, inner=True) == strip(0, n, h, inner=False) == (2, 7)
+    assert strip(-1, n, h, inner=True) == (2, 2) and strip(-1, n, h, inner=False) == (0, 2)
+    assert strip(1, n, h, inner=True) == (7, 2) and strip(1, n, h, inner=False) == (9, 2)
+
+
+
 @pytest.fixture(scope="module")
 def self_cart():
     cart = mpi().COMM_SELF.Create_cart([1, 1], periods=[True, True], reorder=False)
@@ -129,21 +140,27 @@ def test_exchange_with_itself_across_periodic_axes_is_the_wrap(self_cart, h, fie
     with pytest.raises(AssertionError, match="finish"):
         exchange.start(u)
     exchange.finish()
+    types = [t for link in exchange.links for t in link[1:3]]
     exchange.free()
-    assert exchange.links == []
+    assert exchange.links == [] and all(t == mpi().DATATYPE_NULL for t in types)   # freed, not leaked
 
 
-def test_exchange_across_one_periodic_axis_leaves_the_other_alone(self_cart):
+@pytest.mark.parametrize("axis", ["x", "y"])
+def test_exchange_across_one_periodic_axis_leaves_the_other_alone(axis):
     h = 2
-    cart = mpi().COMM_SELF.Create_cart([1, 1], periods=[False, True], reorder=False)
+    cart = mpi().COMM_SELF.Create_cart([1, 1], periods=[axis == "y", axis == "x"], reorder=False)
     u = numbered(1, 4, 6, h)
-    boundary = {"west": "periodic", "east": "periodic", "south": "fixed", "north": "fixed"}
-    decomp = decomposition(4, 6, h, boundary, {"west": 0, "east": 0, "south": None, "north": None}, cart)
+    wrap = ("west", "east") if axis == "x" else ("south", "north")
+    boundary = {side: "periodic" if side in wrap else "fixed" for side in SIDES}
+    decomp = decomposition(4, 6, h, boundary, {side: 0 if side in wrap else None for side in SIDES}, cart)
     exchange = HaloExchange(decomp)
     assert len(exchange.links) == 2
     exchange.update(u)
     expected = numbered(1, 4, 6, h)
-    expected[:, h:-h, :] = np.pad(expected[:, h:-h, h:-h], ((0, 0), (0, 0), (h, h)), mode="wrap")
+    if axis == "x":
+        expected[:, h:-h, :] = np.pad(expected[:, h:-h, h:-h], ((0, 0), (0, 0), (h, h)), mode="wrap")
+    else:
+        expected[:, :, h:-h] = np.pad(expected[:, h:-h, h:-h], ((0, 0), (h, h), (0, 0)), mode="wrap")
     assert np.array_equal(u, expected, equal_nan=True)
     exchange.free()
     cart.Free()
