@@ -73,8 +73,9 @@ def test_write_creates_the_folder_and_leaves_nothing_when_it_fails(saved, tmp_pa
     deep = tmp_path / "new" / "folder" / "run.ckpt.h5"
     write(str(deep), cfg, decomp, block, step=10, snapshots=3)
     assert deep.exists()
-    with pytest.raises((TypeError, ValueError)):
-        write(path, cfg, decomp, block[:, :4, :4], step=12, snapshots=3)     # a block that does not fit
+    two_fields = make(model="gray_scott", time={"dt": 0.01, "t_end": 0.2})
+    with pytest.raises(IndexError):          # fails inside the file: the second field has no block
+        write(path, two_fields, decomp, block, step=12, snapshots=3)
     assert not os.path.exists(path + ".partial")
     with h5py.File(path, "r") as f:                                  # the last checkpoint stays whole
         assert f.attrs["step"] == 10
@@ -107,15 +108,24 @@ def test_the_checksum_is_a_stable_format():
 
 
 def test_a_damaged_field_is_refused(saved):
+    """Any changed value is refused, whichever way it moves the checksum."""
     cfg, decomp, block, path, partial = saved
-    with h5py.File(path, "r+") as f:
-        f["C"][4, 6] = f["C"][4, 6] + 1e-9
-    with pytest.raises(CheckpointError, match="is damaged .* does not match the checksum"):
-        load(path, cfg, decomp, partial)
+    stored = checksum(block, decomp)
+    moved = set()
+    for j, i, delta in ((4, 6, 1e-9), (1, 1, -1e-9), (7, 11, 0.5), (0, 3, -0.25)):
+        damaged = block.copy()
+        damaged[0, j, i] += delta
+        with h5py.File(path, "r+") as f:
+            f["C"][...] = damaged[0]
+        moved.add(checksum(damaged, decomp) > stored)
+        with pytest.raises(CheckpointError, match="is damaged .* does not match the checksum"):
+            load(path, cfg, decomp, partial)
+    assert moved == {True, False}
 
 
 @pytest.mark.parametrize("change, words", [
     (lambda f: f.attrs.__setitem__("format", "something else"), "is not a complete"),
+    (lambda f: f.attrs.__setitem__("format", "aaa"), "is not a complete"),       # sorts before ours
     (lambda f: f.attrs.__delitem__("checksum"), "is not a complete"),
     (lambda f: f.attrs.__setitem__("step", 2.5), "is not a complete"),
     (lambda f: f.attrs.__setitem__("step", True), "is not a complete"),
@@ -183,6 +193,25 @@ def test_the_unfinished_output_must_hold_the_snapshots(saved, tmp_path):
         f.create_dataset("time", data=np.zeros(5))
     with pytest.raises(CheckpointError, match="which holds 2"):
         inspect(path, cfg, short)
+
+
+class SumWithAnotherRank:
+    """A communicator whose allreduce adds another rank's sum, as MPI's does: the total passes 2**64."""
+
+    def __init__(self, other: int):
+        self.other = other
+
+    def allreduce(self, value):
+        return value + self.other
+
+
+def test_the_ranks_sums_wrap_at_2_to_the_64():
+    cfg = make()
+    block = field(cfg)
+    serial = int(checksum(block, init_global_grid(cfg)), 16)
+    other = 2 ** 64 - 3
+    two = Decomposition(13, 9, (1, 1), (0, 0), (0, 13), (0, 9), 1, {}, {}, SumWithAnotherRank(other))
+    assert checksum(block, two) == f"{(serial + other) % 2 ** 64:016x}"
 
 
 def test_checksum_is_the_same_for_any_decomposition_and_sees_any_change():
