@@ -70,14 +70,15 @@ def test_zero_flux_sides_mirror_about_the_boundary_node(h):
 
 def test_mirrored_layers_stop_at_the_block_width():
     """A block of 2 nodes and a halo of 3: one mirrored layer (ghost h - m is node h + m only for m <= n - 1);
-    a second would copy the halo beyond the block, here the fixed east side's (-7)."""
+    a second would copy the halo beyond the block, here the fixed east side's (99)."""
     h = 3
     u = numbered(1, 2, 2, h)
-    u[np.isnan(u)] = -7.0
+    u[:, :, :h] = -7.0
+    u[:, :, -h:] = 99.0
     fill_boundaries(u, decomposition(2, 2, h, {"west": "zero_flux", "east": "fixed", "south": "fixed",
                                                "north": "fixed"}))
     row = u[0, h]
-    assert list(row) == [-7, -7, 1, 0, 1, -7, -7, -7]
+    assert list(row) == [-7, -7, 1, 0, 1, 99, 99, 99]
 
 
 def test_only_the_sides_a_rank_has_no_neighbour_on_are_filled():
@@ -143,6 +144,16 @@ def test_exchange_with_itself_across_periodic_axes_is_the_wrap(self_cart, h, fie
     types = [t for link in exchange.links for t in link[1:3]]
     exchange.free()
     assert exchange.links == [] and all(t == mpi().DATATYPE_NULL for t in types)   # freed, not leaked
+
+
+def test_no_exchange_across_sides_that_are_not_periodic():
+    """Zero-flux and fixed sides on one rank: no neighbour, no message (the mirror is fill_boundaries')."""
+    cart = mpi().COMM_SELF.Create_cart([1, 1], periods=[False, False], reorder=False)
+    boundary = {"west": "zero_flux", "east": "zero_flux", "south": "fixed", "north": "flux"}
+    exchange = HaloExchange(decomposition(4, 6, 2, boundary, comm=cart))
+    assert exchange.links == []
+    exchange.free()
+    cart.Free()
 
 
 @pytest.mark.parametrize("axis", ["x", "y"])
