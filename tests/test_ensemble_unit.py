@@ -4,6 +4,7 @@ refusing and failing a member, and the command line's exit codes. tests/test_ens
 (GNU parallel, the pool, job arrays); this file is also what .ci/mutate.py runs against each mutant."""
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import h5py
@@ -13,6 +14,7 @@ import yaml
 from solver import ensemble
 from solver.core import config as config_module
 from solver.errors import ConfigError, UserError
+from solver.storage.lock import OutputLock
 from solver.storage.output import attribute
 
 BASE = {
@@ -51,9 +53,9 @@ def test_member_numbers_ranges_and_their_limits(tmp_path):
     ensemble.check_member(unlimited, 10 ** 9)
     with pytest.raises(UserError, match="no members given and ensemble.members is 0"):
         ensemble.parse_members([], unlimited)
-    ensemble.check_range(unlimited, 1, ensemble.MAX_RANGE, "x")
-    with pytest.raises(UserError, match=f"holds {ensemble.MAX_RANGE + 1} members, more than {ensemble.MAX_RANGE}"):
-        ensemble.check_range(unlimited, 1, ensemble.MAX_RANGE + 1, "1-1000001")
+    ensemble.check_range(unlimited, 1, 1_000_000, "x")
+    with pytest.raises(UserError, match="holds 1000001 members, more than 1000000 at once"):
+        ensemble.check_range(unlimited, 1, 1_000_001, "1-1000001")
 
 
 def test_check_setup_refuses_what_would_fail_every_member(tmp_path):
@@ -68,6 +70,12 @@ def test_check_setup_refuses_what_would_fail_every_member(tmp_path):
     os.remove(tmp_path / "members")
     locked = tmp_path / "locked"
     locked.mkdir()
+    program = tmp_path / "program"
+    program.write_text("#!/bin/sh\n")
+    program.chmod(0o755)                                        # writable and executable, but a file
+    under_a_file, _ = make(tmp_path, output_dir=str(program / "members"))
+    with pytest.raises(ConfigError, match="cannot be created or written .*program is not a writable directory"):
+        ensemble.check_setup(under_a_file)
     cfg_locked, _ = make(tmp_path, output_dir=str(locked / "deeper" / "members"))
     ensemble.check_setup(cfg_locked)
     locked.chmod(0o500)
@@ -132,10 +140,13 @@ def test_member_threads_pins_auto(tmp_path, monkeypatch):
     assert ensemble.member_threads(auto).parallel.threads == 3
 
 
-def test_run_skip_refuse_and_force_a_member(tmp_path):
+def test_run_skip_refuse_and_force_a_member(tmp_path, capsys):
     cfg, path = make(tmp_path)
     done = ensemble.run_member(cfg, 2, config_path=str(path))
-    assert done.status == "done" and done.member == 2 and done.seconds > 0, done.message
+    assert done.status == "done" and done.member == 2 and 0 < done.seconds < 60, done.message
+    assert capsys.readouterr() == ("", "")                      # a member's progress lines stay quiet
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        done.status = "failed"
     assert done.message.startswith("member 2: done in ") and "physics.diffusivity = " in done.message
     out = ensemble.member_path(cfg, 2)
     with h5py.File(out, "r") as f:
@@ -172,6 +183,34 @@ def test_a_failing_member_fails_alone(tmp_path):
     cfg, _ = make(tmp_path, perturb={"physics.diffusivity": {"dist": "uniform", "low": 5.0, "high": 6.0}})
     failed = ensemble.run_member(cfg, 1)
     assert failed.status == "failed" and failed.message.startswith("error: member 1 (drawn physics.diffusivity")
+    assert 0 <= failed.seconds < 60
+
+
+def test_members_that_fail_say_why_in_one_line_with_their_time(tmp_path, monkeypatch):
+    cfg, _ = make(tmp_path)
+    os.makedirs(ensemble.member_path(cfg, 4))                   # a directory where the member file goes
+    refused = ensemble.run_member(cfg, 4)
+    assert refused.status == "failed" and refused.message.startswith("error: member 4: ")
+    assert 0 <= refused.seconds < 60
+
+    def broken(*args, **kwargs):
+        raise OSError("the disk is on fire\nsecond line")
+    monkeypatch.setattr(ensemble, "run", broken)
+    failed = ensemble.run_member(cfg, 5)
+    assert (failed.status, failed.message) == ("failed", "error: member 5: the disk is on fire")
+    assert 0 <= failed.seconds < 60
+
+
+def test_a_member_another_process_computes_is_skipped(tmp_path):
+    cfg, _ = make(tmp_path)
+    os.makedirs(cfg.ensemble.output_dir)
+    lock = OutputLock(ensemble.member_path(cfg, 3))
+    lock.acquire()
+    try:
+        outcome = ensemble.run_member(cfg, 3)
+    finally:
+        lock.release()
+    assert outcome.status == "skipped" and "is computing it" in outcome.message, outcome.message
 
 
 def test_main_exit_codes(tmp_path, capsys):
