@@ -79,6 +79,12 @@ def test_mirrored_layers_stop_at_the_block_width():
                                                "north": "fixed"}))
     row = u[0, h]
     assert list(row) == [-7, -7, 1, 0, 1, 99, 99, 99]
+    u = numbered(1, 2, 2, h)                                    # the same on the east side
+    u[:, :, :h] = -7.0
+    u[:, :, -h:] = 99.0
+    fill_boundaries(u, decomposition(2, 2, h, {"west": "fixed", "east": "zero_flux", "south": "fixed",
+                                               "north": "fixed"}))
+    assert list(u[0, h]) == [-7, -7, -7, 0, 1, 0, 99, 99]
 
 
 def test_only_the_sides_a_rank_has_no_neighbour_on_are_filled():
