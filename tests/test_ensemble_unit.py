@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 
 import h5py
 import pytest
@@ -44,6 +45,7 @@ def test_member_numbers_ranges_and_their_limits(tmp_path):
     cfg, _ = make(tmp_path)
     assert ensemble.parse_members([], cfg) == [1, 2, 3, 4, 5]
     assert ensemble.parse_members(["3", "1-2", "2", "5-5"], cfg) == [3, 1, 2, 5]
+    assert ensemble.parse_members(["2-4"], cfg) == [2, 3, 4]
     ensemble.check_member(cfg, 5)
     with pytest.raises(UserError, match=r"member 6 is beyond ensemble.members = 5 in .*; use 1..5"):
         ensemble.check_member(cfg, 6)
@@ -142,8 +144,10 @@ def test_member_threads_pins_auto(tmp_path, monkeypatch):
 
 def test_run_skip_refuse_and_force_a_member(tmp_path, capsys):
     cfg, path = make(tmp_path)
-    done = ensemble.run_member(cfg, 2, config_path=str(path))
-    assert done.status == "done" and done.member == 2 and 0 < done.seconds < 60, done.message
+    start = time.perf_counter()
+    done = ensemble.run_member(cfg, 2, config_path="as/given.yaml")
+    assert done.status == "done" and done.member == 2, done.message
+    assert 0 < done.seconds <= time.perf_counter() - start
     assert capsys.readouterr() == ("", "")                      # a member's progress lines stay quiet
     with pytest.raises(dataclasses.FrozenInstanceError):
         done.status = "failed"
@@ -153,12 +157,16 @@ def test_run_skip_refuse_and_force_a_member(tmp_path, capsys):
         member_cfg, values = ensemble.member_config(cfg, 2)
         assert f.attrs["ensemble_member"] == 2 and f.attrs["ensemble_seed"] == 7
         assert attribute(f.attrs[ensemble.MEMBER_HASH]) == ensemble.member_hash(member_cfg)
-        assert attribute(f.attrs["ensemble_config"]) == str(path)
+        assert attribute(f.attrs["ensemble_config"]) == "as/given.yaml"      # the path as the user gave it
         assert set(attribute(f.attrs["ensemble_parameters"]).split(",")) == set(values)
         assert f.attrs["param.physics.diffusivity"] == values["physics.diffusivity"]
     assert ensemble.recorded_hash(out) == ensemble.member_hash(member_cfg)
     skipped = ensemble.run_member(cfg, 2)
     assert skipped.status == "skipped" and "is complete (--force reruns it)" in skipped.message
+    assert skipped.seconds == 0.0
+    ensemble.run_member(cfg, 1)                                   # no config_path: the config's own name
+    with h5py.File(ensemble.member_path(cfg, 1), "r") as f:
+        assert attribute(f.attrs["ensemble_config"]) == str(path)
     other, _ = make(tmp_path, seed=9)
     refused = ensemble.run_member(other, 2)
     assert refused.status == "failed" and "was computed for another config" in refused.message
@@ -175,30 +183,38 @@ def test_a_member_file_without_a_hash_is_refused(tmp_path):
     with h5py.File(tmp_path / "bare.h5", "w") as f:
         f.attrs["x"] = 1
     assert ensemble.recorded_hash(str(tmp_path / "bare.h5")) is None
+    for value in (5, ""):                                         # not a hash: a number, an empty text
+        with h5py.File(tmp_path / "odd.h5", "w") as f:
+            f.attrs[ensemble.MEMBER_HASH] = value
+        assert ensemble.recorded_hash(str(tmp_path / "odd.h5")) is None
     with pytest.raises(ConfigError, match="member 4: .*bare.h5 records no config hash"):
         ensemble.check_same_member(str(tmp_path / "bare.h5"), 4, "abc")
 
 
 def test_a_failing_member_fails_alone(tmp_path):
     cfg, _ = make(tmp_path, perturb={"physics.diffusivity": {"dist": "uniform", "low": 5.0, "high": 6.0}})
+    start = time.perf_counter()
     failed = ensemble.run_member(cfg, 1)
     assert failed.status == "failed" and failed.message.startswith("error: member 1 (drawn physics.diffusivity")
-    assert 0 <= failed.seconds < 60
+    assert 0 <= failed.seconds <= time.perf_counter() - start
 
 
 def test_members_that_fail_say_why_in_one_line_with_their_time(tmp_path, monkeypatch):
     cfg, _ = make(tmp_path)
     os.makedirs(ensemble.member_path(cfg, 4))                   # a directory where the member file goes
+    start = time.perf_counter()
     refused = ensemble.run_member(cfg, 4)
-    assert refused.status == "failed" and refused.message.startswith("error: member 4: ")
-    assert 0 <= refused.seconds < 60
+    assert refused.status == "failed" and refused.message.startswith("error: member 4: output ")
+    assert "exists and is a directory" in refused.message
+    assert 0 <= refused.seconds <= time.perf_counter() - start
 
     def broken(*args, **kwargs):
         raise OSError("the disk is on fire\nsecond line")
     monkeypatch.setattr(ensemble, "run", broken)
+    start = time.perf_counter()
     failed = ensemble.run_member(cfg, 5)
     assert (failed.status, failed.message) == ("failed", "error: member 5: the disk is on fire")
-    assert 0 <= failed.seconds < 60
+    assert 0 <= failed.seconds <= time.perf_counter() - start
 
 
 def test_a_member_another_process_computes_is_skipped(tmp_path):
@@ -217,6 +233,11 @@ def test_main_exit_codes(tmp_path, capsys):
     cfg, path = make(tmp_path)
     assert ensemble.main(["--config", str(path), "1", "3"]) == 0
     assert os.path.exists(ensemble.member_path(cfg, 3))
+    out, err = capsys.readouterr()
+    assert "member 3: done in" in out and err == "" and "running" not in out      # progress only with -v
+    assert ensemble.main(["--config", str(path), "4", "-v"]) == 0
+    out, err = capsys.readouterr()
+    assert "running 17 x 9 nodes" in out and "member 4: done in" in out and err == ""
     assert ensemble.main(["--config", str(path), "1"]) == 0
     assert "member 1: skipped" in capsys.readouterr().out
     assert ensemble.main(["--config", str(path)]) == 2
@@ -227,3 +248,18 @@ def test_main_exit_codes(tmp_path, capsys):
     bad, bad_path = make(tmp_path, perturb={"physics.diffusivity": {"dist": "uniform", "low": 5.0, "high": 6.0}})
     assert ensemble.main(["--config", str(bad_path), "2", "--force"]) == 1
     assert "error: member 2" in capsys.readouterr().err
+
+
+def test_ctrl_c_between_members_says_how_far_it_got(tmp_path, monkeypatch, capsys):
+    _, path = make(tmp_path)
+    calls = []
+
+    def member(cfg, number, *args):
+        calls.append(number)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return ensemble.Outcome(number, "done", f"member {number}: done")
+    monkeypatch.setattr(ensemble, "run_member", member)
+    assert ensemble.main(["--config", str(path), "1", "2", "3"]) == 130
+    assert capsys.readouterr().err == ("interrupted by SIGINT after 1 of 3 member(s); run the same command again "
+                                       "to resume\n")
