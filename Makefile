@@ -1,7 +1,8 @@
-# The two commands of the README: `make run` (set up, run the default job) and `make test`.
+# The two commands of the README: `make run` (set up, run the default job) and `make test`; and `make mutate`,
+# mutation testing of the core modules against their fast tests (.ci/mutate.py; MODULES="grid halo" for some).
 PYTHON := .venv/bin/python
 
-.PHONY: setup run test
+.PHONY: setup run test mutate
 setup:
 	bash jobs/setup.sh
 
@@ -11,3 +12,6 @@ run: setup
 
 test: setup
 	$(PYTHON) -m pytest $(PYTEST_ARGS)
+
+mutate: setup
+	nice -n 19 $(PYTHON) .ci/mutate.py $(MODULES)

@@ -1,9 +1,12 @@
 """Command line: ``python -m solver run|validate|info|bench ...``.
 
 Mistakes in the config, the arguments or the environment end in one line on stderr naming the problem and
-the fix, exit code 2 and no file written. Under MPI a failure on any rank prints that rank's error and
-aborts the whole job (``comm.Abort``), so no rank is left waiting in a collective. A run holds a lock on
-its output, so a second run pointed at the same file is refused; SIGTERM (what ``scancel`` and a batch
+the fix, exit code 2 and no file written. Under MPI a failure on one rank prints that rank's error and
+aborts the whole job (``comm.abort``), so no rank is left waiting in a collective; a failure every rank finds
+together (a bad config, a blown-up field, a stop) is said once, by rank 0, and every rank ends with its code
+(``comm.end_together``). Either way that line is all the job prints: no notice of the MPI library's. A rank
+whose launcher is gone (mpirun killed) ends too (``comm.watch_launcher``). A run holds a lock on its output,
+so a second run pointed at the same file is refused; SIGTERM (what ``scancel`` and a batch
 system's time limit send) ends a run like Ctrl-C: one line, and a serial run removes its ``.partial``.
 """
 from __future__ import annotations
@@ -13,18 +16,19 @@ import hashlib
 import os
 import signal
 import sys
-import time
 import traceback
 
 from . import machine, safety
 from .args import Parser
-from .comm import SERIAL, launcher_size, on_root, world
+from .comm import (SERIAL, abort, end_together, launched_by_mpi, launcher_rank, launcher_size, on_root,
+                   watch_launcher, world)
 from .core import config as config_module
 from .core import sampling, tiling
 from .errors import EXIT_FAILED, EXIT_REQUEUE, EXIT_USAGE, ConfigError, OutputError, RunError, UserError
 from .info import describe
 from .run import run
 from .run import wisdom
+from .run.hooks import InjectedFailure
 from .run.planning import check_fits, choose_threads, footprint, output_size
 from .storage import output
 from .storage.checkpoint import Stopped, check_owner, check_stop_file, path_for, record_stop
@@ -113,6 +117,8 @@ def _main(argv: list[str] | None, commands: dict) -> int:
 
 
 def command_run(args) -> int:
+    if launched_by_mpi():       # from the start: a rank may hang before MPI starts, reading a config, say
+        watch_launcher(launcher_rank())
     machine.check_environment()
     check_stop_file()
     cfg = config_module.load(args.config, args.overrides)
@@ -127,23 +133,31 @@ def command_run(args) -> int:
     try:
         agree(cfg, comm, {"output path": os.path.abspath(path), "--restart": args.restart,
                           "--max-steps": args.max_steps, "--overwrite": args.overwrite})
-    except UserError:
-        if comm.Get_rank() != 0:
-            return EXIT_USAGE            # every rank found the same problem: rank 0 says it, once
-        raise
+    except UserError as err:             # every rank found the same problem: rank 0 says it, once
+        return end_together(comm, _refused(err, comm))
     safety.started()            # from here a signal is the run's to handle (a checkpoint, a clean-up)
     previous = signal.signal(signal.SIGTERM, _terminate)
     lock = None
     try:
         lock = claim_output(path, args.overwrite, comm, resuming=args.restart != "never",
                             checkpoint=path_for(cfg, path), config=args.config, cfg=cfg)
-        return run_guarded(cfg, path, comm, **options)
+        code = run_guarded(cfg, path, comm, **options)
+    except UserError as err:             # claim_output: raised on every rank
+        code = _refused(err, comm)
     except (KeyboardInterrupt, Terminated) as err:      # before the run began: nothing to clean up
-        return _interrupted(_signal_behind(err), path, "", comm)
+        code = _interrupted(_signal_behind(err), path, "", comm)
     finally:
         signal.signal(signal.SIGTERM, previous)
         if lock is not None:
             lock.release()
+    return end_together(comm, code)
+
+
+def _refused(err: UserError, comm) -> int:
+    """A problem every rank found: rank 0 says it."""
+    if comm.Get_rank() == 0:
+        print(f"error: {err}", file=sys.stderr, flush=True)
+    return EXIT_USAGE
 
 
 def _terminate(signum, frame):
@@ -217,14 +231,18 @@ def run_guarded(cfg, path: str, comm, **options) -> int:
     except (KeyboardInterrupt, Terminated) as err:
         return _interrupted(_signal_behind(err), path, prefix, comm)
     except UserError as err:            # deterministic: every rank finds the same problem
+        return _refused(err, comm)
+    except RunError as err:             # raised by every rank together (a blown-up field)
         if rank == 0:
             print(f"error: {err}", file=sys.stderr, flush=True)
-        return _fail(comm, EXIT_USAGE, collective=True)
+        if not output.closed_cleanly():
+            _kept.append(err)
+        return EXIT_FAILED
     except Exception as err:
         signum = _signal_behind(err)
         if signum is not None:      # the signal landed inside numba's dispatcher, which wrapped it
             return _interrupted(signum, path, prefix, comm)
-        known = isinstance(err, (RunError, OutputError, OSError, MemoryError))
+        known = isinstance(err, (OutputError, OSError, MemoryError, InjectedFailure))
         if not known:
             traceback.print_exc()
         if isinstance(err, MemoryError):
@@ -258,18 +276,10 @@ def _interrupted(signum: int, path: str, prefix: str, comm) -> int:
     return _fail(comm, 128 + signum)
 
 
-ABORT_GRACE_SECONDS = 1.0   # before MPI_Abort: the launcher forwards the rank's last lines first
-
-
-def _fail(comm, code: int, collective: bool = False) -> int:
-    """End a failed run: under MPI a failure on one rank aborts every rank. The rank's error line is already
-    written and flushed, but a launcher may drop output still on its way when the abort reaches it (MPICH's
-    Hydra lost it in one of three CI runs), so the abort waits a moment; no other rank is waited for."""
-    if comm.Get_size() > 1 and not collective:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        time.sleep(ABORT_GRACE_SECONDS)
-        comm.Abort(code)
+def _fail(comm, code: int) -> int:
+    """End a run that failed on this rank: under MPI it aborts every rank (no other rank is waited for)."""
+    if comm.Get_size() > 1:
+        abort(comm, code)
     return code
 
 

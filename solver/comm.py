@@ -10,17 +10,26 @@ The few verbs the rest of the package uses beyond mpi4py's own methods:
 - :func:`maximum`, :func:`any_true`, :func:`all_true`: reductions that cost nothing on one rank;
 - :func:`sum_and_max`: sums and maxima of arrays in one reduction (the output's per-step series);
 - :func:`on_root`: rank 0 checks (the file system, say), every rank raises the same UserError;
-- :func:`ranks_on_node`: how many ranks share this node.
+- :func:`ranks_on_node`: how many ranks share this node;
+- :func:`abort` and :func:`end_together`: end a job that failed on one rank, or on all, with the rank's one line
+  as the only output;
+- :func:`watch_launcher`: end this rank when its launcher is gone (mpirun killed by a hard time limit).
 """
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
+import sys
+import threading
+import time
 from typing import Any, Callable
 
 from .errors import ConfigError, UserError
 
 MPI_LAUNCHER_VARIABLES = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "PMI_RANK", "MPI_LOCALNRANKS")
 MPI_SIZE_VARIABLES = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE")    # Open MPI; Hydra (MPICH, Intel MPI), srun PMI-1/2
+MPI_RANK_VARIABLES = ("OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK")      # Open MPI; Hydra, srun; PMIx
 MPI_LOCAL_SIZE_VARIABLES = ("OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "PMI_LOCAL_SIZE")
 
 
@@ -82,6 +91,12 @@ def launcher_size() -> int | None:
     """The rank count the launcher says it started, where it says so (not every launcher does)."""
     sizes = [int(os.environ[v]) for v in MPI_SIZE_VARIABLES if is_digits(os.environ.get(v, "").strip())]
     return sizes[0] if sizes else None
+
+
+def launcher_rank() -> int:
+    """This process's rank as the launcher numbers it (callable before MPI starts), 0 where it does not say."""
+    ranks = [os.environ.get(v, "").strip() for v in MPI_RANK_VARIABLES]
+    return next((int(v) for v in ranks if is_digits(v)), 0)
 
 
 def local_launcher_size() -> int:
@@ -175,3 +190,85 @@ def ranks_on_node(comm) -> int:
     count = node.Get_size()
     node.Free()
     return count
+
+
+ABORT_GRACE_SECONDS = 1.0   # before MPI_Abort: the launcher forwards the rank's last lines first
+
+
+def abort(comm, code: int) -> None:
+    """End the whole job from this rank with exit status ``code``; its error line, already written, stays the
+    only line. A launcher may drop output still on its way when the abort reaches it (MPICH's Hydra lost it in
+    one of three CI runs), so the abort waits a moment; then the MPI library is told to say nothing of its own
+    (:func:`_quiet`) and MPI_Abort ends every rank, wherever each waits."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    time.sleep(ABORT_GRACE_SECONDS)
+    _quiet()
+    comm.Abort(code)
+
+
+def _quiet() -> None:
+    """Nothing from the MPI library beside the rank's line. Open MPI 4 (ORTE) sends an 'MPI_ABORT was invoked'
+    notice to mpirun, which prints it; several ranks aborting at once race in those notices and mpirun adds an
+    ``ORTE_ERROR_LOG`` line: the notice is dropped where ``orte_execute_quiet`` (what ``mpirun -q`` sets) is
+    true, set here in this process only. MPICH prints ``Abort(N) on node ...`` from the rank itself: this
+    process's stdout and stderr go to /dev/null, once flushed."""
+    try:
+        ctypes.c_bool.in_dll(ctypes.CDLL(None), "orte_execute_quiet").value = True
+    except (OSError, ValueError):        # not Open MPI 4: no such flag
+        pass
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+    except OSError:
+        pass
+
+
+def end_together(comm, code: int) -> int:
+    """End this rank's part of a job whose ranks all stop with the same ``code`` (a collective failure or stop,
+    its line printed once by rank 0); returns the code to exit with.
+
+    Open MPI's mpirun (ORTE: ``OMPI_MCA_orte_hnp_uri`` is set) answers a rank's non-zero exit with two notices
+    of its own ("Primary job terminated normally, but 1 process returned a non-zero exit code", "mpirun detected
+    that one or more processes exited with non-zero status"), but a quiet abort (:func:`abort`) with nothing:
+    there rank 0 ends the job with the code and the other ranks wait for it in a barrier it never enters.
+    MPICH's Hydra passes a non-zero exit on silently, and srun counts each task's status: there every rank
+    returns the code."""
+    if comm.Get_size() == 1 or code == 0 or not os.environ.get("OMPI_MCA_orte_hnp_uri"):
+        return code
+    if comm.Get_rank() == 0:
+        abort(comm, code)
+    comm.Barrier()          # rank 0's abort ends this process here
+    return code
+
+
+LAUNCHER_POLL_SECONDS = 0.2
+EXIT_LAUNCHER_GONE = 128 + signal.SIGHUP     # as if hung up on: nobody is left to read it but a batch system
+
+
+def watch_launcher(rank: int) -> threading.Thread:
+    """End this process when the process that started it is gone, as when mpirun is killed with SIGKILL (a
+    hard time limit, ``kill -9``): a rank that waits for a peer, or is held, would otherwise wait forever with
+    nobody to stop it. The parent of a rank is the launcher's process on its node: mpirun or orted (Open MPI),
+    hydra_pmi_proxy (MPICH's Hydra), slurmstepd (srun). A daemon thread polls ``os.getppid()``: an orphan is
+    handed to init or a subreaper, so its parent changes; then the rank says so in one line (where its
+    stderr still leads somewhere, a batch system's file) and exits at once. Its ``.partial`` output and any
+    checkpoint stay, as after any kill; the output's lock is a flock, which the kernel drops. Polling, not
+    ``PR_SET_PDEATHSIG``: that fires when the *thread* that forked the rank ends, which a launcher's helper
+    thread may do while the launcher lives on."""
+    parent = os.getppid()
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(LAUNCHER_POLL_SECONDS)
+        try:
+            os.write(2, f"rank {rank}: error: the MPI launcher (process {parent}) is gone; this rank ends too "
+                        "(the output stays .partial; a checkpoint, if any, resumes it)\n".encode())
+        except OSError:
+            pass
+        os._exit(EXIT_LAUNCHER_GONE)
+
+    thread = threading.Thread(target=watch, name="launcher-watch", daemon=True)
+    thread.start()
+    return thread

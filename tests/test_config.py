@@ -150,3 +150,43 @@ def test_stability_limit_uses_dx_and_dy_and_admits_the_limit_itself(model, limit
     above = expected * 1.01
     with pytest.raises(config.ConfigError, match=f"use time.dt <= {expected:.4g}"):
         config.from_dict({**base, "time": {"dt": above, "t_end": 10 * above}}, "x.yaml")
+
+
+def test_set_dotted_walks_nested_sections_and_names_the_one_that_is_not():
+    data = {"physics": {"diffusivity": 1.0}}
+    config.set_dotted(data, "a.b.c=[1, 2]")
+    config.set_dotted(data, "physics.diffusivity=0.5")
+    assert data == {"physics": {"diffusivity": 0.5}, "a": {"b": {"c": [1, 2]}}}
+    with pytest.raises(ConfigError, match=r"^--set grid.nx: grid is not a section$"):
+        config.set_dotted({"grid": 5}, "grid.nx=3")
+    with pytest.raises(ConfigError, match=r"^--set a.b.c: a.b is not a section$"):
+        config.set_dotted({"a": {"b": 5}}, "a.b.c=3")
+
+
+def test_load_without_a_file_is_the_defaults():
+    cfg = config.load(None, ["time.t_end=0.5"])
+    assert cfg.source == "<defaults>" and cfg.time.t_end == 0.5 and cfg.model == "diffusion"
+
+
+def test_a_model_file_is_found_beside_the_config_not_in_the_working_directory(tmp_path, monkeypatch):
+    folder = tmp_path / "study"
+    folder.mkdir()
+    (folder / "mine.py").write_text((REPO / "solver/models/diffusion.py").read_text())
+    cfg_path = folder / "c.yaml"
+    cfg_path.write_text("model: mine.py\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert config.load(cfg_path).model_impl.file == str(folder / "mine.py")
+    with pytest.raises(ConfigError, match=r"^<dict>: "):       # no config file: from the working directory
+        config.from_dict({"model": "mine.py"})
+    monkeypatch.chdir(folder)
+    assert config.from_dict({"model": "mine.py"}).model_impl.file == str(folder / "mine.py")
+
+
+def test_with_values_replaces_dotted_keys_and_validates_again():
+    cfg = config.load(None)
+    changed = config.with_values(cfg, {"time.dt": 0.0005, "physics.diffusivity": 0.001})
+    assert (changed.time.dt, changed.physics.diffusivity) == (0.0005, 0.001) and cfg.time.dt == 0.001
+    with pytest.raises(ConfigError, match="time.dt"):
+        config.with_values(cfg, {"time.dt": 1.0})

@@ -131,10 +131,14 @@ def check_halo(cfg: Config, dims: tuple[int, int], halo: int) -> None:
     """Refuse a halo wider than the smallest block of the process grid ``dims`` (its steps would read nodes
     no neighbour holds)."""
     px, py = dims
+    if px > cfg.grid.nx or py > cfg.grid.ny:
+        raise ConfigError(f"{cfg.source}: a {px} x {py} process grid leaves ranks without nodes on a grid of "
+                          f"{cfg.grid.nx} x {cfg.grid.ny} nodes; use at most {cfg.grid.nx} ranks along x and "
+                          f"{cfg.grid.ny} along y (parallel.ranks), or fewer ranks")
     smallest = min(cfg.grid.nx // px, cfg.grid.ny // py)
     if halo > smallest:
         raise ConfigError(f"{cfg.source}: parallel.halo = {halo} is wider than the smallest block ({smallest} "
-                          f"nodes on {px * py} rank(s)); use parallel.halo <= {max(1, smallest)}")
+                          f"nodes on {px * py} rank(s)); use parallel.halo <= {smallest}")
 
 
 def largest_block(cfg: Config, dims: tuple[int, int]) -> tuple[int, int]:

@@ -44,8 +44,10 @@ def hold(rank: int, step: int, signals: SignalFlag) -> None:
         signal.signal(signal.SIGCONT, previous)
 
 
+class InjectedFailure(RuntimeError):
+    """The SOLVER_FAIL_AT failure: one line, as a failing write on one rank gives, not a bug's traceback."""
 
 
 def fail(step: int) -> None:
     """The SOLVER_FAIL_AT hook: fail as a real failure on one rank would."""
-    raise RuntimeError(f"injected failure at step {step} ({FAULT_VARIABLE}={os.environ[FAULT_VARIABLE]})")
+    raise InjectedFailure(f"injected failure at step {step} ({FAULT_VARIABLE}={os.environ[FAULT_VARIABLE]})")

@@ -303,6 +303,10 @@ class FieldWriter:
                 os.replace(self.tmp, self.path)
             except FileNotFoundError:
                 directory = os.path.dirname(os.path.abspath(self.path))
+                if os.path.isdir(directory):
+                    raise OutputError(f"writing {self.path}: its unfinished file {self.tmp} was removed during "
+                                      "the run (by a clean-up or another job?), so nothing was saved; keep such "
+                                      "clean-ups away from .partial files while a run writes, and run again") from None
                 raise OutputError(f"writing {self.path}: the directory {directory} vanished during the run; "
                                   "nothing was saved") from None
             except OSError as err:

@@ -88,6 +88,22 @@ def test_output_directory_deleted_mid_run(tmp_path):
     assert not (tmp_path / "sub").exists()
 
 
+def test_partial_output_deleted_mid_run(tmp_path):
+    """The .partial alone removed (a clean-up script, another job): said as such, not as a vanished directory."""
+    cfg_path = config(tmp_path, {**LONG, "time": {"dt": 0.01, "t_end": 4.0}, "output": {"path": "out.h5"}})
+    proc = start("run", cfg_path, cwd=tmp_path, env=hold_env())
+    held(proc)
+    (tmp_path / "out.h5.partial").unlink()
+    proc.send_signal(signal.SIGCONT)
+    code, stdout, stderr = finish(proc)
+    assert code == 1, stderr
+    line = one_line(stderr)
+    assert line == ("error: writing out.h5: its unfinished file out.h5.partial was removed during the run (by a "
+                    "clean-up or another job?), so nothing was saved; keep such clean-ups away from .partial files "
+                    "while a run writes, and run again"), line
+    assert not (tmp_path / "out.h5").exists() and not (tmp_path / "out.h5.partial").exists()
+
+
 def test_checkpoint_on_a_full_disk_is_one_line_and_leaves_no_partial(tmp_path, small_disk):
     """The output fits elsewhere; the checkpoint's disk is full: one line, and neither the checkpoint's
     .partial nor the output's .partial (no checkpoint refers to it) is left."""
