@@ -38,6 +38,15 @@ def require(executable: str) -> str:
     return path
 
 
+def one_error_line(result: subprocess.CompletedProcess, *fragments: str) -> str:
+    """The line of a refused command: exit 2, one line on stderr holding every fragment, no traceback."""
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
 def solver_env(**extra: str) -> dict:
     """Environment for solver subprocesses: the test's Python first on PATH (as after activating the
     environment, so job scripts and pipes that say ``python`` get it), this checkout first on sys.path,

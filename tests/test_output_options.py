@@ -14,7 +14,7 @@ import pytest
 import xarray as xr
 import yaml
 
-from conftest import PYTHON, REPO, SMALL, require, run_solver, solver_env, write_config
+from conftest import PYTHON, REPO, SMALL, one_error_line, require, run_solver, solver_env, write_config
 
 PROBES = {"centre": [1.0, 0.5], "corner": [0.0, 0.0], "off_node": [0.31, 0.77], "east": [2.0, 0.4]}
 SIZED = {"precision": "float32", "compression": "gzip", "compression_level": 6, "shuffle": True,
@@ -28,14 +28,6 @@ REQUEUE = 3
 def datasets(path) -> dict:
     with h5py.File(path, "r") as f:
         return {name: f[name][()] for name in f if isinstance(f[name], h5py.Dataset)}
-
-
-def one_error_line(result, *fragments) -> str:
-    lines = result.stderr.strip().splitlines()
-    assert result.returncode == 2 and len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import REPO, SMALL, require, run_solver, write_config
+from conftest import REPO, SMALL, one_error_line, require, run_solver, write_config
 
 
 @pytest.mark.parametrize("nx, output", [(513, {}), (1025, {"precision": "float32", "subsample": [2, 1]})])
@@ -23,14 +23,6 @@ def test_uncompressed_snapshots_take_the_bytes_of_their_data(tmp_path, nx, outpu
         assert field.shape == (3, 5, 513)
         data = field.size * field.dtype.itemsize
         assert data <= field.id.get_storage_size() <= 1.01 * data
-
-
-def one_error_line(result, *fragments) -> str:
-    lines = result.stderr.strip().splitlines()
-    assert result.returncode == 2 and len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
 
 
 def renamed_model(tmp_path, model: str, old: str, new: str):
