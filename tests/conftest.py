@@ -47,6 +47,21 @@ def one_error_line(result: subprocess.CompletedProcess, *fragments: str) -> str:
     return lines[0]
 
 
+def ensemble_of_two(tmp_path: Path, output: dict) -> Path:
+    """Two numpy-kernel members of the small problem (initial.sigma drawn) with these output settings, run
+    by the process pool in tmp_path/members, and their statistics by analysis/ensemble_stats.py: its file."""
+    data = {**yaml.safe_load(yaml.safe_dump(SMALL)), "numerics": {"kernel": "numpy"}, "output": output,
+            "ensemble": {"members": 2, "output_dir": str(tmp_path / "members"),
+                         "perturb": {"initial.sigma": {"dist": "uniform", "low": 0.08, "high": 0.12}}}}
+    config = tmp_path / "ensemble.yaml"
+    config.write_text(yaml.safe_dump(data))
+    run_solver("-m", "solver.pool", "1-2", "--config", config, "-j", "1", script=True, cwd=tmp_path)
+    out = tmp_path / "stats.h5"
+    run_solver(REPO / "analysis" / "ensemble_stats.py", "--config", config, "-o", out, "--no-plots", script=True,
+               cwd=tmp_path)
+    return out
+
+
 def solver_env(**extra: str) -> dict:
     """Environment for solver subprocesses: the test's Python first on PATH (as after activating the
     environment, so job scripts and pipes that say ``python`` get it), this checkout first on sys.path,

@@ -73,6 +73,7 @@ def test_models_are_built_in_names_or_model_files(tmp_path):
     """--models takes a user's model file beside the built-ins; anything else is one line."""
     specs = bench.parse_models(f"layered, {REPO / 'configs' / 'heat_source.py'}")
     assert specs == ["layered", str(REPO / "configs" / "heat_source.py")]
-    for wrong, words in (("difusion", "neither a built-in"), ("nowhere/model.py", "no such model file"), (" , ", "empty")):
+    for wrong, words in (("difusion", "neither a built-in"), ("nowhere/model.py", "no such model file"),
+                         (" , ", "empty")):
         with pytest.raises(ConfigError, match=words):
             bench.parse_models(wrong)

@@ -12,9 +12,9 @@ import matplotlib.image
 import numpy as np
 import pytest
 import xarray as xr
-import yaml
 
-from conftest import PYTHON, REPO, SMALL, one_error_line, require, run_solver, solver_env, write_config
+from conftest import (PYTHON, REPO, SMALL, ensemble_of_two, one_error_line, require, run_solver, solver_env,
+                      write_config)
 
 PROBES = {"centre": [1.0, 0.5], "corner": [0.0, 0.0], "off_node": [0.31, 0.77], "east": [2.0, 0.4]}
 SIZED = {"precision": "float32", "compression": "gzip", "compression_level": 6, "shuffle": True,
@@ -247,16 +247,7 @@ def test_analysis_scripts_read_float32_and_subsampled_files(runs, tmp_path):
 
 
 def test_ensemble_statistics_read_float32_subsampled_members(tmp_path):
-    data = {**yaml.safe_load(yaml.safe_dump(SMALL)), "numerics": {"kernel": "numpy"},
-            "ensemble": {"members": 2, "output_dir": str(tmp_path / "members"),
-                         "perturb": {"initial.sigma": {"dist": "uniform", "low": 0.08, "high": 0.12}}}}
-    data["output"] = {"every": 0, "precision": "float32", "subsample": [2, 2]}
-    config = tmp_path / "ensemble.yaml"
-    config.write_text(yaml.safe_dump(data))
-    run_solver("-m", "solver.pool", "1-2", "--config", config, "-j", "1", script=True, cwd=tmp_path)
-    out = tmp_path / "stats.h5"
-    run_solver(REPO / "analysis" / "ensemble_stats.py", "--config", config, "-o", out, "--no-plots", script=True,
-               cwd=tmp_path)
+    out = ensemble_of_two(tmp_path, {"every": 0, "precision": "float32", "subsample": [2, 2]})
     with h5py.File(out) as f, h5py.File(tmp_path / "members" / "member-0001.h5") as m, \
             h5py.File(tmp_path / "members" / "member-0002.h5") as n:
         assert m["C"].dtype == np.float32 and f["mean"].shape == (23, 31) == m["C"].shape[1:]

@@ -6,9 +6,8 @@ import subprocess
 import h5py
 import numpy as np
 import pytest
-import yaml
 
-from conftest import REPO, SMALL, one_error_line, require, run_solver, write_config
+from conftest import REPO, SMALL, ensemble_of_two, one_error_line, require, run_solver, write_config
 
 
 @pytest.mark.parametrize("nx, output", [(513, {}), (1025, {"precision": "float32", "subsample": [2, 1]})])
@@ -87,16 +86,7 @@ def test_ensemble_total_mass_is_the_whole_domains_when_members_keep_a_window(tmp
     """ensemble_stats.py's total_mass ("integral of the final field over the domain") summed the stored nodes:
     with a window, the window's part only (here half the Gaussian). The members' series hold the whole
     domain's integral at the last step."""
-    data = {**yaml.safe_load(yaml.safe_dump(SMALL)), "numerics": {"kernel": "numpy"},
-            "ensemble": {"members": 2, "output_dir": str(tmp_path / "members"),
-                         "perturb": {"initial.sigma": {"dist": "uniform", "low": 0.08, "high": 0.12}}}}
-    data["output"] = {"every": 0, "window": {"x": [0.0, 1.0]}, "series_every": 10}
-    config = tmp_path / "ensemble.yaml"
-    config.write_text(yaml.safe_dump(data))
-    run_solver("-m", "solver.pool", "1-2", "--config", config, "-j", "1", script=True, cwd=tmp_path)
-    out = tmp_path / "stats.h5"
-    run_solver(REPO / "analysis" / "ensemble_stats.py", "--config", config, "-o", out, "--no-plots", script=True,
-               cwd=tmp_path)
+    out = ensemble_of_two(tmp_path, {"every": 0, "window": {"x": [0.0, 1.0]}, "series_every": 10})
     totals = []
     for member in (1, 2):
         with h5py.File(tmp_path / "members" / f"member-000{member}.h5") as m:
