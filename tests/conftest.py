@@ -30,6 +30,22 @@ SMALL = {
 }
 
 
+# Settings that code run inside the test process writes into os.environ, where every later test's subprocess
+# would inherit them: an ensemble member pins NUMBA_NUM_THREADS before numba starts (1 unless configured: a
+# later 2-thread run would be refused), the planner sets OMP_WAIT_POLICY, MPI's start its yielding waits.
+LEAKY_SETTINGS = ("NUMBA_NUM_THREADS", "OMP_WAIT_POLICY", "OMPI_MCA_mpi_yield_when_idle")
+
+
+@pytest.fixture(autouse=True)
+def _leaky_settings_undone(monkeypatch):
+    """Each of LEAKY_SETTINGS as it was before the test, whatever code the test ran in this process."""
+    for name in LEAKY_SETTINGS:
+        if name in os.environ:
+            monkeypatch.setenv(name, os.environ[name])
+        else:
+            monkeypatch.delenv(name, raising=False)
+
+
 def require(executable: str) -> str:
     """Path of a required program; a missing one fails the test with the fix."""
     path = shutil.which(executable)
