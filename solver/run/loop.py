@@ -23,9 +23,9 @@ from ..errors import ModelError, RunError
 from ..storage import checkpoint, provenance
 from ..storage.output import FieldWriter, partial_path
 from .hooks import FAULT_VARIABLE, HOLD_VARIABLE, fail, hold, test_hook
-from . import wisdom
 from .planning import choose_threads, set_threads
 from .stepper import Stepper, Timer
+from .wisdom import decide
 
 PROGRESS_EVERY = 0.1     # fraction of the run between progress lines
 SIGNAL_POLL_STEPS = 2 * tiling.DEPTH    # steps between looks at the signal flag (a collective under MPI):
@@ -50,7 +50,7 @@ def run(cfg: Config, path: str, comm=SERIAL, say=None, restart: str = "never", m
     threads = choose_threads(cfg, local_ranks)
     if cfg.numerics.kernel != "numpy":   # the numpy kernel never imports numba (a small ensemble member's start-up)
         set_threads(threads, local_ranks, say)
-    decision = wisdom.decide(cfg, dims, local_ranks, threads, comm, say=say)   # auto: measured, or recorded
+    decision = decide(cfg, dims, local_ranks, threads, comm, say=say)   # auto: measured, or recorded
     chosen = decision.plan
     decomp = init_global_grid(cfg, comm, chosen.halo)
     model = cfg.model_impl
