@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import PYTHON, REPO, require, run_solver, solver_env, write_config
+from solver.core.config import SIDES
 from solver.run import wisdom
 
 # 401 x 341 nodes: a block of more than wisdom.SMALL_NODES nodes on each of two ranks; 20 steps.
@@ -143,7 +144,7 @@ def test_record_keeps_other_entries_and_replaces_the_file_whole(tmp_path):
 
 
 @pytest.mark.mpi
-def test_every_rank_follows_rank_0s_decision(tmp_path, env, kernel_dir):
+def test_every_rank_follows_rank_0s_decision_of_kernel_and_halo(tmp_path, env, kernel_dir):
     require("mpirun")
     config = write_config(tmp_path, **GRID)
     _, serial, field = run(config, tmp_path / "serial.h5", env, "--set", "numerics.kernel=numpy")
@@ -151,13 +152,37 @@ def test_every_rank_follows_rank_0s_decision(tmp_path, env, kernel_dir):
     assert first.stdout.count("measuring") == 1 and attrs["kernel_decision"] == "measured"
     (key, entry), = entries(kernel_dir).items()
     assert "2 rank(s) on the node" in key and np.array_equal(bits, field)
-    other = "numba" if entry["kernel"] == "tiled" else "tiled"
-    (kernel_dir / wisdom.WISDOM_FILE).write_text(json.dumps({key: {**entry, "kernel": other}}))
+    # under MPI the halo widths are timed too: an exchange every step (overlapped) or every 15 (31 tiled)
+    assert set(entry["mlups"]) == {"numba/halo 1", "numba/halo 15", "rows/halo 1", "rows/halo 15", "tiled/halo 31"}
+    assert f"halo {entry['halo']} (an exchange every {entry['halo']} step(s), measured" in attrs["auto_choice"]
+    other = ("numba", 1) if (entry["kernel"], entry["halo"]) != ("numba", 1) else ("rows", 15)
+    (kernel_dir / wisdom.WISDOM_FILE).write_text(json.dumps({key: {**entry, "kernel": other[0], "halo": other[1]}}))
     second, again, bits = run(config, tmp_path / "b.h5", env, ranks=2)
     assert "measuring" not in second.stdout
-    assert (again["kernel"], again["kernel_decision"]) == (other, "wisdom") and np.array_equal(bits, field)
-    halo = 31 if other == "tiled" else 15
-    assert f"halo {halo} (an exchange every {halo} steps)" in again["auto_choice"]
+    assert (again["kernel"], again["kernel_decision"]) == (other[0], "wisdom") and np.array_equal(bits, field)
+    assert f"halo {other[1]} (an exchange every {other[1]} step(s), measured" in again["auto_choice"]
+
+
+@pytest.mark.parametrize("sides, timed", [
+    ("fixed", {"numba": ("numba", None), "rows": ("rows", None), "tiled": ("tiled", None)}),
+    ("periodic", {"numba/halo 1": ("numba", 1), "numba/halo 15": ("numba", 15), "rows/halo 1": ("rows", 1),
+                  "rows/halo 15": ("rows", 15), "tiled/halo 31": ("tiled", 31)}),
+    ("zero_flux", {"numba": ("numba", None), "rows": ("rows", None)}),
+])
+def test_halo_widths_are_timed_where_halos_are_exchanged_and_not_refilled_every_step(tmp_path, sides, timed):
+    from solver.core.config import load
+    cfg = load(write_config(tmp_path, **GRID), [f"boundary.{side}={sides}" for side in SIDES])
+    assert wisdom.ways(cfg, (1, 1)) == timed
+    configured = load(write_config(tmp_path, **GRID), [f"boundary.{side}={sides}" for side in SIDES]
+                      + ["parallel.halo=5"])
+    assert all(halo is None for _, halo in wisdom.ways(configured, (1, 1)).values())
+
+
+def test_a_wisdom_entry_with_a_halo_that_is_no_width_is_measured_again(tmp_path):
+    file = tmp_path / wisdom.WISDOM_FILE
+    file.write_text(json.dumps({"a": {"kernel": "numba", "halo": 0}, "b": {"kernel": "numba", "halo": "15"},
+                                "c": {"kernel": "numba", "halo": 15}, "d": {"kernel": "rows"}}))
+    assert set(wisdom.read(str(file))) == {"c", "d"}
 
 
 def test_the_benchmarks_in_cache_ceiling_is_measured_not_sized_from_the_reported_cache(monkeypatch):

@@ -100,19 +100,27 @@ def _values(values, steps: int) -> np.ndarray:
 PAGE_BYTES = 4096
 
 
-def buffer_pair(shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """Two uninitialised float64 arrays of ``shape`` for a kernel's ``(u, v)``, cut from one allocation so
-    that their starts differ by :func:`alias_free_offset` bytes modulo a 4 KiB page.
+def buffer_pair(shape: tuple[int, ...], pool: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Two uninitialised float64 arrays of ``shape`` for a kernel's ``(u, v)``, cut from one allocation (or
+    from the start of ``pool``, of at least :func:`pair_size` doubles) so that their starts differ by
+    :func:`alias_free_offset` bytes modulo a 4 KiB page.
 
     A step loads rows of one buffer and stores rows of the other at the same columns. When the two
     addresses share their low 12 bits, each load waits for the pending store (4K aliasing), and two arrays
     allocated one after the other land there by chance, depending on the grid's size: the plain kernel then
     runs measurably slower (docs/performance.md)."""
     size = int(np.prod(shape))
-    whole = -(-size * 8 // PAGE_BYTES) * PAGE_BYTES // 8           # doubles, whole pages
-    second = whole + alias_free_offset(shape[-1] * 8) // 8
-    pool = np.empty(second + size)
-    return pool[:size].reshape(shape), pool[second:].reshape(shape)
+    second = pair_size(shape) - size
+    pool = np.empty(second + size) if pool is None else pool
+    return pool[:size].reshape(shape), pool[second:second + size].reshape(shape)
+
+
+def pair_size(shape: tuple[int, ...]) -> int:
+    """Doubles that :func:`buffer_pair` takes for two arrays of ``shape``: the first in whole pages, then the
+    offset that keeps the second free of 4K aliasing, then the second."""
+    size = int(np.prod(shape))
+    whole = -(-size * 8 // PAGE_BYTES) * PAGE_BYTES // 8
+    return whole + alias_free_offset(shape[-1] * 8) // 8 + size
 
 
 def alias_free_offset(row_bytes: int) -> int:

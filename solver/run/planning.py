@@ -30,29 +30,27 @@ class Plan:
 HEURISTIC_CACHE_CAP = 32 * 1024 ** 2     # bytes: a virtual machine may report its host's whole L3 (480 MiB)
 
 
-def plan(cfg: Config, dims: tuple[int, int], local_ranks: int, choice: tuple[str, str] | None = None) -> Plan:
+def plan(cfg: Config, dims: tuple[int, int], local_ranks: int, choice: tuple[str, str] | None = None,
+         halo: int | None = None) -> Plan:
     """Resolve ``numerics.kernel`` and ``parallel.halo`` when they are ``auto``, from global sizes only, so
     every rank decides alike (any choice gives the same bits):
 
-    - halo: none to speak of (1) on one process with fixed boundaries, 1 when zero-flux boundaries (or flux
-      sides, or fixed sides changing with time) are refilled every step anyway, else 15 steps between exchanges (or periodic wraps), or one whole tiled
-      chunk (31 steps for one field) with the tiled kernel, at most half the smallest block: exchanges then
-      cost a fifteenth as many latencies or fewer;
     - kernel: ``choice`` = (kernel, why) when given (measured: solver/run/wisdom.py), else the heuristic used
       where nothing can be measured: tiled (temporal blocking) when the field buffers of this node's ranks
       outgrow the last-level cache as reported (at most HEURISTIC_CACHE_CAP) and there are several steps
-      between exchanges; else the plain numba kernel.
+      between exchanges; else the plain numba kernel;
+    - halo: ``halo`` when given (measured with the kernel), else none to speak of (1) on one process with
+      fixed boundaries, 1 when zero-flux boundaries (or flux sides, or fixed sides changing with time) are
+      refilled every step anyway, else 15 steps between exchanges (or periodic wraps), or one whole tiled
+      chunk (31 steps for one field) with the tiled kernel, at most half the smallest block: exchanges then
+      cost a fifteenth as many latencies or fewer.
     """
     px, py = dims
     size, nx, ny = px * py, cfg.grid.nx, cfg.grid.ny
-    exchanges = size > 1 or any(getattr(cfg.boundary, side) != "fixed" for side in SIDES)
+    exchanges, mirrored = _exchanges(cfg, size), _mirrored(cfg)
     fields = len(cfg.model_impl.fields)
     stored = 2 * fields + len(cfg.model_impl.coefficient_names)     # two buffers a field, one a coefficient field
-    smallest = min(nx // px, ny // py)
-    kinds = {side: getattr(cfg.boundary, side) for side in SIDES}
-    mirrored = "zero_flux" in kinds.values() or bool(models.side_hooks(cfg.model_impl, cfg.physics, kinds,
-                                                                        cfg.axis("x"), cfg.axis("y")))
-    deep = max(1, min(AUTO_HALO, smallest // 2)) if exchanges and not mirrored else 1
+    deep = _deep(cfg, dims, "numba") if exchanges and not mirrored else 1
     field_bytes = 8 * stored * (ny + 2 * deep * py) * (nx + 2 * deep * px)     # all ranks, halos included
     cache = min(machine.last_level_cache(), HEURISTIC_CACHE_CAP)
     outgrown = local_ranks * field_bytes / size > cache
@@ -67,16 +65,50 @@ def plan(cfg: Config, dims: tuple[int, int], local_ranks: int, choice: tuple[str
         kernel, why_kernel = "numba", "too few steps per exchange to tile"
     else:
         kernel, why_kernel = "tiled", "the fields outgrow the last-level cache"
+    every = f"{'an exchange' if size > 1 else 'a periodic wrap'} every"
     if cfg.parallel.halo != "auto":
         halo, why_halo = cfg.parallel.halo, "as configured"
+    elif halo is not None:
+        why_halo = f"{every} {halo} step(s), measured with the kernel"
     elif not exchanges:
         halo, why_halo = 1, "one process, fixed boundaries: nothing to exchange"
     elif mirrored:
         halo, why_halo = 1, "zero-flux, flux or time-dependent sides are refilled every step"
     else:
-        halo = max(1, min(tiling.depth_for(fields), smallest // 2)) if kernel == "tiled" else deep
-        why_halo = f"{'an exchange' if size > 1 else 'a periodic wrap'} every {halo} steps"
+        halo = _deep(cfg, dims, kernel)
+        why_halo = f"{every} {halo} steps"
     return Plan(kernel, halo, f"kernel {kernel} ({why_kernel}), halo {halo} ({why_halo})")
+
+
+def halo_candidates(cfg: Config, dims: tuple[int, int], kernel: str) -> tuple[int, ...]:
+    """The halo widths worth timing with ``kernel`` (solver/run/wisdom.py): every step's exchange overlapped
+    with the interior (1) against a deep halo (one exchange every 15 steps, or every tiled chunk), where halos
+    are exchanged and nothing refills them every step; else the one width the run would use."""
+    px, py = dims
+    if cfg.parallel.halo != "auto" or not _exchanges(cfg, px * py) or _mirrored(cfg):
+        return (plan(cfg, dims, 1, (kernel, "")).halo,)
+    deep = _deep(cfg, dims, kernel)
+    return (deep,) if kernel == "tiled" or deep == 1 else (1, deep)
+
+
+def _exchanges(cfg: Config, size: int) -> bool:
+    """Whether halos are filled between steps: several ranks, or a side that is not fixed."""
+    return size > 1 or any(getattr(cfg.boundary, side) != "fixed" for side in SIDES)
+
+
+def _mirrored(cfg: Config) -> bool:
+    """Whether some side is refilled every step: zero-flux, a flux side or a fixed side changing with time."""
+    kinds = {side: getattr(cfg.boundary, side) for side in SIDES}
+    return "zero_flux" in kinds.values() or bool(models.side_hooks(cfg.model_impl, cfg.physics, kinds,
+                                                                    cfg.axis("x"), cfg.axis("y")))
+
+
+def _deep(cfg: Config, dims: tuple[int, int], kernel: str) -> int:
+    """The deep halo: AUTO_HALO steps, or one tiled chunk for the tiled kernel; at most half the smallest block."""
+    px, py = dims
+    smallest = min(cfg.grid.nx // px, cfg.grid.ny // py)
+    steps = tiling.depth_for(len(cfg.model_impl.fields)) if kernel == "tiled" else AUTO_HALO
+    return max(1, min(steps, smallest // 2))
 
 
 def can_tile(cfg: Config, dims: tuple[int, int]) -> bool:
@@ -84,16 +116,11 @@ def can_tile(cfg: Config, dims: tuple[int, int]) -> bool:
     3 steps between exchanges (the halo the tiled kernel would get: configured, or one chunk, at most half
     the smallest block; 1 where mirrored sides are refilled every step)."""
     px, py = dims
-    kinds = {side: getattr(cfg.boundary, side) for side in SIDES}
-    if px * py == 1 and all(kind == "fixed" for kind in kinds.values()):
+    if not _exchanges(cfg, px * py):
         return True
     if cfg.parallel.halo != "auto":
         return cfg.parallel.halo >= 3
-    if "zero_flux" in kinds.values() or models.side_hooks(cfg.model_impl, cfg.physics, kinds, cfg.axis("x"),
-                                                         cfg.axis("y")):
-        return False
-    smallest = min(cfg.grid.nx // px, cfg.grid.ny // py)
-    return min(tiling.depth_for(len(cfg.model_impl.fields)), smallest // 2) >= 3
+    return not _mirrored(cfg) and _deep(cfg, dims, "tiled") >= 3
 
 
 def choose_threads(cfg: Config, local_ranks: int) -> int:

@@ -38,14 +38,19 @@ class Stepper:
     here) and the forcing values of each of its steps, computed from the global step number, so that the
     numbers do not depend on how the steps are cut into calls (kernel, halo width, ranks, a restart)."""
 
-    def __init__(self, cfg: Config, decomp: Decomposition, timer: Timer, kernel: str):
+    def __init__(self, cfg: Config, decomp: Decomposition, timer: Timer, kernel: str,
+                 coefficient_fields: np.ndarray | None = None):
+        """``coefficient_fields``: those of another stepper on the same decomposition, shared (read-only)
+        instead of computed again (the kernel measurement of solver/run/wisdom.py)."""
         self.decomp, self.timer = decomp, timer
         model = self.model = cfg.model_impl
         self.physics, self.dt = cfg.physics, cfg.time.dt
         self.kernel = kernels.get_advance(model, kernel)
         self.coefficients = cfg.coefficients()
         self.coefficient_fields = kernels.no_coefficients()
-        if model.coefficient_names:
+        if coefficient_fields is not None:
+            self.coefficient_fields = coefficient_fields
+        elif model.coefficient_names:
             self.coefficient_fields = coefficient_field(cfg, decomp)
             if any(decomp.has(side) for side in SIDES):
                 exchange = HaloExchange(decomp, len(model.coefficient_names))

@@ -1,8 +1,10 @@
 """``numerics.kernel: auto`` decided by measurement, and the measurement kept ("wisdom", as FFTW keeps it).
 
 The first run of a kind of problem on a kind of machine, the key (machine, threads, ranks on the node, model
-and kernel sources, size class of a rank's block), times the candidate kernels on scratch copies of a block of
-the run's size for a fraction of a second and records the fastest in ``wisdom.json`` beside the generated
+and kernel sources, size class of a rank's block), times the candidate kernels, and under MPI (or periodic
+sides) each with the halo widths worth trying (solver/run/planning.py's halo_candidates), for a fraction of a
+second: whole steps as the run takes them (solver/run/stepper.py: exchanges, boundary fills, forcing) on
+scratch buffers of the run's decomposition. The fastest is recorded in ``wisdom.json`` beside the generated
 kernels (solver/core/kernels.py's kernel_dir). Later runs, ensemble members and every rank of a job reuse it:
 rank 0 reads the file and decides, all ranks follow. Every candidate gives the same bits, and the run's own
 fields are never touched, so the measurement cannot change a result, only the speed.
@@ -28,9 +30,10 @@ from .. import machine, models
 from ..comm import maximum
 from ..core import kernels, tiling
 from ..core.config import Config
-from ..core.grid import largest_block
+from ..core.grid import init_global_grid, largest_block
 from ..errors import EnvironmentSettingError
-from .planning import Plan, can_tile, plan
+from .planning import Plan, can_tile, halo_candidates, plan
+from .stepper import Stepper, Timer
 
 WISDOM_FILE = "wisdom.json"
 SMALL_NODES = 1 << 16        # a rank's block under this many nodes: the plain kernel, nothing measured
@@ -65,6 +68,15 @@ def candidates(cfg: Config, dims: tuple[int, int]) -> tuple[str, ...]:
     return tuple(name for name in CANDIDATES if name != "tiled" or can_tile(cfg, dims))
 
 
+def ways(cfg: Config, dims: tuple[int, int]) -> dict[str, tuple[str, int | None]]:
+    """What is timed: {label: (kernel, halo)}. The label is the kernel's name where only kernels are compared
+    (the halo is then not the measurement's to choose: None), else ``kernel/halo N``."""
+    halos = {name: halo_candidates(cfg, dims, name) for name in candidates(cfg, dims)}
+    if all(len(widths) == 1 for widths in halos.values()):
+        return {name: (name, None) for name in halos}
+    return {f"{name}/halo {h}": (name, h) for name, widths in halos.items() for h in widths}
+
+
 def block_shape(cfg: Config, dims: tuple[int, int]) -> tuple[int, int]:
     """(y, x) nodes of the largest rank's block with a halo of one node: what the candidates are timed on."""
     bx, by = largest_block(cfg, dims)
@@ -79,7 +91,7 @@ def key(cfg: Config, dims: tuple[int, int], threads: int, local_ranks: int) -> s
     name, _ = kernels.generated(cfg.model_impl)
     size_class = round(math.log2(bx * by))
     return (f"{machine.cpu_model()} ({machine.cpu_count()} cpus) | {threads} thread(s) x {local_ranks} rank(s) "
-            f"on the node | {name} | {'/'.join(candidates(cfg, dims))} | 2^{size_class} nodes per rank")
+            f"on the node | {name} | {', '.join(ways(cfg, dims))} | 2^{size_class} nodes per rank")
 
 
 def read(file: str) -> dict:
@@ -91,7 +103,8 @@ def read(file: str) -> dict:
         return {}
     if not isinstance(data, dict):
         return {}
-    return {k: r for k, r in data.items() if isinstance(r, dict) and r.get("kernel") in CANDIDATES}
+    return {k: r for k, r in data.items() if isinstance(r, dict) and r.get("kernel") in CANDIDATES
+            and (r.get("halo") is None or type(r["halo"]) is int and r["halo"] >= 1)}
 
 
 def writable(directory: str, create: bool = True) -> bool:
@@ -130,49 +143,61 @@ def record(file: str, entry_key: str, entry: dict) -> bool:
     return True
 
 
-def measure(cfg: Config, dims: tuple[int, int], names: tuple[str, ...], comm) -> tuple[dict[str, float], float]:
-    """MLUPS of each kernel in ``names`` on scratch buffers of a rank's block (every rank at once under MPI,
-    so that they share the node as in the run; the slowest rank's time counts), the best of ROUNDS
-    interleaved samples of at least SAMPLE_SECONDS (the tiled kernel whole chunks); and the CPU seconds per
-    wall second of the timed rounds (the least rank's): well below the threads, other processes took the
-    cores. Collective."""
+def measure(cfg: Config, dims: tuple[int, int], timed: dict[str, tuple[str, int | None]], comm
+            ) -> tuple[dict[str, float], float]:
+    """MLUPS of each way in ``timed`` ({label: (kernel, halo)}): whole steps through the run's stepper (its
+    exchanges and boundary fills at that halo width, the forcing of each step) on scratch buffers of this
+    rank's block, every rank at once under MPI (so that they share the node as in the run; the slowest
+    rank's time counts); the best of ROUNDS interleaved samples of at least SAMPLE_SECONDS (whole halo
+    cycles and tiled chunks). Also the CPU seconds per wall second of the timed rounds (the least rank's):
+    well below the threads, other processes took the cores. Collective."""
     model = cfg.model_impl
-    fields, coefficients = len(model.fields), len(model.coefficient_names)
-    ny, nx = block_shape(cfg, dims)
-    u, v = kernels.buffer_pair((fields, ny, nx))
-    u[...] = 0.25 + 0.5 * np.random.default_rng(0).random(u.shape)    # values change no kernel's speed
-    v[...] = u
-    a = np.ones((coefficients, ny, nx)) if coefficients else kernels.no_coefficients()
-    k = cfg.coefficients()
-    region = (1, ny - 1, 1, nx - 1)
+    fields = len(model.fields)
     depth = tiling.depth_for(fields)
-    # the tiled kernel a whole chunk per call, the plain ones a quarter of that (their rate is per step)
-    steps = {name: depth if name == "tiled" else max(2, depth // 4) for name in names}
-    values = models.time_values(model, cfg.physics, cfg.time.dt, 0, depth)
-    advance = {}
-    for name in names:
+    setups, shared = {}, {}             # shared: {halo: (decomposition, coefficient fields)}
+    for label, (name, halo) in timed.items():
         kernels.warm_up(model, name)                        # compile or load, without running
-        advance[name] = kernels.get_advance(model, name)
+        halo = halo or plan(cfg, dims, 1, (name, "")).halo
+        decomp, coefficient_fields = shared.get(halo) or (init_global_grid(cfg, comm, halo), None)
+        stepper = Stepper(cfg, decomp, Timer(), name, coefficient_fields)
+        shared[halo] = decomp, stepper.coefficient_fields
+        # a call: the tiled kernel a whole chunk, the plain ones a quarter of that (their rate is per step),
+        # and whole halo cycles
+        steps = max(halo, depth if name == "tiled" else max(2, depth // 4))
+        setups[label] = decomp, stepper, steps
+    shapes = [(fields, *decomp.local_shape) for decomp, _, _ in setups.values()]
+    pool = np.empty(max(kernels.pair_size(shape) for shape in shapes))   # one allocation, the largest pair
+    rng = np.random.default_rng(0)
 
-    def sample(name: str, calls: int) -> float:
+    def sample(label: str, calls: int) -> float:
+        decomp, stepper, steps = setups[label]
+        u, v = kernels.buffer_pair((fields, *decomp.local_shape), pool)
+        u[...] = 0.25 + 0.5 * rng.random(u.shape)          # values change no kernel's speed
+        stepper.fill(u, 0)
+        v[...] = u
         comm.Barrier()
         t = time.perf_counter()
         for _ in range(calls):
-            advance[name](u, v, a, steps[name], k, values, region)
+            u, v = stepper.advance(u, v, 0, steps)
         return maximum(comm, time.perf_counter() - t)
-    first = {name: sample(name, 1) for name in names}      # also the calibration (a little slow: first call)
-    calls = {name: max(1, math.ceil(SAMPLE_SECONDS / max(first[name], 1e-9))) for name in names}
-    best = dict(first)
-    wall, cpu = time.perf_counter(), time.process_time()
-    # big blocks (a call of more than 0.1 s): two rounds besides the first call, so the measurement stays
-    # a few per cent of a run that size, once
-    for _ in range(ROUNDS if max(first.values()) < 0.1 else ROUNDS - 1):
-        for name in names:
-            best[name] = min(best[name], sample(name, calls[name]) / calls[name])
-    share = (time.process_time() - cpu) / max(time.perf_counter() - wall, 1e-9)
+    try:
+        first = {label: sample(label, 1) for label in timed}   # also the calibration (a little slow: first call)
+        calls = {label: max(1, math.ceil(SAMPLE_SECONDS / max(first[label], 1e-9))) for label in timed}
+        best = dict(first)
+        wall, cpu = time.perf_counter(), time.process_time()
+        # big blocks (a call of more than 0.1 s): two rounds besides the first call, so the measurement stays
+        # a few per cent of a run that size, once
+        for _ in range(ROUNDS if max(first.values()) < 0.1 else ROUNDS - 1):
+            for label in timed:
+                best[label] = min(best[label], sample(label, calls[label]) / calls[label])
+        share = (time.process_time() - cpu) / max(time.perf_counter() - wall, 1e-9)
+    finally:
+        for _, stepper, _ in setups.values():
+            stepper.close()
     share = -maximum(comm, -share)
-    nodes = (ny - 2) * (nx - 2)
-    return {name: round(nodes * steps[name] / best[name] / 1e6, 1) for name in names}, round(share, 2)
+    nodes = largest_block(cfg, dims)
+    nodes = nodes[0] * nodes[1]
+    return {label: round(nodes * setups[label][2] / best[label] / 1e6, 1) for label in timed}, round(share, 2)
 
 
 def decide(cfg: Config, dims: tuple[int, int], local_ranks: int, threads: int, comm, measuring: bool = True,
@@ -184,8 +209,9 @@ def decide(cfg: Config, dims: tuple[int, int], local_ranks: int, threads: int, c
     if cfg.numerics.kernel != "auto":
         return Decision(heuristic, "configured")
     names = candidates(cfg, dims)
+    timed = ways(cfg, dims)
     by, bx = block_shape(cfg, dims)
-    if len(names) < 2:
+    if len(timed) < 2:
         return Decision(heuristic, "heuristic")
     if bx * by < SMALL_NODES:
         why = f"a block of {bx * by} nodes, under {SMALL_NODES}: too small to measure"
@@ -198,27 +224,31 @@ def decide(cfg: Config, dims: tuple[int, int], local_ranks: int, threads: int, c
             ("heuristic", None)
     how, entry = comm.bcast(found, root=0)
     if how == "wisdom":
-        return Decision(plan(cfg, dims, local_ranks, (entry["kernel"], _why(entry, "measured " + entry["when"]))),
-                        "wisdom", entry)
+        return Decision(plan(cfg, dims, local_ranks, (entry["kernel"], _why(entry, "measured " + entry["when"])),
+                             entry.get("halo")), "wisdom", entry)
+    what = _and(names) + ("" if len(timed) == len(names) else " (each with the halo widths worth trying)")
     if how == "heuristic" or not measuring:
         reason = (f"heuristic: {file} cannot be written" if how == "heuristic"
-                  else "heuristic now; the first run measures " + _and(names))
+                  else "heuristic now; the first run measures " + what)
         chosen = heuristic
         return Decision(Plan(chosen.kernel, chosen.halo, f"{chosen.reason}; {reason}"), "heuristic")
     if say:
-        say(f"measuring the {_and(names)} kernels on {bx} x {by} nodes per rank (once: recorded in {file})")
+        say(f"measuring the {what} kernels on {bx} x {by} nodes per rank (once: recorded in {file})")
     started = time.perf_counter()
-    mlups, share = measure(cfg, dims, names, comm)
-    winner = max(names, key=lambda name: mlups[name])
-    entry = {"kernel": winner, "mlups": mlups, "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    mlups, share = measure(cfg, dims, timed, comm)
+    winner = max(timed, key=lambda label: mlups[label])
+    kernel, halo = timed[winner]
+    entry = {"kernel": kernel, "mlups": mlups, "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
              "key": entry_key, "cpu_per_wall": share, "threads": threads,
              "seconds": round(time.perf_counter() - started, 2)}
+    if halo is not None:
+        entry["halo"] = halo
     busy = share < busy_share() * threads
     written = not busy and comm.bcast(record(file, entry_key, entry) if comm.Get_rank() == 0 else None, root=0)
     note = "measured now" + ("" if written else
                              f"; not recorded: the cores were busy ({share} CPU seconds per second for {threads} "
                              "thread(s))" if busy else f"; not recorded: {file} cannot be written")
-    return Decision(plan(cfg, dims, local_ranks, (winner, _why(entry, note))), "measured", entry)
+    return Decision(plan(cfg, dims, local_ranks, (kernel, _why(entry, note)), halo), "measured", entry)
 
 
 def _and(names) -> str:
