@@ -29,23 +29,23 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SESSIONS = ROOT / "mutation"
 
-# name -> (module, tests, seconds per mutant at most), in the order of their value: a survivor in the grid or
-# the halo is a wrong answer, in the checkpoint a wrong resume, in the config a wrong run, in the ensemble a
-# wrong member. These have in-process tests that take seconds (a mutant that hangs, an exchange waiting for a
-# message sent with the wrong tag, say, is killed by the time limit); files, kernels and output still run
-# their whole test file (minutes) per mutant, so they are left out of the default list until theirs exist:
-# `mutate.py files` runs one anyway.
+# name -> (module, tests, seconds per mutant at most), in the order of their value: a survivor in the grid, the
+# halo or the kernels is a wrong answer, in the checkpoint a wrong resume, in the output a wrong file, in the
+# config a wrong run, in the ensemble a wrong member, in files a file replaced that was not the run's. Each has
+# in-process tests that take seconds (a mutant that hangs, an exchange waiting for a message sent with the
+# wrong tag, say, is killed by the time limit). The kernels' limit leaves room for numba to compile a mutated
+# kernel module afresh (a minute or two of the two shared cores); unchanged ones load from its cache.
 MODULES = {
     "grid": ("solver/core/grid.py", ["tests/test_grid.py"], 30),
     "halo": ("solver/parallel/halo.py", ["tests/test_halo.py"], 20),
     "checkpoint": ("solver/storage/checkpoint.py", ["tests/test_checkpoint_unit.py"], 30),
     "config": ("solver/core/config.py", ["tests/test_config.py"], 90),
     "ensemble": ("solver/ensemble.py", ["tests/test_ensemble_unit.py"], 30),
-    "files": ("solver/storage/files.py", ["tests/faults/test_ownership.py"], 600),
-    "kernels": ("solver/core/kernels.py", ["tests/test_kernels.py"], 900),
-    "output": ("solver/storage/output.py", ["tests/test_output.py"], 900),
+    "files": ("solver/storage/files.py", ["tests/test_files_unit.py"], 20),
+    "kernels": ("solver/core/kernels.py", ["tests/test_kernels_unit.py"], 400),
+    "output": ("solver/storage/output.py", ["tests/test_output_unit.py"], 30),
 }
-DEFAULT = ["grid", "halo", "checkpoint", "config", "ensemble"]
+DEFAULT = ["grid", "halo", "kernels", "checkpoint", "output", "config", "ensemble", "files"]
 
 EXCLUDED = [
     r"core/ReplaceBinaryOperator_\w+_(Pow|RShift|LShift|BitOr|BitAnd|BitXor|Mod|FloorDiv)$",
