@@ -7,6 +7,7 @@ docs/mutation.md why it changes nothing observable.
     .venv/bin/python .ci/mutate.py [MODULE ...]    # default: the modules with fast tests, most valuable first
     make mutate [MODULES="grid halo"]              # the same under nice -n 19
     .venv/bin/python .ci/mutate.py --report        # the figures of the sessions so far, survivors as diffs
+    .venv/bin/python .ci/mutate.py --survivors files   # run a session's survivors again (after new tests)
 
 Each module runs in a scratch copy of the checkout (its tracked and new, not ignored files), so a run that is
 killed never leaves a mutated file in your tree. Sessions go to mutation/NAME.sqlite (git-ignored): run the
@@ -84,7 +85,15 @@ def config_text(module: str, tests: list[str], timeout: int) -> str:
             f"[cosmic-ray.filters.operators-filter]\nexclude-operators = [{excluded}]\n")
 
 
-def run_module(name: str, fresh: bool) -> None:
+def forget_survivors(session: Path) -> int:
+    """Drop the results of a session's survivors, so that resuming it runs them again (against tests added
+    since: an added test only adds kills; after changing or removing tests, start over with --fresh); how many."""
+    import sqlite3
+    with sqlite3.connect(session) as db:
+        return db.execute("DELETE FROM work_results WHERE test_outcome = 'SURVIVED'").rowcount
+
+
+def run_module(name: str, fresh: bool, survivors: bool = False) -> None:
     module, tests, timeout = MODULES[name]
     SESSIONS.mkdir(exist_ok=True)
     session = SESSIONS / f"{name}.sqlite"
@@ -100,6 +109,8 @@ def run_module(name: str, fresh: bool) -> None:
             if base.returncode != 0:
                 session.unlink()
                 sys.exit(f"mutate: {name}: the tests fail without any mutant ({' '.join(tests)}); fix them first")
+        elif survivors:
+            print(f"mutate: {name}: running its {forget_survivors(session)} survivors again", flush=True)
         print(f"mutate: {name}: {module} against {' '.join(tests)}", flush=True)
         subprocess.run([bin_path("cosmic-ray"), "exec", str(cfg), str(session)], cwd=work, check=True)
     finally:
@@ -149,6 +160,8 @@ def main() -> int:
     parser.add_argument("modules", nargs="*", metavar="MODULE",
                         help=f"any of {', '.join(MODULES)} (default: {' '.join(DEFAULT)})")
     parser.add_argument("--fresh", action="store_true", help="start the sessions over")
+    parser.add_argument("--survivors", action="store_true",
+                        help="run the sessions' survivors again (after adding tests for them)")
     parser.add_argument("--report", action="store_true", help="only print the figures of the sessions so far")
     args = parser.parse_args()
     names = args.modules or DEFAULT
@@ -157,7 +170,7 @@ def main() -> int:
         parser.error(f"unknown module {unknown[0]}: choose among {', '.join(MODULES)}")
     if not args.report:
         for name in names:
-            run_module(name, args.fresh)
+            run_module(name, args.fresh, args.survivors)
     text = report(names)
     if not args.report:
         (SESSIONS / "report.md").write_text(text + "\n")

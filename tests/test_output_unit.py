@@ -111,12 +111,13 @@ def test_gzip_the_hdf5_in_use_cannot_write_is_refused(monkeypatch):
     gzip = make(output={"compression": "gzip"})
     check_storage(gzip, parallel=True)
     check_storage(make(), parallel=False)
-    monkeypatch.setattr(output, "FILTERS_IN_PARALLEL", tuple(h5py.version.hdf5_version_tuple[:3]))
+    monkeypatch.setattr(h5py.version, "hdf5_version_tuple", (1, 10, 2))
     check_storage(gzip, parallel=True)                            # exactly the first version that can
-    monkeypatch.setattr(output, "FILTERS_IN_PARALLEL", (99, 0, 0))
-    check_storage(gzip, parallel=False)
-    with pytest.raises(ConfigError, match="under MPI needs parallel HDF5 >= 1.10.2"):
-        check_storage(gzip, parallel=True)
+    for older in ((1, 10, 1), (1, 8, 22)):
+        monkeypatch.setattr(h5py.version, "hdf5_version_tuple", older)
+        check_storage(gzip, parallel=False)
+        with pytest.raises(ConfigError, match="under MPI needs parallel HDF5 >= 1.10.2"):
+            check_storage(gzip, parallel=True)
     monkeypatch.setattr(h5py.h5z, "filter_avail", lambda _: False)
     check_storage(make(), parallel=True)                          # none needs no filter
     with pytest.raises(ConfigError, match="has no deflate filter"):
@@ -193,7 +194,7 @@ def test_resumed_output_keeps_the_snapshots_before_the_checkpoint(tmp_path):
     first.flush()
     first.file.close()                                  # killed after its third snapshot; checkpoint at step 5
     resumed = FieldWriter(path, cfg, decomp, {"restarted": 1}, resume_at=2, resume_step=5)
-    assert resumed.count == 2 and resumed.times == [0.0, 0.005]
+    assert resumed.count == 2 and resumed.times == [0.0, 0.005] and resumed.file["C"].shape == (2, 9, 13)
     for step in (10, 15, 20):
         resumed.record(step, block(cfg, step))
         resumed.append(step * 0.001, block(cfg, step))
@@ -226,7 +227,7 @@ def test_discard_removes_the_partial_unless_a_checkpoint_needs_it(tmp_path):
         path = str(tmp_path / f"run{keep}.h5")
         writer = FieldWriter(path, cfg, init_global_grid(cfg), ATTRS)
         writer.append(0.0, block(cfg))
-        writer.discard(keep=keep)
+        writer.discard(**({"keep": True} if keep else {}))          # by default, nothing is kept
         assert os.path.exists(path + ".partial") == keep and not os.path.exists(path)
         if keep:
             with h5py.File(path + ".partial", "r") as f:
@@ -409,3 +410,14 @@ def test_gzip_under_mpi_needs_an_hdf5_that_can(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="under MPI needs parallel HDF5"):
         FieldWriter(str(tmp_path / "mpi.h5"), cfg, two_ranks(cfg, 0), ATTRS)
     assert not os.path.exists(tmp_path / "mpi.h5.partial")
+
+
+def test_under_mpi_a_discarded_file_stays_and_is_closed_only_by_all_ranks_together(tmp_path):
+    cfg = make()
+    alone = FieldWriter(str(tmp_path / "alone.h5"), cfg, two_ranks(cfg, 0), ATTRS)
+    alone.discard()                     # one rank failing: left open for comm.Abort, never a collective close
+    assert alone.file and os.path.exists(tmp_path / "alone.h5.partial")
+    alone.file.close()
+    together = FieldWriter(str(tmp_path / "together.h5"), cfg, two_ranks(cfg, 0), ATTRS)
+    together.discard(everywhere=True)
+    assert not together.file and os.path.exists(tmp_path / "together.h5.partial")
