@@ -84,11 +84,13 @@ def test_the_two_buffers_are_one_allocation_a_page_multiple_plus_the_offset_apar
     u, v = kernels.buffer_pair((2, 5, 7))
     assert u.shape == v.shape == (2, 5, 7) and not np.shares_memory(u, v)
     assert v.ctypes.data - u.ctypes.data == 4096 + kernels.alias_free_offset(7 * 8)
+    u, v = kernels.buffer_pair((1, 3, 128))                    # rows of 1 KiB: 1.5 KiB apart
+    assert v.ctypes.data - u.ctypes.data == 4096 + 1536
     u, v = kernels.buffer_pair((1, 512, 512))                  # 2 MiB: whole pages, nothing to round
     assert v.ctypes.data - u.ctypes.data == 2 ** 21 + kernels.alias_free_offset(4096)
 
 
-@pytest.mark.parametrize("row_bytes, offset", [(8, 2048), (840, 1280), (872, 448), (1024, 1536), (1088, 576),
+@pytest.mark.parametrize("row_bytes, offset", [(8, 2048), (72, 2048), (840, 1280), (872, 448), (1024, 1536), (1088, 576),
                                                (2048, 1024), (4096, 2048)])
 def test_alias_free_offset_keeps_the_rows_furthest_from_a_page_multiple(row_bytes, offset):
     """The offset keeping rows -2 .. 2 furthest from a page multiple, the one nearest half a page among ties."""

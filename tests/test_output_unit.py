@@ -51,10 +51,6 @@ def write_run(path, cfg, snapshots=(0.0, 0.005, 0.01), seed=1):
     return blocks
 
 
-def text(value):
-    return attribute(value)
-
-
 # --- storage options ----------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("n, edge", [(1, 1), (9, 9), (512, 512), (513, 257), (1024, 512), (1025, 342)])
@@ -75,9 +71,9 @@ def test_a_default_output_is_float64_uncompressed_every_node(tmp_path):
         assert np.array_equal(f["x"][:], cfg.axis("x")) and np.array_equal(f["y"][:], cfg.axis("y"))
         assert [dim[0].name for dim in c.dims] == ["/time", "/y", "/x"]
         assert [f[name].attrs["_Netcdf4Dimid"] for name in ("time", "y", "x")] == [0, 1, 2]
-        assert text(f["x"].attrs["axis"]) == "X" and text(f["time"].attrs["units"]) == "s"
-        assert text(c.attrs["units"]) == "1" and "comment" not in c.attrs
-        attrs = {key: text(value) for key, value in f.attrs.items()}
+        assert attribute(f["x"].attrs["axis"]) == "X" and attribute(f["time"].attrs["units"]) == "s"
+        assert attribute(c.attrs["units"]) == "1" and "comment" not in c.attrs
+        attrs = {key: attribute(value) for key, value in f.attrs.items()}
     assert attrs["complete"] == 1 and attrs["Conventions"] == "CF-1.8" and attrs["wall_seconds"] == 1.5
     assert attrs["solver_version"] == "test" and attrs["output_precision"] == "float64"
     assert attrs["output_compression"] == "none"
@@ -93,8 +89,8 @@ def test_float32_gzip_output_is_the_float64_result_rounded_once(tmp_path):
         c = f["C"]
         assert c.dtype == np.float32 and c.compression == "gzip" and c.compression_opts == 7 and c.shuffle
         assert np.array_equal(c[...], np.stack(blocks)[:, 0].astype(np.float32))
-        assert "rounded once" in text(c.attrs["comment"])
-        assert text(f.attrs["output_compression"]) == "gzip level 7 with shuffle"
+        assert "rounded once" in attribute(c.attrs["comment"])
+        assert attribute(f.attrs["output_compression"]) == "gzip level 7 with shuffle"
     assert 'Precision="4"' in (tmp_path / "run.xdmf").read_text()
 
 
@@ -132,7 +128,7 @@ def test_subsampled_window_keeps_those_nodes_and_their_coordinates(tmp_path):
         assert f["C"].shape == (3, 5, 3)
         assert np.array_equal(f["C"][...], np.stack(blocks)[:, 0, rows, columns])
         assert np.allclose(f["x"][:], [0.2, 0.5, 0.8]) and np.array_equal(f["y"][:], cfg.axis("y")[rows])
-        assert text(f.attrs["output_nodes"]) == "x: nodes 2..8 step 3, y: nodes 0..8 step 2 (of 13 x 9)"
+        assert attribute(f.attrs["output_nodes"]) == "x: nodes 2..8 step 3, y: nodes 0..8 step 2 (of 13 x 9)"
     sidecar = (tmp_path / "run.xdmf").read_text()
     assert 'Dimensions="5 3"' in sidecar and "run.h5:/C" in sidecar
 
@@ -156,9 +152,9 @@ def test_coefficient_fields_are_written_once_without_a_time_axis(tmp_path):
     with h5py.File(tmp_path / "run.h5", "r") as f:
         d = f["D"]
         assert d.shape == (9, 7) and d.chunks == (9, 7) and d.dtype == np.float32
-        assert [dim[0].name for dim in d.dims] == ["/y", "/x"] and text(d.attrs["units"]) == "m2 s-1"
+        assert [dim[0].name for dim in d.dims] == ["/y", "/x"] and attribute(d.attrs["units"]) == "m2 s-1"
         assert np.array_equal(d[...], coefficients[0, :, ::2].astype(np.float32))
-        assert "rounded once" in text(d.attrs["comment"])
+        assert "rounded once" in attribute(d.attrs["comment"])
 
 
 def test_probes_and_series_go_along_their_own_time_axes(tmp_path):
