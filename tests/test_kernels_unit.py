@@ -90,8 +90,8 @@ def test_the_two_buffers_are_one_allocation_a_page_multiple_plus_the_offset_apar
     assert v.ctypes.data - u.ctypes.data == 2 ** 21 + kernels.alias_free_offset(4096)
 
 
-@pytest.mark.parametrize("row_bytes, offset", [(8, 2048), (72, 2048), (840, 1280), (872, 448), (1024, 1536), (1088, 576),
-                                               (2048, 1024), (4096, 2048)])
+@pytest.mark.parametrize("row_bytes, offset", [(8, 2048), (72, 2048), (832, 2048), (840, 1280), (872, 448),
+                                               (1024, 1536), (1088, 576), (2048, 1024), (4096, 2048)])
 def test_alias_free_offset_keeps_the_rows_furthest_from_a_page_multiple(row_bytes, offset):
     """The offset keeping rows -2 .. 2 furthest from a page multiple, the one nearest half a page among ties."""
     assert kernels.alias_free_offset(row_bytes) == offset
@@ -106,7 +106,8 @@ def test_numpy_kernel_is_the_models_update_node_by_node(name, region, shrink, st
     expected_new, expected_old = node_by_node(model, u, v, a, steps, k, values, region, shrink)
     by_default = () if shrink == (0, 0, 0, 0) else (shrink,)       # no shrink by default
     new, old = kernels.get_advance(model, "numpy")(u.copy(), v.copy(), a, steps, k, values, region, *by_default)
-    assert np.allclose(new, expected_new, rtol=1e-14, atol=0) and np.allclose(old, expected_old, rtol=1e-14, atol=0)
+    assert np.allclose(new, expected_new, rtol=1e-14, atol=0)
+    assert np.allclose(old, expected_old, rtol=1e-14, atol=0)
 
 
 def test_short_form_numpy_kernel_takes_no_coefficient_fields():
@@ -115,6 +116,46 @@ def test_short_form_numpy_kernel_takes_no_coefficient_fields():
     expected, _ = node_by_node(model, u, v, kernels.no_coefficients(), 2, k, np.zeros((2, 0)), (1, 8, 1, 12),
                                (0, 0, 0, 0))
     assert np.allclose(new, expected, rtol=1e-14, atol=0)
+    direct, _ = kernels.advance_numpy(model.update, u.copy(), v.copy(), kernels.no_coefficients(), 2, k,
+                                      np.zeros((2, 0)), (1, 8, 1, 12))
+    assert np.array_equal(direct, new)
+
+
+NEIGHBOURHOOD_MODEL = """
+from dataclasses import dataclass
+FIELDS = {"C": ("1", "concentration")}
+
+@dataclass(frozen=True)
+class Physics:
+    rate: float = 0.1
+
+@dataclass(frozen=True)
+class Initial:
+    level: float = 1.0
+
+def coefficients(physics, dx, dy, dt):
+    return (physics.rate,)
+
+def update(u, a, k, f):
+    return u.c + k[0] * (u.w + u.e + u.s + u.n - 4.0 * u.c) + (0.0 if a is None else 1.0)
+
+def max_stable_dt(physics, dx, dy):
+    return 1.0
+
+def initial(physics, initial, x, y, uniform):
+    return initial.level + 0.0 * x[None, :] * y[:, None]
+"""
+
+
+def test_an_update_in_neighbourhood_form_without_coefficient_fields_gets_none(tmp_path):
+    (tmp_path / "plain.py").write_text(NEIGHBOURHOOD_MODEL)
+    model = models.load(str(tmp_path / "plain.py"))
+    u = np.random.default_rng(3).random((1, NY, NX))
+    new, _ = kernels.get(model, "numpy")(u.copy(), u.copy(), 2, (0.1,), (1, 8, 1, 12))
+    expected, _ = node_by_node(model, u, u, kernels.no_coefficients(), 2, (0.1,), np.zeros((2, 0)), (1, 8, 1, 12),
+                               (0, 0, 0, 0))
+    assert np.allclose(new, expected, rtol=1e-14, atol=0)
+    assert "return update(Neighbours(c, w, e, s, n), None, k, f)\n" in kernels.binding(model)
 
 
 # --- where generated kernel modules go ------------------------------------------------------------------------
@@ -224,10 +265,36 @@ def test_an_update_numba_cannot_compile_is_one_line_naming_the_model_file(monkey
         assert str(err.value) == (f"model diffusion ({model.file}): numba cannot compile its update for the {name} "
                                   "kernel: Untyped global name 'helper'; call only @njit functions and module "
                                   "constants from update (docs/models.md)")
+    long = numba.core.errors.TypingError("Failed in nopython mode\n" + "x" * 300)
+    fake._advance_numba = Refusing(long)
+    with pytest.raises(ConfigError, match=f"numba kernel: {'x' * 200}; call only @njit"):
+        kernels.warm_up(model, "numba")
     fake._advance_numba = Refusing(KeyError("a bug of ours"))
     with pytest.raises(KeyError):
         kernels.warm_up(model, "numba")
     kernels.warm_up(model, "numpy")                                   # nothing to compile
+
+
+class Recording:
+    """A dispatcher that notes the types it is asked to compile."""
+
+    def __init__(self):
+        self.signatures = []
+
+    def compile(self, signature):
+        self.signatures.append(signature)
+
+
+@pytest.mark.parametrize("name, dispatcher", [("numba", "_advance_numba"), ("rows", "_advance_rows"),
+                                              ("prange", "_prange_step"), ("tiled", "_advance_tiled")])
+def test_warm_up_compiles_the_chosen_kernel_only(monkeypatch, name, dispatcher):
+    fake = type("Generated", (), {})()
+    for each in ("_advance_numba", "_advance_rows", "_prange_step", "_advance_tiled"):
+        setattr(fake, each, Recording())
+    monkeypatch.setattr(kernels, "compile_for", lambda _: fake)
+    kernels.warm_up(models.load("manufactured"), name)
+    compiled = {each: len(getattr(fake, each).signatures) for each in vars(fake)}
+    assert compiled == {each: int(each == dispatcher) for each in compiled}
 
 
 def test_forcing_count_is_the_number_of_values_forcing_returns():
@@ -268,3 +335,15 @@ def test_warm_up_compiles_exactly_what_a_run_then_calls(kernel, dispatcher):
     assert signatures
     kernels.get_advance(model, kernel)(u, v, a, 2, [0] * len(k), values, (1, 8, 1, 12))    # whole numbers too
     assert list(compiled.signatures) == signatures
+
+
+def test_compiled_kernels_never_fall_back_to_the_numpy_reference(monkeypatch):
+    model, u, v, a, k, values = fields_and_values("gray_scott", 2)
+
+    def refuse(*_):
+        raise AssertionError("the numpy reference ran")
+    monkeypatch.setattr(kernels, "advance_numpy", refuse)
+    for name in ("numba", "rows", "prange", "tiled"):
+        kernels.get_advance(model, name)(u.copy(), v.copy(), a, 2, k, values, (1, 8, 1, 12))
+    with pytest.raises(AssertionError, match="the numpy reference ran"):
+        kernels.get_advance(model, "numpy")(u.copy(), v.copy(), a, 2, k, values, (1, 8, 1, 12))
