@@ -5,14 +5,15 @@ tests/test_output_options.py run the solver and netCDF tools; this file is also 
 against each mutant of the module."""
 from __future__ import annotations
 
-import dataclasses
 import errno
 import os
+import subprocess
 
 import h5py
 import numpy as np
 import pytest
 
+from conftest import PYTHON, REPO, solver_env
 from solver.comm import SERIAL
 from solver.core import config as config_module
 from solver.core.grid import init_global_grid
@@ -325,15 +326,6 @@ def test_write_part_writes_a_part_and_skips_an_empty_one(tmp_path):
         assert data[...].sum() == 4 - 16
 
 
-def test_write_part_collective_on_one_rank(tmp_path):
-    from mpi4py import MPI
-    with h5py.File(tmp_path / "a.h5", "w", driver="mpio", comm=MPI.COMM_SELF) as f:
-        data = f.create_dataset("C", shape=(4, 5), dtype="f8", fillvalue=-1.0)
-        write_part(data, (slice(1, 3), slice(0, 2)), np.ones((2, 2)), collective=True)
-        write_part(data, (slice(0, 0), slice(0, 0)), np.ones((0, 0)), collective=True)
-        assert data[...].sum() == 4 - 16
-
-
 def test_open_hdf5_on_one_rank_is_a_plain_file(tmp_path):
     with open_hdf5(str(tmp_path / "a.h5"), "w", SERIAL) as f:
         assert f.driver != "mpio"
@@ -363,57 +355,9 @@ def test_readers_refuse_what_is_not_a_finished_output(tmp_path):
 
 # --- the MPI paths, taken on one process ------------------------------------------------------------------
 
-def two_ranks(cfg, rank, **owned):
-    """This process as rank ``rank`` of two (owning ``owned`` x_range/y_range, default all): the writer takes
-    its MPI paths, the mpio driver and collective writes, over MPI.COMM_SELF."""
-    from mpi4py import MPI
-
-    class TwoRanks(MPI.Intracomm):
-        def Get_size(self):
-            return 2
-    return dataclasses.replace(init_global_grid(cfg), comm=TwoRanks(MPI.COMM_SELF), rank=rank, size=2, **owned)
-
-
-def test_under_mpi_rank_0_writes_the_times_and_names_the_finished_file(tmp_path):
-    cfg = make()
-    data = block(cfg)
-    for rank in (0, 1):
-        path = str(tmp_path / f"rank{rank}.h5")
-        writer = FieldWriter(path, cfg, two_ranks(cfg, rank), ATTRS)
-        assert writer.file.driver == "mpio"
-        writer.append(0.5, data)
-        writer.close({})
-        kept, gone = (path, path + ".partial") if rank == 0 else (path + ".partial", path)   # rank 0 renames
-        assert os.path.exists(kept) and not os.path.exists(gone)
-        assert os.path.exists(tmp_path / f"rank{rank}.xdmf") == (rank == 0)
-        with h5py.File(kept, "r") as f:
-            assert f["time"][0] == (0.5 if rank == 0 else 0.0) and np.array_equal(f["C"][0], data[0])
-
-
-def test_under_mpi_a_rank_without_nodes_joins_the_collective_write(tmp_path):
-    cfg = make()
-    writer = FieldWriter(str(tmp_path / "run.h5"), cfg, two_ranks(cfg, 1, x_range=(13, 13)), ATTRS)
-    writer.append(0.5, np.zeros((1, 9, 0)))
-    writer.close({})
-    with h5py.File(tmp_path / "run.h5.partial", "r") as f:
-        assert f["C"].shape == (1, 9, 13) and not f["C"][...].any()
-
-
-def test_gzip_under_mpi_needs_an_hdf5_that_can(tmp_path, monkeypatch):
-    cfg = make(output={"compression": "gzip"})
-    monkeypatch.setattr(output, "FILTERS_IN_PARALLEL", (99, 0, 0))
-    FieldWriter(str(tmp_path / "serial.h5"), cfg, init_global_grid(cfg), ATTRS).close({})
-    with pytest.raises(ConfigError, match="under MPI needs parallel HDF5"):
-        FieldWriter(str(tmp_path / "mpi.h5"), cfg, two_ranks(cfg, 0), ATTRS)
-    assert not os.path.exists(tmp_path / "mpi.h5.partial")
-
-
-def test_under_mpi_a_discarded_file_stays_and_is_closed_only_by_all_ranks_together(tmp_path):
-    cfg = make()
-    alone = FieldWriter(str(tmp_path / "alone.h5"), cfg, two_ranks(cfg, 0), ATTRS)
-    alone.discard()                     # one rank failing: left open for comm.Abort, never a collective close
-    assert alone.file and os.path.exists(tmp_path / "alone.h5.partial")
-    alone.file.close()
-    together = FieldWriter(str(tmp_path / "together.h5"), cfg, two_ranks(cfg, 0), ATTRS)
-    together.discard(everywhere=True)
-    assert not together.file and os.path.exists(tmp_path / "together.h5.partial")
+def test_mpi_paths_as_rank_0_or_1_of_two():
+    """The writer's MPI paths (tests/output_mpi_paths.py), in a process of its own: MPI started in pytest's
+    would leave its PMIx variables to every later subprocess (see test_halo.py)."""
+    result = subprocess.run([PYTHON, str(REPO / "tests" / "output_mpi_paths.py")], env=solver_env(),
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.splitlines()[-1:] == ["ok"], result.stdout + result.stderr
