@@ -7,6 +7,7 @@ docs/mutation.md why it changes nothing observable.
     .venv/bin/python .ci/mutate.py [MODULE ...]    # default: the modules with fast tests, most valuable first
     make mutate [MODULES="grid halo"]              # the same under nice -n 19
     .venv/bin/python .ci/mutate.py --report        # the figures of the sessions so far, survivors as diffs
+    .venv/bin/python .ci/mutate.py --survivors files   # run a session's survivors again (after new tests)
 
 Each module runs in a scratch copy of the checkout (its tracked and new, not ignored files), so a run that is
 killed never leaves a mutated file in your tree. Sessions go to mutation/NAME.sqlite (git-ignored): run the
@@ -29,23 +30,23 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SESSIONS = ROOT / "mutation"
 
-# name -> (module, tests, seconds per mutant at most), in the order of their value: a survivor in the grid or
-# the halo is a wrong answer, in the checkpoint a wrong resume, in the config a wrong run, in the ensemble a
-# wrong member. These have in-process tests that take seconds (a mutant that hangs, an exchange waiting for a
-# message sent with the wrong tag, say, is killed by the time limit); files, kernels and output still run
-# their whole test file (minutes) per mutant, so they are left out of the default list until theirs exist:
-# `mutate.py files` runs one anyway.
+# name -> (module, tests, seconds per mutant at most), in the order of their value: a survivor in the grid, the
+# halo or the kernels is a wrong answer, in the checkpoint a wrong resume, in the output a wrong file, in the
+# config a wrong run, in the ensemble a wrong member, in files a file replaced that was not the run's. Each has
+# in-process tests that take seconds (a mutant that hangs, an exchange waiting for a message sent with the
+# wrong tag, say, is killed by the time limit). The kernels' limit leaves room for numba to compile a mutated
+# kernel module afresh (a minute or two of the two shared cores); unchanged ones load from its cache.
 MODULES = {
     "grid": ("solver/core/grid.py", ["tests/test_grid.py"], 30),
     "halo": ("solver/parallel/halo.py", ["tests/test_halo.py"], 20),
     "checkpoint": ("solver/storage/checkpoint.py", ["tests/test_checkpoint_unit.py"], 30),
     "config": ("solver/core/config.py", ["tests/test_config.py"], 90),
     "ensemble": ("solver/ensemble.py", ["tests/test_ensemble_unit.py"], 30),
-    "files": ("solver/storage/files.py", ["tests/faults/test_ownership.py"], 600),
-    "kernels": ("solver/core/kernels.py", ["tests/test_kernels.py"], 900),
-    "output": ("solver/storage/output.py", ["tests/test_output.py"], 900),
+    "files": ("solver/storage/files.py", ["tests/test_files_unit.py"], 20),
+    "kernels": ("solver/core/kernels.py", ["tests/test_kernels_unit.py"], 400),
+    "output": ("solver/storage/output.py", ["tests/test_output_unit.py"], 30),
 }
-DEFAULT = ["grid", "halo", "checkpoint", "config", "ensemble"]
+DEFAULT = ["grid", "halo", "kernels", "checkpoint", "output", "config", "ensemble", "files"]
 
 EXCLUDED = [
     r"core/ReplaceBinaryOperator_\w+_(Pow|RShift|LShift|BitOr|BitAnd|BitXor|Mod|FloorDiv)$",
@@ -84,7 +85,15 @@ def config_text(module: str, tests: list[str], timeout: int) -> str:
             f"[cosmic-ray.filters.operators-filter]\nexclude-operators = [{excluded}]\n")
 
 
-def run_module(name: str, fresh: bool) -> None:
+def forget_survivors(session: Path) -> int:
+    """Drop the results of a session's survivors, so that resuming it runs them again (against tests added
+    since: an added test only adds kills; after changing or removing tests, start over with --fresh); how many."""
+    import sqlite3
+    with sqlite3.connect(session) as db:
+        return db.execute("DELETE FROM work_results WHERE test_outcome = 'SURVIVED'").rowcount
+
+
+def run_module(name: str, fresh: bool, survivors: bool = False) -> None:
     module, tests, timeout = MODULES[name]
     SESSIONS.mkdir(exist_ok=True)
     session = SESSIONS / f"{name}.sqlite"
@@ -100,6 +109,8 @@ def run_module(name: str, fresh: bool) -> None:
             if base.returncode != 0:
                 session.unlink()
                 sys.exit(f"mutate: {name}: the tests fail without any mutant ({' '.join(tests)}); fix them first")
+        elif survivors:
+            print(f"mutate: {name}: running its {forget_survivors(session)} survivors again", flush=True)
         print(f"mutate: {name}: {module} against {' '.join(tests)}", flush=True)
         subprocess.run([bin_path("cosmic-ray"), "exec", str(cfg), str(session)], cwd=work, check=True)
     finally:
@@ -149,6 +160,8 @@ def main() -> int:
     parser.add_argument("modules", nargs="*", metavar="MODULE",
                         help=f"any of {', '.join(MODULES)} (default: {' '.join(DEFAULT)})")
     parser.add_argument("--fresh", action="store_true", help="start the sessions over")
+    parser.add_argument("--survivors", action="store_true",
+                        help="run the sessions' survivors again (after adding tests for them)")
     parser.add_argument("--report", action="store_true", help="only print the figures of the sessions so far")
     args = parser.parse_args()
     names = args.modules or DEFAULT
@@ -157,7 +170,7 @@ def main() -> int:
         parser.error(f"unknown module {unknown[0]}: choose among {', '.join(MODULES)}")
     if not args.report:
         for name in names:
-            run_module(name, args.fresh)
+            run_module(name, args.fresh, args.survivors)
     text = report(names)
     if not args.report:
         (SESSIONS / "report.md").write_text(text + "\n")

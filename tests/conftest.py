@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -76,6 +77,33 @@ def ensemble_of_two(tmp_path: Path, output: dict) -> Path:
     run_solver(REPO / "analysis" / "ensemble_stats.py", "--config", config, "-o", out, "--no-plots", script=True,
                cwd=tmp_path)
     return out
+
+
+# --- kernels: a model's problem on a small grid (tests/test_kernels.py, tests/test_kernels_unit.py) --------
+def problem(name, ny, nx, seed=0):
+    """The model, random fields (fields, ny, nx) for both buffers and coefficients at 80 % of the stable dt
+    on a grid with dx != dy (so swapped axes would show)."""
+    from solver import models
+    model = models.load(name)
+    rng = np.random.default_rng(seed)
+    shape = (len(model.fields), ny, nx)
+    physics, dx, dy = model.Physics(), 1.0, 0.8
+    k = model.coefficients(physics, dx, dy, 0.8 * min(1.0, model.max_stable_dt(physics, dx, dy)))
+    return model, rng.random(shape), rng.random(shape), k
+
+
+def space_and_time(model, ny, nx, steps, first=0):
+    """The coefficient fields (the model's own on the unit square, each node scaled by a random factor in
+    0.95 .. 1.05, so that a coefficient read at a wrong node shows) and the forcing values of steps
+    first .. first + steps - 1 (distinct every step, so that a step given another's values shows)."""
+    from solver import models
+    physics = model.Physics()
+    x, y = np.linspace(0.0, 1.0, nx), np.linspace(0.0, 1.0, ny)
+    rng = np.random.default_rng(42)
+    a = models.coefficient_values(model, physics, x, y,
+                                  lambda seed, low=0.0, high=1.0: rng.uniform(low, high, (ny, nx)))
+    a = a * rng.uniform(0.95, 1.05, a.shape)
+    return np.ascontiguousarray(a), models.time_values(model, physics, 0.0137, first, steps)
 
 
 def solver_env(**extra: str) -> dict:

@@ -8,7 +8,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from conftest import PYTHON, REPO, require, run_solver, solver_env, write_config
+from conftest import PYTHON, REPO, problem, require, run_solver, solver_env, space_and_time, write_config
 from solver import models
 from solver.core import kernels, tiling
 from solver.models import diffusion
@@ -25,29 +25,6 @@ CASES = [  # (ny, nx, steps, region, shrink)
     (9, 13, 4, (1, 3, 1, 12), (0, 0, 0, 0)),         # one pair
     (12, 17, 3, (2, 5, 1, 16), (1, 0, 1, 0)),        # three rows shrinking to one
 ]
-
-
-def problem(name, ny, nx, seed=0):
-    """The model, random fields (fields, ny, nx) for both buffers and coefficients at 80 % of the stable dt
-    on a grid with dx != dy (so swapped axes would show)."""
-    model = models.load(name)
-    rng = np.random.default_rng(seed)
-    shape = (len(model.fields), ny, nx)
-    physics, dx, dy = model.Physics(), 1.0, 0.8
-    k = model.coefficients(physics, dx, dy, 0.8 * min(1.0, model.max_stable_dt(physics, dx, dy)))
-    return model, rng.random(shape), rng.random(shape), k
-
-
-def space_and_time(model, ny, nx, steps, first=0):
-    """The coefficient fields (the model's own on the unit square, each node scaled by a random factor in
-    0.95 .. 1.05, so that a coefficient read at a wrong node shows) and the forcing values of steps
-    first .. first + steps - 1 (distinct every step, so that a step given another's values shows)."""
-    physics = model.Physics()
-    x, y = np.linspace(0.0, 1.0, nx), np.linspace(0.0, 1.0, ny)
-    rng = np.random.default_rng(42)
-    a = models.coefficient_values(model, physics, x, y, lambda seed, low=0.0, high=1.0: rng.uniform(low, high, (ny, nx)))
-    a = a * rng.uniform(0.95, 1.05, a.shape)
-    return np.ascontiguousarray(a), models.time_values(model, physics, 0.0137, first, steps)
 
 
 def advance(model, name, u, v, steps, k, region, shrink=(0, 0, 0, 0), first=0):
