@@ -6,14 +6,16 @@
 Compiles the plain (``numba``) and ``tiled`` kernels of each model (built-in names or model files) in fresh
 caches, takes from each the longest basic block that multiplies vectors (the vectorised loop over a row's
 nodes: ``_row_pair`` for the plain kernel, ``_strip`` for the tiled one) and prints its instruction count and
-``llvm-mca``'s cycles per iteration for this machine's core. Two source trees give the same figures exactly
-when their inner loops are the same: a comparison free of the noise of a shared machine, which wall-clock
+``llvm-mca``'s cycles per iteration for this machine's core, and a digest of its text (equal digests: the
+same instructions on the same registers). Two source trees give the same figures exactly when their inner
+loops are the same: a comparison free of the noise of a shared machine, which wall-clock
 benchmarks of a few per cent cannot be (docs/performance.md). ``--tree`` imports ``solver`` from another
 checkout, e.g. ``git worktree add /tmp/old <commit>``. Needs ``llvm-mca`` (Debian: llvm). Asserts nothing.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import re
 import shutil
@@ -55,14 +57,16 @@ def main() -> None:
                 kernels.warm_up(model, kernel)
                 dispatcher = getattr(module, function)
                 loop = _inner_loop(dispatcher.inspect_asm(dispatcher.signatures[0]))
+                digest = hashlib.sha256("\n".join(loop).encode()).hexdigest()[:10]
                 print(f"  {model.name:14s} {kernel:6s} {function:10s} {len(loop):4d} instructions  "
-                      f"{_cycles(loop, cpu):6.2f} cycles per iteration")
+                      f"{_cycles(loop, cpu):6.2f} cycles per iteration  text {digest}")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _inner_loop(asm: str) -> list[str]:
-    """The longest basic block with a vector multiply: the vectorised loop over a row's nodes."""
+    """The longest basic block with a vector multiply: the vectorised loop over a row's nodes. A block ends
+    at a label or after a jump."""
     blocks, current = [], []
     for line in asm.splitlines():
         if re.match(r"^[\w.$]+:", line):
@@ -70,6 +74,9 @@ def _inner_loop(asm: str) -> list[str]:
             current = []
         elif line.startswith("\t") and not line.strip().startswith("."):
             current.append(line.strip())
+            if line.strip().startswith("j"):
+                blocks.append(current)
+                current = []
     blocks.append(current)
     return max((b for b in blocks if any(i.startswith("vmulpd") for i in b)), key=len)
 

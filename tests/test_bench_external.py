@@ -77,3 +77,16 @@ def test_models_are_built_in_names_or_model_files(tmp_path):
                          (" , ", "empty")):
         with pytest.raises(ConfigError, match=words):
             bench.parse_models(wrong)
+
+
+def test_hot_loops_takes_the_vectorised_loop_body_and_not_the_code_after_it():
+    """bench/hot_loops.py's loop: the longest block with a vector multiply, ending at its branch back."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("hot_loops", REPO / "bench" / "hot_loops.py")
+    hot_loops = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hot_loops)
+    asm = ("f:\n\tmovq\t%rdi, %rax\n.LBB0_1:\n\tvmovupd\t(%rax), %ymm0\n\tvmulpd\t%ymm0, %ymm1, %ymm2\n"
+           "\tvmovupd\t%ymm2, (%rcx)\n\taddq\t$4, %rdx\n\tjne\t.LBB0_1\n\tmovq\t8(%rsp), %r15\n\tmovq\t%r15, %rdi\n"
+           "\tvmulpd\t%ymm3, %ymm3, %ymm3\n\tretq\n.LBB0_2:\n\tvaddpd\t%ymm0, %ymm0, %ymm0\n\tjmp\t.LBB0_1\n")
+    assert hot_loops._inner_loop(asm) == ["vmovupd\t(%rax), %ymm0", "vmulpd\t%ymm0, %ymm1, %ymm2",
+                                          "vmovupd\t%ymm2, (%rcx)", "addq\t$4, %rdx", "jne\t.LBB0_1"]
