@@ -8,6 +8,8 @@
 # name HDF5_PKGCONFIG_NAME) come from the loaded modules, and mpi4py is built against that MPI.
 # VENV: where the environment goes (default .venv; relative to the repository), e.g. one per MPI.
 # SETUP_EXTRAS: the project's extras to install (default test,bench; bench adds Devito and pystencils).
+# SETUP_WHEELS: where the wheels it compiles (h5py; mpi4py on a cluster) are kept for the next set-up, in one
+# folder per Python, MPI, HDF5 and CFLAGS (default ~/.cache/hpc-stencil-wheels; "no": compile every time).
 #
 # It ends by checking that mpi4py and h5py use one and the same MPI library, and says which. A changed
 # MPI (another module loaded) rebuilds mpi4py and h5py, a changed HDF5 h5py: never "up to date".
@@ -99,11 +101,46 @@ elif [[ -n $stamped_hdf5 && $stamped_hdf5 != "$hdf5_build" ]]; then
     say "rebuilding h5py for $hdf5_build"
 fi
 
+# The wheels compiled below are kept for the next set-up (a fresh clone, another VENV, CI) in a folder of this
+# Python, MPI, HDF5 and CFLAGS: pip's own wheel cache keys on name and version only and could hand back a
+# build for another MPI or a serial h5py, so it stays off. A kept wheel is checked like a fresh build.
+if [[ ${SETUP_WHEELS:-} != no ]]; then
+    wheels=${SETUP_WHEELS:-${XDG_CACHE_HOME:-$HOME/.cache}/hpc-stencil-wheels}/$(
+        printf '%s\n' "$("$py" -c 'import sys; print(sys.version)')" "$mpi_build" "$hdf5_build" "${CFLAGS:-}" |
+        sha256sum | cut -c1-16)
+else
+    wheels=
+fi
+# compiled NAME PIP_OPTIONS...: install NAME compiled from source with these options, from the kept wheel if
+# there is one, else compiled into the folder of kept wheels first (or straight into the environment).
+compiled() {
+    local name=$1; shift
+    local kept=()
+    [[ -z $wheels ]] || kept=("$wheels"/"$name"-*.whl)
+    if [[ -n $wheels && ! -e ${kept[0]} ]]; then
+        local scratch
+        say "compiling $name (its wheel kept in $wheels)"
+        mkdir -p "$wheels" && scratch=$(mktemp -d "$wheels/.build.XXXXXX")
+        pip wheel --no-deps --no-cache-dir --no-binary="$name" -w "$scratch" "$@" "$name" &&
+            mv "$scratch"/"$name"-*.whl "$wheels"/ || { rm -rf "$scratch"; return 1; }
+        rm -rf "$scratch"
+        kept=("$wheels"/"$name"-*.whl)
+    elif [[ -n $wheels ]]; then
+        say "using the kept $name wheel ${kept[-1]##*/} ($wheels)"
+    fi
+    if [[ -n $wheels ]]; then
+        pip install --no-deps --force-reinstall "${kept[-1]}"
+    else
+        pip install --no-cache-dir --no-binary="$name" --force-reinstall --no-deps "$@" "$name"
+    fi
+}
+
 say "installing build requirements"
 pip install 'pip>=24' 'setuptools>=77' wheel 'numpy>=2,<3' 'Cython>=3,<4' 'pkgconfig>=1.5.5'
 if [[ $mpi4py_from_source == yes ]]; then
-    force=(); [[ $rebuild_mpi4py == no ]] || force=(--force-reinstall --no-deps)
-    MPICC=$mpicc pip install --no-cache-dir --no-binary=mpi4py "${force[@]}" mpi4py
+    if [[ $rebuild_mpi4py == yes ]] || ! "$py" -c 'import mpi4py' 2>/dev/null; then
+        MPICC=$mpicc compiled mpi4py
+    fi
 else
     pip install mpi4py
 fi
@@ -111,16 +148,20 @@ fi
 # h5py from source against parallel HDF5 (PyPI has no MPI wheel). Build isolation would build its
 # own mpi4py (slow), the wheel cache could hand back a serial build: both are switched off.
 if [[ $rebuild_h5py == yes ]] || ! "$py" -c 'import h5py, sys; sys.exit(not h5py.get_config().mpi)' 2>/dev/null; then
-    say "building h5py against parallel HDF5 (2-3 minutes)"
+    say "h5py against parallel HDF5 (compiling it takes 2-3 minutes)"
     pip uninstall -y h5py >/dev/null 2>&1 || true
     extra=$(mktemp); printf '[build_ext]\nparallel=%s\n' "$(nproc)" >"$extra"
-    DIST_EXTRA_CONFIG=$extra HDF5_MPI=ON CC=$mpicc \
-        pip install --no-cache-dir --no-build-isolation --no-binary=h5py h5py
+    DIST_EXTRA_CONFIG=$extra HDF5_MPI=ON CC=$mpicc compiled h5py --no-build-isolation
     rm -f "$extra"
-    "$py" -c 'import h5py, sys; sys.exit(not h5py.get_config().mpi)' ||
+    if ! "$py" -c 'import h5py, sys; sys.exit(not h5py.get_config().mpi)'; then
+        [[ -z $wheels ]] || rm -f "$wheels"/h5py-*.whl
         die "h5py was built without MPI: check that HDF5 is the parallel build (HDF5_DIR or HDF5_PKGCONFIG_NAME)"
+    fi
 fi
-mpi_check || exit 1           # the one line above says what is mixed and what to do
+if ! mpi_check; then          # the one line above says what is mixed and what to do
+    [[ -z $wheels ]] || rm -f "$wheels"/h5py-*.whl "$wheels"/mpi4py-*.whl
+    exit 1
+fi
 
 # bench: Devito and pystencils, the yardsticks `solver bench` times beside our kernels (about 150 MB, 40 s)
 say "installing the project (editable, with the extras $extras)"

@@ -95,24 +95,6 @@ def line_of(path, text) -> int:
     return next(n for n, line in enumerate(open(path).read().splitlines(), 1) if text in line)
 
 
-def test_the_unbroken_user_model_passes_every_check_and_runs_on_every_kernel(tmp_path, kernel_dir):
-    model = models.load(model_file(tmp_path))
-    assert models.check_model(model) is None
-    assert model.form == models.NEIGHBOURHOOD and list(model.coefficient_names) == ["D", "S"]
-    ny, nx, steps = 19, 23, 9
-    x, y = np.linspace(0, 1, nx), np.linspace(0, 1, ny)
-    u = np.stack([model.initial(model.Physics(), model.Initial(), x, y, None)])
-    a = models.coefficient_values(model, model.Physics(), x, y, None)
-    values = models.time_values(model, model.Physics(), 0.1, 0, steps)
-    assert values[:, 0].tolist() == [0.0] * 5 + [1.0] * 4             # switched on at t = 0.5, step 5
-    k = model.coefficients(model.Physics(), x[1], y[1], 0.8 * model.max_stable_dt(model.Physics(), x[1], y[1]))
-    out = {name: kernels.get_advance(model, name)(u.copy(), u.copy(), a, steps, k, values, (1, ny - 1, 1, nx - 1))[0]
-           for name in kernels.KERNELS}
-    assert all(np.array_equal(out[name], out["numpy"]) for name in kernels.KERNELS)
-    without = kernels.get_advance(model, "numpy")(u.copy(), u.copy(), a, steps, k, 0 * values, (1, ny - 1, 1, nx - 1))[0]
-    assert not np.array_equal(without, out["numpy"])                   # the forcing reached the update
-
-
 # (edits to BASE, words the one line must hold); {file} is the model file's path, {line:TEXT} TEXT's line there
 MISTAKES = {
     "empty FIELDS": ([('FIELDS = {"C": ("1", "tracer")}', "FIELDS = {}")], ["FIELDS is empty"]),
@@ -335,12 +317,15 @@ def test_the_neighbourhood_form_gives_the_classic_forms_bits(kernel, tmp_path, m
     assert np.array_equal(got, want)
 
 
-def test_warm_up_compiles_without_running_and_a_harmonic_mean_of_zeros_is_nan_not_an_error(monkeypatch, tmp_path,
-                                                                                          kernel_dir):
-    """Warm-up compiles every numba kernel of a model whose update divides by a sum of coefficient values
-    without calling any kernel; the compiled kernel on all-zero coefficient fields gives nan, as numpy does,
-    instead of raising inside compiled code."""
-    model = models.load(model_file(tmp_path, name="harmonic.py"))
+def test_the_unbroken_user_model_passes_every_check_warms_up_without_running_and_runs_on_every_kernel(
+        monkeypatch, tmp_path, kernel_dir):
+    """One test, so that the user model's kernels compile once: warm-up compiles every numba kernel of the
+    model (whose update divides by a sum of coefficient values) without calling any kernel; then every kernel
+    gives the numpy kernel's bits, with the forcing reaching the update; and on all-zero coefficient fields the
+    compiled kernels give nan, as numpy does, instead of raising inside compiled code."""
+    model = models.load(model_file(tmp_path))
+    assert models.check_model(model) is None
+    assert model.form == models.NEIGHBOURHOOD and list(model.coefficient_names) == ["D", "S"]
     compiled = kernels.compile_for(model)
 
     def refuse(*args, **kwargs):
@@ -352,6 +337,20 @@ def test_warm_up_compiles_without_running_and_a_harmonic_mean_of_zeros_is_nan_no
     assert compiled._advance_numba.signatures and compiled._advance_tiled.signatures
     assert compiled._prange_step.signatures
     monkeypatch.undo()
+
+    ny, nx, steps = 19, 23, 9
+    x, y = np.linspace(0, 1, nx), np.linspace(0, 1, ny)
+    u = np.stack([model.initial(model.Physics(), model.Initial(), x, y, None)])
+    a = models.coefficient_values(model, model.Physics(), x, y, None)
+    values = models.time_values(model, model.Physics(), 0.1, 0, steps)
+    assert values[:, 0].tolist() == [0.0] * 5 + [1.0] * 4             # switched on at t = 0.5, step 5
+    k = model.coefficients(model.Physics(), x[1], y[1], 0.8 * model.max_stable_dt(model.Physics(), x[1], y[1]))
+    out = {name: kernels.get_advance(model, name)(u.copy(), u.copy(), a, steps, k, values, (1, ny - 1, 1, nx - 1))[0]
+           for name in kernels.KERNELS}
+    assert all(np.array_equal(out[name], out["numpy"]) for name in kernels.KERNELS)
+    without = kernels.get_advance(model, "numpy")(u.copy(), u.copy(), a, steps, k, 0 * values, (1, ny - 1, 1, nx - 1))[0]
+    assert not np.array_equal(without, out["numpy"])                   # the forcing reached the update
+
     u = np.ones((1, 6, 7))
     a = np.zeros((2, 6, 7))
     values = np.ones((2, 1))

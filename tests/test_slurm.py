@@ -86,9 +86,15 @@ def wait_for(env: dict, job: str, log: Path, predicate, what: str, timeout: floa
 
 def release(env: dict, job: str) -> None:
     """Start a requeued job now instead of after its two-minute BeginTime. slurmd refuses a job credential
-    issued in the same wall-clock second its predecessor's was revoked ("Job credential revoked"), so a second
-    passes first: a rule of SLURM's clock, the same on a fast machine and a slow one."""
-    time.sleep(2)
+    whose creation second is not later than the second its predecessor's was revoked ("Job credential
+    revoked"). The caller has seen the requeue, so the revocation happened by now: the update waits for the
+    event that rule needs, the wall clock entering a later second (at most one second, never a guess)."""
+    revoked_by = int(time.time())
+    deadline = time.monotonic() + 5
+    while int(time.time()) <= revoked_by:
+        if time.monotonic() > deadline:
+            pytest.fail(f"job {job}: the wall clock did not advance a second in 5 s")
+        time.sleep(0.01)
     subprocess.run(["scontrol", "update", f"jobid={job}", "StartTime=now"], env=env, check=True, timeout=30)
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import h5py
@@ -14,7 +13,7 @@ import numpy as np
 import pytest
 
 from conftest import PYTHON, solver_env
-from faultkit import config, finish, one_line, read_cli
+from faultkit import config, finish, one_line, read_cli, wait_for
 
 TINY = {"grid": {"nx": 21, "ny": 15}, "time": {"dt": 0.01, "t_end": 0.1}, "output": {"path": "out.h5"},
         "parallel": {"threads": 1}, "numerics": {"kernel": "numpy"}}
@@ -194,10 +193,9 @@ def test_signal_while_starting_is_one_line(tmp_path, signum):
     """The signal lands while Python imports numpy, numba and h5py (the first half second)."""
     cfg_path = config(tmp_path, TINY)
     proc = subprocess.Popen([PYTHON, "-m", "solver", "run", str(cfg_path)], cwd=tmp_path, env=solver_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 30
-    while not _catches_sigterm(proc.pid) and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.001)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    wait_for(lambda: _catches_sigterm(proc.pid), timeout=60, proc=proc,
+             what="the run's SIGTERM handler (solver.safety.quiet_start)")
     proc.send_signal(signum)
     code, out, err = finish(proc)
     assert code == 128 + signum, (code, out, err)
