@@ -1,4 +1,4 @@
-# The two commands of the README: `make run` (set up, run the default job) and `make test`; and `make mutate`,
+# The README's commands: `make run` (set up, run the default job) and `make test` (tests/suite.sh); and `make mutate`,
 # mutation testing of the core modules against their fast tests (.ci/mutate.py; MODULES="grid halo" for some).
 PYTHON := .venv/bin/python
 
@@ -11,7 +11,7 @@ run: setup
 	$(PYTHON) analysis/plot_field.py results/default.h5 -o results/default.png
 
 test: setup
-	$(PYTHON) -m pytest $(PYTEST_ARGS)
+	PYTHON=$(PYTHON) bash tests/suite.sh $(PYTEST_ARGS)
 
 mutate: setup
 	nice -n 19 $(PYTHON) .ci/mutate.py $(MODULES)
