@@ -27,7 +27,8 @@ lie within the last step's box) added into a slot of ``stats[s]``, and the field
 cache, so no pass over memory of its own), in :func:`_tally`; the sums and extremes are separately compiled
 functions (:func:`_row_sums`, :func:`_row_extremes`) whose fast-math flags never reach the updates. A slot is a row
 (plain kernels: one thread writes it) or a strip (tiled: one thread adds its rows in order), so the sums do not
-depend on the threads' timing. A call without records passes empty arrays: one comparison per row.
+depend on the threads' timing. A call without records passes empty arrays, and :func:`_tally`, compiled on
+its own, is called only for a step with records: the loops without are the same code as before.
 
 Every kernel is compiled with ``error_model='numpy'``: a division by zero in an update gives inf or nan, as
 on the numpy kernel, instead of raising inside compiled code (and costs no check per division).
@@ -247,12 +248,12 @@ def _row_statistics(row, w):
     return total, squares, low, high
 
 
-@njit(inline='always')
+@njit(cache=True, nogil=True, boundscheck=False, error_model='numpy')
 def _tally(rec, s, slot, dst, d, di, j, i, n):
     """Record the state after the call's step s from row j (grid), columns i .. i + n - 1 (grid), held in row
     d of dst from column di: the statistics of its owned nodes into ``stats[s, slot]`` (added to what the slot
     holds) and the probes on them into ``probes[s]``, as ``want[s]`` asks (1: statistics, 2: probes, 3: both).
-    A call without records has an empty ``want``: one comparison per row, nothing else."""
+    Compiled on its own, called only when the call has records: the kernels' loops stay as they were without."""
     own, wx, wy, want, stats, pj, pi, probes = rec
     oj0, oj1, oi0, oi1 = own
     if s < want.shape[0] and want[s] and oj0 <= j < oj1:
@@ -302,12 +303,14 @@ def _sweep(u, v, co, box, k, f, rec, s):
     recorded (:func:`_tally`, a slot per owned row) while it is in the cache."""
     a, b, c, d = box
     (oj0, oj1, oi0, oi1), wx, wy, want, stats, pj, pi, probes = rec       # a parallel loop takes no nested tuple
+    recording = s < want.shape[0] and want[s] != 0
     for pair in prange((b - a + 1) // 2):
         j = a + 2 * pair
         _rows(u, j, min(j + 2, b), c, co, v, j, c, d - c, k, f)
-        for row in range(j, min(j + 2, b)):
-            _tally(((oj0, oj1, oi0, oi1), wx, wy, want, stats, pj, pi, probes), s, row - oj0, v, row, c, row, c,
-                   d - c)
+        if recording:
+            for row in range(j, min(j + 2, b)):
+                _tally(((oj0, oj1, oi0, oi1), wx, wy, want, stats, pj, pi, probes), s, row - oj0, v, row, c, row,
+                       c, d - c)
 
 
 @njit(cache=True, nogil=True, error_model='numpy')
@@ -391,6 +394,7 @@ def _strip(p, q, co, ring, k, values, steps, first, region, shrink, c0, c1, rec,
     # Without forcing every level gets one empty row: no array view made per level and pass (each would
     # count a reference to ``values``, an atomic update of memory both threads' strips share)
     unforced = values[first]
+    recording = rec[3].shape[0] > 0       # the call has records (want is empty without)
     while row_next[steps] < row_end[steps]:
         for level in range(1, steps + 1):
             r = row_next[level]
@@ -432,9 +436,10 @@ def _strip(p, q, co, ring, k, values, steps, first, region, shrink, c0, c1, rec,
                 _two_rows(src, s0, s1, s2, s3, si, co, r, lo, dst, d0, d1, di, hi - lo, k, f)
             else:
                 _one_row(src, s0, s1, s2, si, co, r, lo, dst, d0, di, hi - lo, k, f)
-            _tally(rec, first + level - 1, strip, dst, d0, di + c0 - lo, r, c0, c1 - c0)
-            if rows == 2:
-                _tally(rec, first + level - 1, strip, dst, d1, di + c0 - lo, r + 1, c0, c1 - c0)
+            if recording:
+                _tally(rec, first + level - 1, strip, dst, d0, di + c0 - lo, r, c0, c1 - c0)
+                if rows == 2:
+                    _tally(rec, first + level - 1, strip, dst, d1, di + c0 - lo, r + 1, c0, c1 - c0)
             if level < steps and (lo == i0 or hi == i1):      # the columns beside the region
                 _edge_columns(ring, sides, level % 2, d0, d1, r - j0, rows, lo == i0, hi == i1, i0 - 1 - off,
                               i1 - off)
@@ -481,9 +486,11 @@ def _prange_step(u, v, co, box, k, f, rec, s):
     update, no pairs), one compiled call per step; each row recorded as :func:`_sweep` does."""
     a, b, c, d = box
     (oj0, oj1, oi0, oi1), wx, wy, want, stats, pj, pi, probes = rec       # as in _sweep
+    recording = s < want.shape[0] and want[s] != 0
     for j in prange(a, b):
         _row(u, j, c, co, v, j, c, d - c, k, f)
-        _tally(((oj0, oj1, oi0, oi1), wx, wy, want, stats, pj, pi, probes), s, j - oj0, v, j, c, j, c, d - c)
+        if recording:
+            _tally(((oj0, oj1, oi0, oi1), wx, wy, want, stats, pj, pi, probes), s, j - oj0, v, j, c, j, c, d - c)
 
 
 def _advance_prange(u, v, a, steps, k, values, region, shrink, rec):
