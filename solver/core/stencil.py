@@ -27,8 +27,8 @@ lie within the last step's box) added into a slot of ``stats[s]``, and the field
 cache, so no pass over memory of its own), in :func:`_tally`; the sums and extremes are separately compiled
 functions (:func:`_row_sums`, :func:`_row_extremes`) whose fast-math flags never reach the updates. A slot is a row
 (plain kernels: one thread writes it) or a strip (tiled: one thread adds its rows in order), so the sums do not
-depend on the threads' timing. A call without records passes empty arrays, and :func:`_tally`, compiled on
-its own, is called only for a step with records: the loops without are the same code as before.
+depend on the threads' timing. A call without records passes empty arrays, and :func:`_tally` is called
+only for a step with records: the loops without run the same code as before.
 
 Every kernel is compiled with ``error_model='numpy'``: a division by zero in an update gives inf or nan, as
 on the numpy kernel, instead of raising inside compiled code (and costs no check per division).
@@ -209,68 +209,58 @@ def _row_pair(src, sj, si, co, dst, dj, di, n, k, f):
 
 
 @njit(cache=True, nogil=True, boundscheck=False, fastmath={"reassoc", "contract", "nsz"})
-def _row_sums(row, w):
-    """(weighted total, weighted sum of squares) of one row of nodes with weights w, vectorised (reassociated:
-    a function of its own, so that this never reaches the updates)."""
+def _row_sums(a, f, d, i, w, wi, n):
+    """(weighted total, weighted sum of squares) of ``a[f, d, i:i + n]`` with weights ``w[wi:wi + n]``,
+    vectorised (reassociated: a function of its own, so that this never reaches the updates). Indices, not
+    slices: a slice counts a reference to its array, an atomic update of memory every thread shares."""
     total, squares = 0.0, 0.0
-    for i in range(row.shape[0]):
-        x = w[i] * row[i]
+    for m in range(n):
+        x = w[wi + m] * a[f, d, i + m]
         total += x
-        squares += x * row[i]
+        squares += x * a[f, d, i + m]
     return total, squares
 
 
 @njit(cache=True, nogil=True, boundscheck=False, fastmath={"nnan", "nsz"})
-def _row_extremes(row):
-    """(min, max) of a row without NaN, in four independent lanes (one chain of comparisons would wait for each
-    result; LLVM does not vectorise these reductions). NaN-free is promised (``nnan``): see :func:`_row_statistics`."""
-    n = row.shape[0]
+def _row_extremes(a, f, d, i, n):
+    """(min, max) of ``a[f, d, i:i + n]``, which holds no NaN (``nnan``: see :func:`_tally`), in four
+    independent lanes (one chain of comparisons would wait for each result)."""
     l0 = l1 = l2 = l3 = np.inf
     h0 = h1 = h2 = h3 = -np.inf
-    for i in range(0, n - 3, 4):
-        a, b, c, d = row[i], row[i + 1], row[i + 2], row[i + 3]
-        l0, l1, l2, l3 = min(l0, a), min(l1, b), min(l2, c), min(l3, d)
-        h0, h1, h2, h3 = max(h0, a), max(h1, b), max(h2, c), max(h3, d)
-    for i in range(n - n % 4, n):
-        l0, h0 = min(l0, row[i]), max(h0, row[i])
+    for m in range(i, i + n - 3, 4):
+        p, q, r, t = a[f, d, m], a[f, d, m + 1], a[f, d, m + 2], a[f, d, m + 3]
+        l0, l1, l2, l3 = min(l0, p), min(l1, q), min(l2, r), min(l3, t)
+        h0, h1, h2, h3 = max(h0, p), max(h1, q), max(h2, r), max(h3, t)
+    for m in range(i + n - n % 4, i + n):
+        l0, h0 = min(l0, a[f, d, m]), max(h0, a[f, d, m])
     return min(min(l0, l1), min(l2, l3)), max(max(h0, h1), max(h2, h3))
 
 
 @njit(inline='always')
-def _row_statistics(row, w):
-    """(weighted total, weighted sum of squares, min, max) of one row; min and max are NaN when the total is
-    (a NaN in the row, which makes the total NaN: only rows without one reach :func:`_row_extremes`)."""
-    total, squares = _row_sums(row, w)
-    if total == total:
-        low, high = _row_extremes(row)
-    else:
-        low = high = np.nan
-    return total, squares, low, high
-
-
-@njit(cache=True, nogil=True, boundscheck=False, error_model='numpy')
-def _tally(rec, s, slot, dst, d, di, j, i, n):
+def _tally(own, wx, wy, want, stats, pj, pi, probes, s, slot, dst, d, di, j, i, n):
     """Record the state after the call's step s from row j (grid), columns i .. i + n - 1 (grid), held in row
-    d of dst from column di: the statistics of its owned nodes into ``stats[s, slot]`` (added to what the slot
-    holds) and the probes on them into ``probes[s]``, as ``want[s]`` asks (1: statistics, 2: probes, 3: both).
-    Compiled on its own, called only when the call has records: the kernels' loops stay as they were without."""
-    own, wx, wy, want, stats, pj, pi, probes = rec
+    d of dst from column di: the statistics of its owned nodes (``own``) into ``stats[s, slot]`` (added to what
+    the slot holds; min and max NaN when the total is, as a NaN node makes it) and the probes on them into
+    ``probes[s]``, as ``want[s]`` asks (1: statistics, 2: probes, 3: both). Called only when the call has
+    records, with the record arrays taken out of their tuple once per call (each take counts a reference)."""
     oj0, oj1, oi0, oi1 = own
-    if s < want.shape[0] and want[s] and oj0 <= j < oj1:
+    if want[s] and oj0 <= j < oj1:
         lo, hi = max(i, oi0), min(i + n, oi1)
         if lo < hi:
             if want[s] & 1:
                 for f in range(dst.shape[0]):
-                    total, squares, low, high = _row_statistics(dst[f, d, di + lo - i:di + hi - i],
-                                                                wx[lo - oi0:hi - oi0])
-                    out = stats[s, slot, f]
-                    out[0] += wy[j - oj0] * total
-                    out[1] += wy[j - oj0] * squares
-                    if low != low or out[2] != out[2]:
-                        out[2] = out[3] = np.nan
+                    total, squares = _row_sums(dst, f, d, di + lo - i, wx, lo - oi0, hi - lo)
+                    if total == total:
+                        low, high = _row_extremes(dst, f, d, di + lo - i, hi - lo)
                     else:
-                        out[2] = min(out[2], low)
-                        out[3] = max(out[3], high)
+                        low = high = np.nan
+                    stats[s, slot, f, 0] += wy[j - oj0] * total
+                    stats[s, slot, f, 1] += wy[j - oj0] * squares
+                    if low != low or stats[s, slot, f, 2] != stats[s, slot, f, 2]:
+                        stats[s, slot, f, 2] = stats[s, slot, f, 3] = np.nan
+                    else:
+                        stats[s, slot, f, 2] = min(stats[s, slot, f, 2], low)
+                        stats[s, slot, f, 3] = max(stats[s, slot, f, 3], high)
             if want[s] & 2:
                 for p in range(pj.shape[0]):
                     if pj[p] == j and lo <= pi[p] < hi:
@@ -309,8 +299,8 @@ def _sweep(u, v, co, box, k, f, rec, s):
         _rows(u, j, min(j + 2, b), c, co, v, j, c, d - c, k, f)
         if recording:
             for row in range(j, min(j + 2, b)):
-                _tally(((oj0, oj1, oi0, oi1), wx, wy, want, stats, pj, pi, probes), s, row - oj0, v, row, c, row,
-                       c, d - c)
+                _tally((oj0, oj1, oi0, oi1), wx, wy, want, stats, pj, pi, probes, s, row - oj0, v, row, c, row, c,
+                       d - c)
 
 
 @njit(cache=True, nogil=True, error_model='numpy')
@@ -394,7 +384,8 @@ def _strip(p, q, co, ring, k, values, steps, first, region, shrink, c0, c1, rec,
     # Without forcing every level gets one empty row: no array view made per level and pass (each would
     # count a reference to ``values``, an atomic update of memory both threads' strips share)
     unforced = values[first]
-    recording = rec[3].shape[0] > 0       # the call has records (want is empty without)
+    own, wx, wy, want, stats, pj, pi, probes = rec
+    recording = want.shape[0] > 0         # the call has records (want is empty without)
     while row_next[steps] < row_end[steps]:
         for level in range(1, steps + 1):
             r = row_next[level]
@@ -437,9 +428,11 @@ def _strip(p, q, co, ring, k, values, steps, first, region, shrink, c0, c1, rec,
             else:
                 _one_row(src, s0, s1, s2, si, co, r, lo, dst, d0, di, hi - lo, k, f)
             if recording:
-                _tally(rec, first + level - 1, strip, dst, d0, di + c0 - lo, r, c0, c1 - c0)
+                _tally(own, wx, wy, want, stats, pj, pi, probes, first + level - 1, strip, dst, d0, di + c0 - lo, r,
+                       c0, c1 - c0)
                 if rows == 2:
-                    _tally(rec, first + level - 1, strip, dst, d1, di + c0 - lo, r + 1, c0, c1 - c0)
+                    _tally(own, wx, wy, want, stats, pj, pi, probes, first + level - 1, strip, dst, d1,
+                           di + c0 - lo, r + 1, c0, c1 - c0)
             if level < steps and (lo == i0 or hi == i1):      # the columns beside the region
                 _edge_columns(ring, sides, level % 2, d0, d1, r - j0, rows, lo == i0, hi == i1, i0 - 1 - off,
                               i1 - off)
@@ -490,7 +483,7 @@ def _prange_step(u, v, co, box, k, f, rec, s):
     for j in prange(a, b):
         _row(u, j, c, co, v, j, c, d - c, k, f)
         if recording:
-            _tally(((oj0, oj1, oi0, oi1), wx, wy, want, stats, pj, pi, probes), s, j - oj0, v, j, c, j, c, d - c)
+            _tally((oj0, oj1, oi0, oi1), wx, wy, want, stats, pj, pi, probes, s, j - oj0, v, j, c, j, c, d - c)
 
 
 def _advance_prange(u, v, a, steps, k, values, region, shrink, rec):
