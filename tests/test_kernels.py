@@ -91,6 +91,53 @@ def test_tiled_kernel_gives_reference_bits(model_name, ny, nx, steps, region, sh
     assert np.array_equal(new[outside], first[outside]) and np.array_equal(old[outside], second[outside])
 
 
+RECORDED = [CASES[2], CASES[3], CASES[4], CASES[8]]      # fixed region; shrinking on all, on two, on two sides
+
+
+@pytest.mark.parametrize("model_name", ["diffusion", "gray_scott"])
+@pytest.mark.parametrize("ny, nx, steps, region, shrink", RECORDED)
+@pytest.mark.parametrize("kernel", ["numba", "rows", "tiled"])
+def test_kernels_record_series_and_probes_of_every_step_they_take(kernel, model_name, ny, nx, steps, region,
+                                                                    shrink, monkeypatch):
+    """Records taken inside a call (the owned box within the last step's box, steps with series, probes, both
+    or neither): per step, min and max are those of the reference's state, the weighted total and sum of
+    squares equal them to rounding, the probes are its bits; the fields keep the call's bits without records."""
+    monkeypatch.setattr(tiling, "DEPTH", 3)
+    monkeypatch.setattr(tiling, "STRIP", 6)
+    model, u, v, k = problem(model_name, ny, nx)
+    box = last_box(region, shrink, steps)
+    own = (box[1].start, box[1].stop - 1 if shrink[1] else box[1].stop, box[2].start + shrink[2], box[2].stop)
+    rng = np.random.default_rng(5)
+    wx, wy = rng.uniform(0.5, 1.5, own[3] - own[2]), rng.uniform(0.5, 1.5, own[1] - own[0])
+    want = np.arange(steps) % 4                        # neither, series, probes, both
+    nodes = [(own[0], own[2]), (own[1] - 1, own[3] - 1), ((own[0] + own[1]) // 2, (own[2] + own[3]) // 2)]
+    slots = ny + nx
+    stats = np.empty((steps, slots, len(model.fields), 4))
+    stats[...] = kernels.NEUTRAL
+    probes = np.full((steps, len(nodes), len(model.fields)), -1.0)
+    records = kernels.records_for(own, wx, wy, want, stats, probes, nodes)
+    a, values = space_and_time(model, ny, nx, steps)
+    new, old = kernels.get_advance(model, kernel)(u.copy(), v.copy(), a, steps, k, values, region, shrink, records)
+    plain_new, plain_old = advance(model, kernel, u.copy(), v.copy(), steps, k, region, shrink)
+    assert np.array_equal(new, plain_new) and np.array_equal(old, plain_old)
+    w = wy[:, None] * wx[None, :]
+    for s in range(steps):
+        state, _ = reference(model, u.copy(), v.copy(), s + 1, k, region, shrink)
+        block = state[:, own[0]:own[1], own[2]:own[3]]
+        if want[s] & 1:
+            assert np.allclose(stats[s, :, :, 0].sum(axis=0), np.sum(w * block, axis=(1, 2)), rtol=1e-13, atol=0)
+            assert np.allclose(stats[s, :, :, 1].sum(axis=0), np.sum(w * block ** 2, axis=(1, 2)), rtol=1e-13,
+                               atol=0)
+            assert np.array_equal(stats[s, :, :, 2].min(axis=0), block.min(axis=(1, 2)))
+            assert np.array_equal(stats[s, :, :, 3].max(axis=0), block.max(axis=(1, 2)))
+        else:
+            assert np.all(stats[s] == kernels.NEUTRAL), s
+        if want[s] & 2:
+            assert np.array_equal(probes[s], np.array([state[:, j, i] for j, i in nodes])), s
+        else:
+            assert np.all(probes[s] == -1.0), s
+
+
 @pytest.mark.parametrize("model_name", ["gray_scott", "manufactured"])
 @pytest.mark.parametrize("kernel", ["numba", "tiled"])
 def test_deep_halo_decomposition_gives_the_serial_bits(kernel, model_name, monkeypatch):

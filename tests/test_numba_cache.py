@@ -78,7 +78,7 @@ def test_kernel_edited_in_place_is_compiled_again(tmp_path):
     kernels = package / "solver" / "core" / "stencil.py"
     text, stat = kernels.read_text(), kernels.stat()
     # The plain kernel's time loop stops swapping its buffers: every step reads the initial field.
-    loop = "        _sweep(u, v, a, _box(region, shrink, s), k, values[s])\n        u, v = v, u\n"
+    loop = "        _sweep(u, v, a, _box(region, shrink, s), k, values[s], rec, s)\n        u, v = v, u\n"
     edited = text.replace(loop, loop.replace("u, v = v, u", "v, u = v, u"))
     assert edited != text and len(edited) == len(text), "the stencil lines changed: update this test's edit"
     kernels.write_text(edited)

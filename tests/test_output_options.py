@@ -325,3 +325,35 @@ def test_records_of_a_run_stopped_on_2_ranks_and_resumed_on_3_continue_the_seria
             assert np.allclose(resumed[name], serial[name], rtol=1e-13, atol=0), name
         else:
             assert np.array_equal(resumed[name], serial[name]), name
+
+
+@pytest.mark.parametrize("boundary, halo", [({}, 1), ({"south": "periodic", "north": "periodic"}, 3)],
+                         ids=["fixed", "periodic-halo3"])
+def test_records_taken_inside_every_kernel_equal_the_numpy_kernels(boundary, halo, tmp_path, monkeypatch):
+    """Series and probes every step, taken inside the numba, rows and tiled kernels' sweeps (with fixed sides,
+    whose nodes no kernel writes, and with a periodic axis, whose halo cycles of 3 steps cut the calls),
+    equal those taken between the numpy kernel's calls: probes, min and max the same bits, totals and L2 to
+    rounding."""
+    from solver.core import tiling
+    from solver.core.config import load
+    from solver.run.loop import run
+    monkeypatch.setattr(tiling, "DEPTH", 5)
+    monkeypatch.setattr(tiling, "STRIP", 8)
+    monkeypatch.chdir(tmp_path)
+    results = {}
+    for kernel in ("numpy", "numba", "rows", "tiled"):
+        config = write_config(tmp_path, f"{kernel}.yaml", output={"path": f"{kernel}.h5", "every": 50,
+                                                                   "probes": PROBES, "probe_every": 1,
+                                                                   "series_every": 1},
+                              numerics={"kernel": kernel}, boundary=boundary, parallel={"threads": 1, "halo": halo})
+        run(load(config), str(tmp_path / f"{kernel}.h5"), say=lambda *a, **k: None)
+        results[kernel] = datasets(tmp_path / f"{kernel}.h5")
+    reference = results.pop("numpy")
+    assert len(reference["series_time"]) == 101 and len(reference["probe_time"]) == 101
+    for kernel, out in results.items():
+        assert out.keys() == reference.keys()
+        for name in reference:
+            if name.endswith(("_total", "_l2")):
+                assert np.allclose(out[name], reference[name], rtol=1e-13, atol=0), (kernel, name)
+            else:
+                assert np.array_equal(out[name], reference[name]), (kernel, name)

@@ -58,15 +58,17 @@ def get_advance(model: Model, name: str):
     if name in ("numba", "rows", "prange"):
         advance = {"numba": compiled._advance_numba, "rows": compiled._advance_rows,
                    "prange": compiled._advance_prange}[name]
-        return lambda u, v, a, steps, k, values, region, shrink=(0, 0, 0, 0): \
-            advance(u, v, a, steps, _floats(k), _values(values, steps), tuple(region), tuple(shrink))
+        return lambda u, v, a, steps, k, values, region, shrink=(0, 0, 0, 0), records=None: \
+            advance(u, v, a, steps, _floats(k), _values(values, steps), tuple(region), tuple(shrink),
+                    _records(records, steps))
     depth = tiling.depth_for(len(model.fields))
     columns = tiling.ring_columns(tiling.STRIP, depth)
 
-    def advance_tiled(u, v, a, steps, k, values, region, shrink=(0, 0, 0, 0)):
+    def advance_tiled(u, v, a, steps, k, values, region, shrink=(0, 0, 0, 0), records=None):
         import numba
         return compiled._advance_tiled(u, v, a, steps, _floats(k), _values(values, steps), tuple(region),
-                                       tuple(shrink), tiling.STRIP, depth, columns, numba.get_num_threads())
+                                       tuple(shrink), tiling.STRIP, depth, columns, numba.get_num_threads(),
+                                       _records(records, steps))
     return advance_tiled
 
 
@@ -87,6 +89,36 @@ def get(model: Model, name: str):
 def no_coefficients() -> np.ndarray:
     """The ``a`` of a model without coefficient fields: an empty array, never read."""
     return np.empty((0, 1, 1))
+
+
+def records_for(own, wx, wy, want, stats, probes, nodes) -> tuple:
+    """The ``records`` of a numba kernel call (solver/core/stencil.py ``_tally``): for each of its steps s,
+    the statistics of the owned box ``own = (j0, j1, i0, i1)`` (weights ``wx``, ``wy`` along it) added into
+    ``stats[s, slot]``, ``(steps, slots, fields, 4)`` = weighted total, weighted sum of squares, min, max, and
+    the value of every field at ``nodes`` (``(j, i)`` pairs, local) stored into ``probes[s]``, ``(steps, nodes,
+    fields)``, as ``want[s]`` asks (bit 1: statistics, bit 2: probes). A slot is an owned row (numba, rows)
+    or a strip of columns (tiled): as many as the array has rows or columns; start them at :data:`NEUTRAL`.
+    ``own`` within the region must lie within the last step's box (as the owned block does in the stepper's
+    calls). Only nodes the call writes are recorded: those it never writes (a fixed boundary) are the caller's."""
+    nodes = np.array(list(nodes), dtype=np.int64).reshape(-1, 2)
+    return (tuple(int(x) for x in own), np.ascontiguousarray(wx, dtype=np.float64),
+            np.ascontiguousarray(wy, dtype=np.float64), np.ascontiguousarray(want, dtype=np.int64), stats,
+            np.ascontiguousarray(nodes[:, 0]), np.ascontiguousarray(nodes[:, 1]), probes)
+
+
+NEUTRAL = (0.0, 0.0, np.inf, -np.inf)      # a slot of ``stats`` before any node is added
+NO_RECORDS = records_for((0, 0, 0, 0), np.empty(0), np.empty(0), np.empty(0), np.empty((0, 1, 1, 4)),
+                         np.empty((0, 0, 1)), ())
+
+
+def _records(records, steps: int) -> tuple:
+    """The records of a call (:data:`NO_RECORDS` for None), checked: one more step than ``want`` holds would
+    write past its arrays."""
+    if records is None:
+        return NO_RECORDS
+    if not records[3].shape[0] == records[4].shape[0] == records[7].shape[0] == steps:
+        raise ValueError(f"records for {records[3].shape[0]} steps given to a kernel call of {steps} steps")
+    return records
 
 
 def _values(values, steps: int) -> np.ndarray:
@@ -178,11 +210,12 @@ def warm_up(model: Model, name: str) -> None:
     compiled = compile_for(model)
     if name in ("numba", "rows"):
         dispatcher = compiled._advance_numba if name == "numba" else compiled._advance_rows
-        args = (u, u, a, 1, k, values, (1, 3, 1, 3), (0, 0, 0, 0))
+        args = (u, u, a, 1, k, values, (1, 3, 1, 3), (0, 0, 0, 0), NO_RECORDS)
     elif name == "prange":
-        dispatcher, args = compiled._prange_step, (u, u, a, (1, 3, 1, 3), k, values[0])
+        dispatcher, args = compiled._prange_step, (u, u, a, (1, 3, 1, 3), k, values[0], NO_RECORDS, 0)
     else:
-        dispatcher, args = compiled._advance_tiled, (u, u, a, 1, k, values, (1, 3, 1, 3), (0, 0, 0, 0), 1, 1, 1, 1)
+        dispatcher, args = compiled._advance_tiled, (u, u, a, 1, k, values, (1, 3, 1, 3), (0, 0, 0, 0), 1, 1, 1, 1,
+                                                     NO_RECORDS)
     try:
         dispatcher.compile(tuple(numba.typeof(arg) for arg in args))
     except Exception as err:

@@ -1,7 +1,9 @@
 """The per-step series of each field over a rank's owned nodes, in one pass: the trapezoid-weighted total, the
 minimum, the maximum and the weighted sum of squares (the L2 norm's square).
 
-One compiled, threaded pass over the block (rows in parallel, each row's partials kept apart and added in row
+The kernels take them inside their sweeps, for every step of a call, into slots (solver/core/stencil.py
+``_tally``): :func:`slot_partials` adds the slots up. Otherwise (the numpy kernel, sides that change with time)
+one compiled, threaded pass over the block (rows in parallel, each row's partials kept apart and added in row
 order), so a record costs one read of the field; the ranks' partials are then combined with one reduction
 (solver/comm.py ``sum_and_max``). Runs of the numpy kernel take the same sums in plain numpy instead (no numba:
 an ensemble member's start-up, and no thread pool beside the members). No MPI, no I/O here.
@@ -54,10 +56,11 @@ def _compile():
     return partials
 
 
-def _numpy_partials(block: np.ndarray, wx: np.ndarray, wy: np.ndarray) -> np.ndarray:
-    """The compiled pass's ``(fields, 4)`` in plain numpy, for runs of the numpy kernel: they never import numba
-    (an ensemble member's start-up) nor start its thread pool beside the members running side by side. Totals
-    agree with the compiled pass's to rounding; min and max are the same (NaN when any node is NaN)."""
+def block_partials(block: np.ndarray, wx: np.ndarray, wy: np.ndarray) -> np.ndarray:
+    """The compiled pass's ``(fields, 4)`` (weighted total, weighted sum of squares, min, max) in plain numpy,
+    for runs of the numpy kernel: they never import numba (an ensemble member's start-up) nor start its thread
+    pool beside the members running side by side. Totals agree with the compiled pass's to rounding; min and
+    max are the same (NaN when any node is NaN)."""
     out = np.empty((block.shape[0], 4))
     for f, c in enumerate(block):
         out[f, 0] = np.sum(np.sum(c * wx, axis=1) * wy)          # no BLAS: no thread pool of its own either
@@ -74,12 +77,19 @@ def local_partials(block: np.ndarray, wx: np.ndarray, wy: np.ndarray,
     kernel's runs)."""
     global _compiled
     if not compiled:
-        out = _numpy_partials(block, wx, wy)
+        out = block_partials(block, wx, wy)
     else:
         if _compiled is None:
             _compiled = _compile()
         out = _compiled(block, wx, wy)
     return np.ascontiguousarray(out[:, :2]), np.stack([out[:, 3], -out[:, 2]], axis=1)
+
+
+def slot_partials(stats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(sums, maxima) as :func:`local_partials` gives them, ``(records, fields, 2)``, from the kernels' records
+    ``(records, slots, fields, 4)`` (solver/core/kernels.py ``records_for``): the slots added in their order."""
+    sums = stats[..., :2].sum(axis=1)
+    return sums, np.stack([stats[..., 3].max(axis=1), -stats[..., 2].min(axis=1)], axis=-1)
 
 
 def statistics(sums: np.ndarray, maxima: np.ndarray) -> np.ndarray:

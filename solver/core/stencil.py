@@ -10,7 +10,7 @@ nothing, an edited one gets fresh machine code, never stale.
 
 Fields are stored as ``(fields, y, x)`` arrays. Every kernel advances them by ``steps`` explicit steps on the
 index box ``region = (j0, j1, i0, i1)`` of a double-buffered pair ``(u, v)`` and returns ``(new, old)``:
-``advance(u, v, a, steps, k, values, region, shrink)``. ``a`` holds the coefficient fields, ``(coefficient
+``advance(u, v, a, steps, k, values, region, shrink, rec)``. ``a`` holds the coefficient fields, ``(coefficient
 fields, y, x)`` with the layout (and halo) of u, read, never written (any ``(0, ., .)`` array for a model
 without them: never read); ``values`` is ``(steps, forcing values)``, row s the forcing of the call's step s.
 Nodes outside the box are never written, so fixed boundary values and halo cells keep what the caller put
@@ -19,6 +19,16 @@ east)`` (each 0 or 1) moves that side of the box inwards by one node per step: a
 for k steps, one layer less after each (deep halos). Each node is computed by the same expression in the
 same order in every kernel (no fastmath, no fused multiply-add), so results do not depend on the kernel,
 the thread count or the decomposition.
+
+``rec`` (solver/core/kernels.py ``records_for``) asks for records of the call's steps: after step s, the
+weighted total, weighted sum of squares, min and max of each field over the nodes of an owned box (which must
+lie within the last step's box) added into a slot of ``stats[s]``, and the fields at probe nodes stored into
+``probes[s]``. Each kernel takes them from every row it writes there, right after writing it (still in the
+cache, so no pass over memory of its own), in :func:`_tally`; the sums and extremes are separately compiled
+functions (:func:`_row_sums`, :func:`_row_extremes`) whose fast-math flags never reach the updates. A slot is a row
+(plain kernels: one thread writes it) or a strip (tiled: one thread adds its rows in order), so the sums do not
+depend on the threads' timing. A call without records passes empty arrays, and :func:`_tally` is called
+only for a step with records: the loops without run the same code as before.
 
 Every kernel is compiled with ``error_model='numpy'``: a division by zero in an update gives inf or nan, as
 on the numpy kernel, instead of raising inside compiled code (and costs no check per division).
@@ -37,7 +47,9 @@ on the numpy kernel, instead of raising inside compiled code (and costs no check
   strip's levels read lie within about 3 ``depth`` rows of each other, so they stay in the core's cache
   from level 1, which prefetches them a pass ahead like the grid rows, to the last level. ``new``
   matches the plain kernel bit for bit on the last step's box; inside the box but outside the last step's
-  box (the shrinking rim of deep halos) and in ``old`` it holds stale values that no later step reads.
+  box (the shrinking rim of deep halos) and in ``old`` it holds stale values that no later step reads. Level l
+  records the call's step first + l - 1 from the rows it computes, on the strip's own columns only (not the
+  columns recomputed by its neighbours), whether they land in a ring buffer or in the other grid.
 
 No MPI, no I/O: decomposition, halo exchange and output live elsewhere.
 """
@@ -195,6 +207,67 @@ def _row_pair(src, sj, si, co, dst, dj, di, n, k, f):
     _two_rows(src, sj - 1, sj, sj + 1, sj + 2, si, co, sj, si, dst, dj, dj + 1, di, n, k, f)
 
 
+
+@njit(cache=True, nogil=True, boundscheck=False, fastmath={"reassoc", "contract", "nsz"})
+def _row_sums(a, f, d, i, w, wi, n):
+    """(weighted total, weighted sum of squares) of ``a[f, d, i:i + n]`` with weights ``w[wi:wi + n]``,
+    vectorised (reassociated: a function of its own, so that this never reaches the updates). Indices, not
+    slices: a slice counts a reference to its array, an atomic update of memory every thread shares."""
+    total, squares = 0.0, 0.0
+    for m in range(n):
+        x = w[wi + m] * a[f, d, i + m]
+        total += x
+        squares += x * a[f, d, i + m]
+    return total, squares
+
+
+@njit(cache=True, nogil=True, boundscheck=False, fastmath={"nnan", "nsz"})
+def _row_extremes(a, f, d, i, n):
+    """(min, max) of ``a[f, d, i:i + n]``, which holds no NaN (``nnan``: see :func:`_tally`), in four
+    independent lanes (one chain of comparisons would wait for each result)."""
+    l0 = l1 = l2 = l3 = np.inf
+    h0 = h1 = h2 = h3 = -np.inf
+    for m in range(i, i + n - 3, 4):
+        p, q, r, t = a[f, d, m], a[f, d, m + 1], a[f, d, m + 2], a[f, d, m + 3]
+        l0, l1, l2, l3 = min(l0, p), min(l1, q), min(l2, r), min(l3, t)
+        h0, h1, h2, h3 = max(h0, p), max(h1, q), max(h2, r), max(h3, t)
+    for m in range(i + n - n % 4, i + n):
+        l0, h0 = min(l0, a[f, d, m]), max(h0, a[f, d, m])
+    return min(min(l0, l1), min(l2, l3)), max(max(h0, h1), max(h2, h3))
+
+
+@njit(inline='always')
+def _tally(own, wx, wy, want, stats, pj, pi, probes, s, slot, dst, d, di, j, i, n):
+    """Record the state after the call's step s from row j (grid), columns i .. i + n - 1 (grid), held in row
+    d of dst from column di: the statistics of its owned nodes (``own``) into ``stats[s, slot]`` (added to what
+    the slot holds; min and max NaN when the total is, as a NaN node makes it) and the probes on them into
+    ``probes[s]``, as ``want[s]`` asks (1: statistics, 2: probes, 3: both). Called only when the call has
+    records, with the record arrays taken out of their tuple once per call (each take counts a reference)."""
+    oj0, oj1, oi0, oi1 = own
+    if want[s] and oj0 <= j < oj1:
+        lo, hi = max(i, oi0), min(i + n, oi1)
+        if lo < hi:
+            if want[s] & 1:
+                for f in range(dst.shape[0]):
+                    total, squares = _row_sums(dst, f, d, di + lo - i, wx, lo - oi0, hi - lo)
+                    if total == total:
+                        low, high = _row_extremes(dst, f, d, di + lo - i, hi - lo)
+                    else:
+                        low = high = np.nan
+                    stats[s, slot, f, 0] += wy[j - oj0] * total
+                    stats[s, slot, f, 1] += wy[j - oj0] * squares
+                    if low != low or stats[s, slot, f, 2] != stats[s, slot, f, 2]:
+                        stats[s, slot, f, 2] = stats[s, slot, f, 3] = np.nan
+                    else:
+                        stats[s, slot, f, 2] = min(stats[s, slot, f, 2], low)
+                        stats[s, slot, f, 3] = max(stats[s, slot, f, 3], high)
+            if want[s] & 2:
+                for p in range(pj.shape[0]):
+                    if pj[p] == j and lo <= pi[p] < hi:
+                        for f in range(dst.shape[0]):
+                            probes[s, p, f] = dst[f, d, di + pi[p] - i]
+
+
 @njit(cache=True, nogil=True, boundscheck=False, error_model='numpy')
 def _rows(src, sj0, sj1, si, co, dst, dj0, di, n, k, f):
     """Update rows sj0 .. sj1 - 1 (n nodes from column si) of src into rows from dj0 (column di) of dst."""
@@ -215,18 +288,25 @@ def _box(region, shrink, s):
 
 
 @njit(parallel=True, cache=True, nogil=True, boundscheck=False, error_model='numpy')
-def _sweep(u, v, co, box, k, f):
-    """One step on ``box`` from u into v: a threaded sweep over pairs of rows."""
+def _sweep(u, v, co, box, k, f, rec, s):
+    """One step (the call's step s) on ``box`` from u into v: a threaded sweep over pairs of rows, each row
+    recorded (:func:`_tally`, a slot per owned row) while it is in the cache."""
     a, b, c, d = box
+    (oj0, oj1, oi0, oi1), wx, wy, want, stats, pj, pi, probes = rec       # a parallel loop takes no nested tuple
+    recording = s < want.shape[0] and want[s] != 0
     for pair in prange((b - a + 1) // 2):
         j = a + 2 * pair
         _rows(u, j, min(j + 2, b), c, co, v, j, c, d - c, k, f)
+        if recording:
+            for row in range(j, min(j + 2, b)):
+                _tally((oj0, oj1, oi0, oi1), wx, wy, want, stats, pj, pi, probes, s, row - oj0, v, row, c, row, c,
+                       d - c)
 
 
 @njit(cache=True, nogil=True, error_model='numpy')
-def _advance_numba(u, v, a, steps, k, values, region, shrink):
+def _advance_numba(u, v, a, steps, k, values, region, shrink, rec):
     for s in range(steps):
-        _sweep(u, v, a, _box(region, shrink, s), k, values[s])
+        _sweep(u, v, a, _box(region, shrink, s), k, values[s], rec, s)
         u, v = v, u
     return u, v
 
@@ -267,7 +347,7 @@ def _edge_columns(ring, sides, parity, d0, d1, x, rows, west, east, west_col, ea
 
 
 @njit(cache=True, nogil=True, boundscheck=False, error_model='numpy')
-def _strip(p, q, co, ring, k, values, steps, first, region, shrink, c0, c1):
+def _strip(p, q, co, ring, k, values, steps, first, region, shrink, c0, c1, rec, strip):
     """Advance the columns [c0, c1) of the chunk's last box ``steps`` steps from p into q: a wavefront up
     the strip, each pass taking every level (steps done) one pair of rows further, from the grid (level 0)
     through the ring buffers of levels 1 .. steps - 1 into q (the last level). Level l computes the columns
@@ -304,6 +384,8 @@ def _strip(p, q, co, ring, k, values, steps, first, region, shrink, c0, c1):
     # Without forcing every level gets one empty row: no array view made per level and pass (each would
     # count a reference to ``values``, an atomic update of memory both threads' strips share)
     unforced = values[first]
+    own, wx, wy, want, stats, pj, pi, probes = rec
+    recording = want.shape[0] > 0         # the call has records (want is empty without)
     while row_next[steps] < row_end[steps]:
         for level in range(1, steps + 1):
             r = row_next[level]
@@ -345,6 +427,12 @@ def _strip(p, q, co, ring, k, values, steps, first, region, shrink, c0, c1):
                 _two_rows(src, s0, s1, s2, s3, si, co, r, lo, dst, d0, d1, di, hi - lo, k, f)
             else:
                 _one_row(src, s0, s1, s2, si, co, r, lo, dst, d0, di, hi - lo, k, f)
+            if recording:
+                _tally(own, wx, wy, want, stats, pj, pi, probes, first + level - 1, strip, dst, d0, di + c0 - lo, r,
+                       c0, c1 - c0)
+                if rows == 2:
+                    _tally(own, wx, wy, want, stats, pj, pi, probes, first + level - 1, strip, dst, d1,
+                           di + c0 - lo, r + 1, c0, c1 - c0)
             if level < steps and (lo == i0 or hi == i1):      # the columns beside the region
                 _edge_columns(ring, sides, level % 2, d0, d1, r - j0, rows, lo == i0, hi == i1, i0 - 1 - off,
                               i1 - off)
@@ -352,7 +440,7 @@ def _strip(p, q, co, ring, k, values, steps, first, region, shrink, c0, c1):
 
 
 @njit(parallel=True, cache=True, nogil=True, boundscheck=False, error_model='numpy')
-def _advance_tiled(u, v, co, steps, k, values, region, shrink, width, depth, columns, threads):
+def _advance_tiled(u, v, co, steps, k, values, region, shrink, width, depth, columns, threads, rec):
     """``steps`` steps in chunks of at most ``depth`` (odd) through strips of at most ``width`` columns; ring
     rows of ``columns`` (at least width + 2 depth + 2) nodes."""
     fields = u.shape[0]
@@ -372,40 +460,46 @@ def _advance_tiled(u, v, co, steps, k, values, region, shrink, width, depth, col
             # strips of at most ``width`` columns, as even as possible, a whole number per thread
             strips = -(-(d - c) // width)
             strips = min(-(-strips // threads) * threads, d - c)
+            (oj0, oj1, oi0, oi1), wx, wy, want, stats, pj, pi, probes = rec        # as in _sweep
             for worker in prange(threads):
                 ring = pool[worker * stride:worker * stride + size].reshape((fields, depth * SLOTS, columns))
                 for strip in range(worker, strips, threads):
                     c0 = c + (d - c) * strip // strips
                     c1 = c + (d - c) * (strip + 1) // strips
-                    _strip(u, v, co, ring, k, values, n, done, region, shrink, c0, c1)
+                    _strip(u, v, co, ring, k, values, n, done, region, shrink, c0, c1,
+                           ((oj0, oj1, oi0, oi1), wx, wy, want, stats, pj, pi, probes), strip)
         u, v = v, u
         done += n
     return u, v
 
 
 @njit(parallel=True, cache=True, nogil=True, boundscheck=False, error_model='numpy')
-def _prange_step(u, v, co, box, k, f):
+def _prange_step(u, v, co, box, k, f, rec, s):
     """One step as one writes it first: a ``prange`` over rows, each row updated on its own (five loads per
-    update, no pairs), one compiled call per step."""
+    update, no pairs), one compiled call per step; each row recorded as :func:`_sweep` does."""
     a, b, c, d = box
+    (oj0, oj1, oi0, oi1), wx, wy, want, stats, pj, pi, probes = rec       # as in _sweep
+    recording = s < want.shape[0] and want[s] != 0
     for j in prange(a, b):
         _row(u, j, c, co, v, j, c, d - c, k, f)
+        if recording:
+            _tally((oj0, oj1, oi0, oi1), wx, wy, want, stats, pj, pi, probes, s, j - oj0, v, j, c, j, c, d - c)
 
 
-def _advance_prange(u, v, a, steps, k, values, region, shrink):
+def _advance_prange(u, v, a, steps, k, values, region, shrink, rec):
     """The benchmark's yardstick: :func:`_prange_step` called from Python for every step."""
     for s in range(steps):
-        _prange_step(u, v, a, _box(region, shrink, s), k, values[s])
+        _prange_step(u, v, a, _box(region, shrink, s), k, values[s], rec, s)
         u, v = v, u
     return u, v
 
 
 @njit(cache=True, nogil=True, error_model='numpy')
-def _advance_rows(u, v, a, steps, k, values, region, shrink):
+def _advance_rows(u, v, a, steps, k, values, region, shrink, rec):
     """The plain kernel over single rows: :func:`_prange_step` with the time loop compiled (five loads per
     update instead of the pairs' four, but one output stream). On some cores it beats the pairs (an Intel
     Xeon guest: 0.75-0.83x for the pairs with one thread at 1024 x 512); ``auto`` measures both."""
     for s in range(steps):
-        _prange_step(u, v, a, _box(region, shrink, s), k, values[s])
+        _prange_step(u, v, a, _box(region, shrink, s), k, values[s], rec, s)
         u, v = v, u
     return u, v

@@ -24,7 +24,7 @@ from ..storage import checkpoint, provenance
 from ..storage.output import FieldWriter, partial_path
 from .hooks import FAULT_VARIABLE, HOLD_VARIABLE, fail, hold, test_hook
 from .planning import choose_threads, set_threads
-from .stepper import Stepper, Timer
+from .stepper import Recording, Stepper, Timer
 from .wisdom import decide
 
 PROGRESS_EVERY = 0.1     # fraction of the run between progress lines
@@ -98,6 +98,8 @@ def run(cfg: Config, path: str, comm=SERIAL, say=None, restart: str = "never", m
         last = min(nsteps, first + max_steps) if max_steps > 0 else nsteps
         report_every = max(1, int(nsteps * PROGRESS_EVERY))
         poll_steps = _next_multiple(SIGNAL_POLL_STEPS - 1, decomp.halo)
+        records = writer.records
+        inside = stepper.records_inside and bool(records.stops())      # the kernels take the records
         loop_start = time.perf_counter()
         step = first
         say(f"running {cfg.grid.nx} x {cfg.grid.ny} nodes, {nsteps} steps, {decomp.size} rank(s) "
@@ -105,10 +107,17 @@ def run(cfg: Config, path: str, comm=SERIAL, say=None, restart: str = "never", m
         with checkpoint.SignalFlag() as signals:
             while step < nsteps:
                 stop = min(last, _next_multiple(step, report_every), step + poll_steps)
-                for period in (every, checkpoint_every, *writer.records.stops()):
+                for period in (every, checkpoint_every, *(() if inside else records.stops())):
                     if period:
                         stop = min(stop, _next_multiple(step, period))
-                u, v = stepper.advance(u, v, step, stop - step)
+                want = records.wants(step, stop - step) if inside else None
+                recording = Recording(decomp, u, want, records.wx, records.wy, records.mine.values()) \
+                    if inside and want.any() else None
+                u, v = stepper.advance(u, v, step, stop - step, recording)
+                if recording is not None:
+                    t = time.perf_counter()
+                    writer.take(step, recording)
+                    timer.add("records", t)
                 step = stop
                 if fail_at is not None and step >= fail_at:
                     fail(step)
@@ -116,7 +125,7 @@ def run(cfg: Config, path: str, comm=SERIAL, say=None, restart: str = "never", m
                     t = time.perf_counter()
                     writer.append(step * dt, u[owned])
                     timer.add("io", t)
-                if writer.records.due(step):
+                if not inside and records.due(step):
                     t = time.perf_counter()
                     writer.record(step, u[owned])
                     timer.add("records", t)

@@ -3,7 +3,9 @@
 A single process with fixed boundaries advances any number of steps per compiled call; otherwise each cycle
 of ``halo`` steps starts the exchange, updates the interior, completes the exchange, fills the periodic and
 zero-flux halos, updates the rim and then runs the remaining steps of the cycle on the shrinking, still
-valid, part of the halo.
+valid, part of the halo. A :class:`Recording` passed to :meth:`Stepper.advance` has the kernels record the
+series and probes of every step of the advance inside their sweeps, so records cost neither a stop of the
+kernel (its chunks and halo cycles run whole) nor a pass over memory of their own.
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import models
-from ..core import kernels
+from ..core import kernels, series
 from ..core.fields import coefficient_field
 from ..core.config import SIDES, Config
 from ..core.grid import Decomposition
@@ -29,6 +31,48 @@ class Timer:
         t = time.perf_counter()
         self.seconds[phase] += t - since
         return t
+
+
+class Recording:
+    """What the kernels record during one advance of ``len(want)`` steps (``want[s]``: bit 1 the series, bit 2
+    the probes after the advance's step s): each field's statistics over the owned nodes (a slot per owned row or
+    strip of the kernel, and a last one for the owned nodes no kernel writes, a fixed boundary's, which keep
+    their values through the advance) and the fields at the owned probes' ``nodes`` (``(j, i)`` in the owned
+    block), from u, the state at the advance's start, and the weights ``wx``, ``wy`` of the owned nodes."""
+
+    def __init__(self, decomp: Decomposition, u: np.ndarray, want: np.ndarray, wx, wy, nodes):
+        h, fields = decomp.halo, u.shape[0]
+        own = (h, h + decomp.ny_own, h, h + decomp.nx_own)
+        nodes = [(j + h, i + h) for j, i in nodes]
+        slots = max(u.shape[1:])            # rows (plain kernels) or strips (tiled) of the array
+        self.want = want
+        self.stats = np.empty((len(want), slots + 1, fields, 4))
+        self.stats[...] = kernels.NEUTRAL
+        self.stats[:, slots] = _unwritten(u, own, decomp.update_region(), wx, wy)
+        self.probes = np.empty((len(want), len(nodes), fields))
+        self.probes[...] = np.array([u[:, j, i] for j, i in nodes]).reshape(len(nodes), fields)
+        self.records = kernels.records_for(own, wx, wy, want, self.stats, self.probes, nodes)
+
+    def part(self, offset: int, count: int) -> tuple:
+        """The records of a kernel call running the advance's steps offset .. offset + count - 1."""
+        own, wx, wy, want, stats, pj, pi, probes = self.records
+        cut = slice(offset, offset + count)
+        return own, wx, wy, want[cut], stats[cut], pj, pi, probes[cut]
+
+
+def _unwritten(u, own, region, wx, wy) -> np.ndarray:
+    """The statistics ``(fields, 4)`` of the owned nodes outside ``region`` (as a slot of the kernels' records)."""
+    j0, j1, i0, i1 = own
+    r0, r1 = min(max(region[0], j0), j1), min(max(region[1], j0), j1)
+    c0, c1 = min(max(region[2], i0), i1), min(max(region[3], i0), i1)
+    out = np.empty((u.shape[0], 4))
+    out[...] = kernels.NEUTRAL
+    for a, b, c, d in ((j0, r0, i0, i1), (r1, j1, i0, i1), (r0, r1, i0, c0), (r0, r1, c1, i1)):
+        if a < b and c < d:
+            part = series.block_partials(u[:, a:b, c:d], wx[c - i0:d - i0], wy[a - j0:b - j0])
+            out[:, :2] += part[:, :2]
+            out[:, 2], out[:, 3] = np.minimum(out[:, 2], part[:, 2]), np.maximum(out[:, 3], part[:, 3])
+    return out
 
 
 class Stepper:
@@ -80,23 +124,34 @@ class Stepper:
         self.exchange = None
         if any(decomp.has(side) for side in SIDES):          # neighbouring ranks, or one across a periodic axis
             self.exchange = HaloExchange(decomp, len(model.fields))
+        # Records inside the kernels: the compiled ones, and only where the owned nodes they do not write keep
+        # their values through a call (not sides that change with time, set between its steps)
+        self.records_inside = kernel in ("numba", "rows", "tiled") and not self.per_step
 
-    def advance(self, u: np.ndarray, v: np.ndarray, first: int, steps: int) -> tuple[np.ndarray, np.ndarray]:
-        """Steps ``first`` .. ``first + steps - 1`` (global step numbers); returns (new, old)."""
+    def advance(self, u: np.ndarray, v: np.ndarray, first: int, steps: int,
+                recording: Recording | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Steps ``first`` .. ``first + steps - 1`` (global step numbers), the kernels recording what
+        ``recording`` asks after each (only if :attr:`records_inside`); returns (new, old)."""
         d = self.decomp
-        end = first + steps
+        start, end = first, first + steps
+        if recording is not None and not self.records_inside:
+            raise ValueError("this stepper's kernel calls cannot record: take the records between calls")
+
+        def part(step, count):
+            return None if recording is None else recording.part(step - start, count)
         if not d.needs_halo:
             for step in range(first, end) if self.per_step else (first,):   # fixed sides changing with time
                 t = time.perf_counter()
                 self._set_values(u, step)
                 t = self.timer.add("halo", t)
-                u, v = self._kernel(u, v, step, 1 if self.per_step else steps, d.update_region(), d.shrink)
+                count = 1 if self.per_step else steps
+                u, v = self._kernel(u, v, step, count, d.update_region(), d.shrink, part(step, count))
                 self.timer.add("compute", t)
         else:
             while first < end:
                 count = min(self.cycle, end - first)
-                u, v = (self._overlapped(u, v, first) if count == 1 and self.exchange
-                        else self._cycle(u, v, first, count))
+                u, v = (self._overlapped(u, v, first, part(first, 1)) if count == 1 and self.exchange
+                        else self._cycle(u, v, first, count, part(first, count)))
                 first += count
         if self.per_step:       # the state at the call's end holds its time's side values (output, checkpoint)
             self._set_values(u, end)
@@ -126,23 +181,26 @@ class Stepper:
                 out[side] = spacing * g[:, stored]
         return out
 
-    def _kernel(self, u, v, first, steps, region, shrink=(0, 0, 0, 0)):
+    def _kernel(self, u, v, first, steps, region, shrink=(0, 0, 0, 0), records=None):
         values = models.time_values(self.model, self.physics, self.dt, first, steps)
-        return self.kernel(u, v, self.coefficient_fields, steps, self.coefficients, values, region, shrink)
+        if records is None:
+            return self.kernel(u, v, self.coefficient_fields, steps, self.coefficients, values, region, shrink)
+        return self.kernel(u, v, self.coefficient_fields, steps, self.coefficients, values, region, shrink, records)
 
-    def _cycle(self, u, v, first, steps):
+    def _cycle(self, u, v, first, steps, records=None):
         """Fill the whole halo (exchange, periodic wraps, mirrors), then ``steps`` steps in one kernel call:
         with a deep halo the exchange is rare, and the tiled kernel runs all the steps as one chunk."""
         d = self.decomp
         t = time.perf_counter()
         self.fill(u, first)
         t = self.timer.add("halo", t)
-        u, v = self._kernel(u, v, first, steps, d.update_region(steps - 1), d.shrink)
+        u, v = self._kernel(u, v, first, steps, d.update_region(steps - 1), d.shrink, records)
         self.timer.add("compute", t)
         return u, v
 
-    def _overlapped(self, u, v, first):
-        """One step with an exchange before it: the interior is computed while the messages travel."""
+    def _overlapped(self, u, v, first, records=None):
+        """One step with an exchange before it: the interior is computed while the messages travel (each
+        call adds its nodes to the step's records)."""
         d = self.decomp
         t = time.perf_counter()
         if self.per_step:
@@ -151,13 +209,13 @@ class Stepper:
         t = self.timer.add("halo", t)
         full, inner = d.update_region(0), d.update_region(-1)
         inner = _clip(inner, full)
-        self._kernel(u, v, first, 1, inner)
+        self._kernel(u, v, first, 1, inner, records=records)
         t = self.timer.add("compute", t)
         self.exchange.finish()
         fill_boundaries(u, d, self._offsets(first) if self.per_step else None)
         t = self.timer.add("halo", t)
         for box in _rim(full, inner):
-            self._kernel(u, v, first, 1, box)
+            self._kernel(u, v, first, 1, box, records=records)
         self.timer.add("compute", t)
         return v, u
 

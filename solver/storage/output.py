@@ -285,6 +285,12 @@ class FieldWriter:
         with writing(self.path):
             self.records.sample(step, block)
 
+    def take(self, first: int, recording) -> None:
+        """Keep the records the kernels took during an advance from step ``first`` (solver/run/stepper.py
+        ``Recording``; see solver/storage/records.py); collective."""
+        with writing(self.path):
+            self.records.take(first, recording.want, recording.stats, recording.probes)
+
     def flush(self) -> None:
         """Push the snapshots and records so far to the file (before a checkpoint refers to them); collective."""
         with writing(self.path):

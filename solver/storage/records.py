@@ -6,8 +6,10 @@
   ``node_j``).
 - **Series** (every ``output.series_every`` steps): ``<field>_total`` (trapezoid-weighted integral),
   ``<field>_min``, ``<field>_max`` and ``<field>_l2`` (sqrt of the weighted sum of squares) over the whole
-  grid, ``(series_time)``, from one sum-and-max reduction per record (solver/core/series.py, solver/comm.py),
-  written by rank 0.
+  grid, ``(series_time)``, written by rank 0. The compiled kernels take both inside their sweeps for every
+  step of a call (:meth:`Records.take`: one sum-and-max reduction for all of a call's series records, solver/comm.py);
+  otherwise the loop stops at each record (:meth:`Records.sample`: one pass and one reduction per record,
+  solver/core/series.py).
 
 Both take a record at step 0, at every multiple of their period and at the last step
 (solver/core/sampling.py), all float64. Their count is known from the config, so each time axis has its final
@@ -124,6 +126,27 @@ class Records:
             sums, maxima = series.local_partials(block, self.wx, self.wy, self.compiled)
             sums, maxima = sum_and_max(self.decomp.comm, sums, maxima)
             self.buffer["series"].append((t, series.statistics(sums, maxima).ravel()))
+        if max(len(b) for b in self.buffer.values()) >= BLOCK:
+            self.flush()
+
+    def wants(self, first: int, steps: int) -> np.ndarray:
+        """What the kernels record after each step of an advance from step ``first`` (solver/run/stepper.py
+        ``Recording``): bit 1 the series, bit 2 the probes."""
+        return np.array([sampling.is_record_step(self.every["series"], step, self.nsteps)
+                         + 2 * sampling.is_record_step(self.every["probe"], step, self.nsteps)
+                         for step in range(first + 1, first + steps + 1)], dtype=np.int64)
+
+    def take(self, first: int, want: np.ndarray, stats: np.ndarray, probes: np.ndarray) -> None:
+        """Keep the records the kernels took during an advance from step ``first`` (``want``, ``stats`` and
+        ``probes`` as in solver/run/stepper.py ``Recording``); collective: one reduction for all its series
+        records, and the write when the buffers are full."""
+        rows = np.nonzero(want & 1)[0]
+        if rows.size:
+            sums, maxima = sum_and_max(self.decomp.comm, *series.slot_partials(stats[rows]))
+            for s, total, most in zip(rows, sums, maxima):
+                self.buffer["series"].append(((first + s + 1) * self.dt, series.statistics(total, most).ravel()))
+        for s in np.nonzero(want & 2)[0]:
+            self.buffer["probe"].append(((first + s + 1) * self.dt, list(probes[s].copy())))
         if max(len(b) for b in self.buffer.values()) >= BLOCK:
             self.flush()
 
