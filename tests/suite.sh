@@ -12,7 +12,7 @@ python=${PYTHON:-.venv/bin/python}
 # Nearly half the suite's time, nothing of MPI's that the other half's SLURM tests could meet (each half
 # starts its own processes; kernels compiled by both land in the same cache, written whole by either)
 heavy=(tests/test_kernels.py tests/test_kernels_unit.py tests/test_models.py tests/test_numba_cache.py
-       tests/test_model_seam.py tests/test_sides.py)
+       tests/test_model_seam.py)
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 "$python" -m pytest "${heavy[@]}" >"$log" 2>&1 &

@@ -110,7 +110,8 @@ def test_kernels_record_series_and_probes_of_every_step_they_take(kernel, model_
     rng = np.random.default_rng(5)
     wx, wy = rng.uniform(0.5, 1.5, own[3] - own[2]), rng.uniform(0.5, 1.5, own[1] - own[0])
     want = np.arange(steps) % 4                        # neither, series, probes, both
-    nodes = [(own[0], own[2]), (own[1] - 1, own[3] - 1), ((own[0] + own[1]) // 2, (own[2] + own[3]) // 2)]
+    nodes = [(own[0], own[2]), (own[1] - 1, own[3] - 1), ((own[0] + own[1]) // 2, (own[2] + own[3]) // 2),
+             (own[0], own[3] - 1)]                 # not in row order, two on a row
     slots = ny + nx
     stats = np.empty((steps, slots, len(model.fields), 4))
     stats[...] = kernels.NEUTRAL
@@ -136,6 +137,30 @@ def test_kernels_record_series_and_probes_of_every_step_they_take(kernel, model_
             assert np.array_equal(probes[s], np.array([state[:, j, i] for j, i in nodes])), s
         else:
             assert np.all(probes[s] == -1.0), s
+
+
+@pytest.mark.parametrize("kernel", ["numba", "rows", "tiled"])
+def test_kernels_record_a_nan_node_as_nan_statistics(kernel, monkeypatch):
+    """A NaN node makes its slot's total, min and max NaN, never a min or max that skips it (the extremes are
+    compared as if no node were NaN, so the slot takes NaN from the total); a row slot without one keeps its own."""
+    monkeypatch.setattr(tiling, "DEPTH", 3)
+    monkeypatch.setattr(tiling, "STRIP", 6)
+    ny, nx, steps, region = 29, 41, 3, (1, 28, 1, 40)
+    model, u, v, k = problem("gray_scott", ny, nx)
+    u[0, 14, 20] = np.nan
+    stats = np.empty((steps, ny + nx, 2, 4))
+    stats[...] = kernels.NEUTRAL
+    records = kernels.records_for(region, np.ones(39), np.ones(27), np.ones(steps, np.int64), stats,
+                                  np.empty((steps, 0, 2)), ())
+    a, values = space_and_time(model, ny, nx, steps)
+    kernels.get_advance(model, kernel)(u.copy(), v.copy(), a, steps, k, values, region, (0, 0, 0, 0), records)
+    for s in range(steps):
+        assert np.isnan(stats[s, :, :, :3].sum(axis=0)).all(), s          # totals, sums of squares, every min
+        assert np.isnan(stats[s, :, :, 3]).any(axis=0).all(), s
+        if kernel != "tiled":                                              # a slot per row: row 2's own
+            state, _ = reference(model, u.copy(), v.copy(), s + 1, k, region)
+            assert np.array_equal(stats[s, 2 - region[0], :, 2], state[:, 2, 1:40].min(axis=1))
+            assert np.array_equal(stats[s, 2 - region[0], :, 3], state[:, 2, 1:40].max(axis=1))
 
 
 @pytest.mark.parametrize("model_name", ["gray_scott", "manufactured"])

@@ -99,11 +99,17 @@ def records_for(own, wx, wy, want, stats, probes, nodes) -> tuple:
     fields)``, as ``want[s]`` asks (bit 1: statistics, bit 2: probes). A slot is an owned row (numba, rows)
     or a strip of columns (tiled): as many as the array has rows or columns; start them at :data:`NEUTRAL`.
     ``own`` within the region must lie within the last step's box (as the owned block does in the stepper's
-    calls). Only nodes the call writes are recorded: those it never writes (a fixed boundary) are the caller's."""
+    calls). Only nodes the call writes are recorded: those it never writes (a fixed boundary) are the caller's.
+    The nodes travel sorted by row: ``row_first[j]`` is the first of row j's in ``probe_at`` (column, index in
+    ``nodes``), so a kernel finds a row's probes without looking at the others."""
     nodes = np.array(list(nodes), dtype=np.int64).reshape(-1, 2)
+    by_row = np.argsort(nodes[:, 0], kind="stable")
+    rows = int(nodes[:, 0].max()) + 1 if len(nodes) else 0
+    row_first = np.searchsorted(nodes[by_row, 0], np.arange(rows + 1)).astype(np.int64)
+    probe_at = np.ascontiguousarray(np.stack([nodes[by_row, 1], by_row], axis=1), dtype=np.int64)
     return (tuple(int(x) for x in own), np.ascontiguousarray(wx, dtype=np.float64),
             np.ascontiguousarray(wy, dtype=np.float64), np.ascontiguousarray(want, dtype=np.int64), stats,
-            np.ascontiguousarray(nodes[:, 0]), np.ascontiguousarray(nodes[:, 1]), probes)
+            row_first, probe_at, probes)
 
 
 NEUTRAL = (0.0, 0.0, np.inf, -np.inf)      # a slot of ``stats`` before any node is added

@@ -24,8 +24,8 @@ the thread count or the decomposition.
 weighted total, weighted sum of squares, min and max of each field over the nodes of an owned box (which must
 lie within the last step's box) added into a slot of ``stats[s]``, and the fields at probe nodes stored into
 ``probes[s]``. Each kernel takes them from every row it writes there, right after writing it (still in the
-cache, so no pass over memory of its own), in :func:`_tally`; the sums and extremes are separately compiled
-functions (:func:`_row_sums`, :func:`_row_extremes`) whose fast-math flags never reach the updates. A slot is a row
+cache, so no pass over memory of its own), in :func:`_tally`; the sums and extremes are one separately compiled
+function (:func:`_row_stats`) whose fast-math flags never reach the updates. A slot is a row
 (plain kernels: one thread writes it) or a strip (tiled: one thread adds its rows in order), so the sums do not
 depend on the threads' timing. A call without records passes empty arrays, and :func:`_tally` is called
 only for a step with records: the loops without run the same code as before.
@@ -208,64 +208,71 @@ def _row_pair(src, sj, si, co, dst, dj, di, n, k, f):
 
 
 
+def _extreme_intrinsic(less):
+    """``extreme(x, y)``: the smaller (less=True) or larger of two floats, neither of them NaN, compared with
+    LLVM's ``nnan nsz`` flags on this comparison alone, so that a loop of them vectorises (Python's ``min``
+    must order NaNs, which keeps a loop scalar) while every other operation keeps its strict semantics."""
+    @intrinsic
+    def extreme(typingctx, x, y):
+        def codegen(context, builder, signature, args):
+            a, b = args
+            flags = ("nnan", "nsz")
+            return builder.select(builder.fcmp_ordered("<" if less else ">", a, b, flags=flags), a, b,
+                                  flags=flags)
+        return types.float64(types.float64, types.float64), codegen
+    return extreme
+
+
+_smaller, _larger = _extreme_intrinsic(True), _extreme_intrinsic(False)
+
+
 @njit(cache=True, nogil=True, boundscheck=False, fastmath={"reassoc", "contract", "nsz"})
-def _row_sums(a, f, d, i, w, wi, n):
-    """(weighted total, weighted sum of squares) of ``a[f, d, i:i + n]`` with weights ``w[wi:wi + n]``,
-    vectorised (reassociated: a function of its own, so that this never reaches the updates). Indices, not
-    slices: a slice counts a reference to its array, an atomic update of memory every thread shares."""
-    total, squares = 0.0, 0.0
-    for m in range(n):
-        x = w[wi + m] * a[f, d, i + m]
+def _row_stats(a, f, d, i, w, wi, n):
+    """(weighted total, weighted sum of squares, min, max) of ``a[f, d, i:i + n]`` with weights ``w[wi:wi +
+    n]``, in one vectorised pass (reassociated: a function of its own, so that this never reaches the updates).
+    Min and max are meaningless when the row holds a NaN; the total is then NaN, which the caller checks.
+    Indices, not slices: a slice counts a reference to its array, an atomic update of memory every thread
+    shares; unsigned ones, which numba does not wrap around (a signed index might be negative, which makes
+    LLVM gather each value on its own: eight times slower)."""
+    total, squares, low, high = 0.0, 0.0, np.inf, -np.inf
+    row, weights = np.uint64(i), np.uint64(wi)
+    for m in range(np.uint64(n)):
+        y = a[f, d, row + m]
+        x = w[weights + m] * y
         total += x
-        squares += x * a[f, d, i + m]
-    return total, squares
-
-
-@njit(cache=True, nogil=True, boundscheck=False, fastmath={"nnan", "nsz"})
-def _row_extremes(a, f, d, i, n):
-    """(min, max) of ``a[f, d, i:i + n]``, which holds no NaN (``nnan``: see :func:`_tally`), in four
-    independent lanes (one chain of comparisons would wait for each result)."""
-    l0 = l1 = l2 = l3 = np.inf
-    h0 = h1 = h2 = h3 = -np.inf
-    for m in range(i, i + n - 3, 4):
-        p, q, r, t = a[f, d, m], a[f, d, m + 1], a[f, d, m + 2], a[f, d, m + 3]
-        l0, l1, l2, l3 = min(l0, p), min(l1, q), min(l2, r), min(l3, t)
-        h0, h1, h2, h3 = max(h0, p), max(h1, q), max(h2, r), max(h3, t)
-    for m in range(i + n - n % 4, i + n):
-        l0, h0 = min(l0, a[f, d, m]), max(h0, a[f, d, m])
-    return min(min(l0, l1), min(l2, l3)), max(max(h0, h1), max(h2, h3))
+        squares += x * y
+        low, high = _smaller(y, low), _larger(y, high)
+    return total, squares, low, high
 
 
 @njit(inline='always')
-def _tally(own, wx, wy, want, stats, pj, pi, probes, s, slot, dst, d, di, j, i, n):
+def _tally(own, wx, wy, want, stats, row_first, probe_at, probes, s, slot, dst, d, di, j, i, n):
     """Record the state after the call's step s from row j (grid), columns i .. i + n - 1 (grid), held in row
     d of dst from column di: the statistics of its owned nodes (``own``) into ``stats[s, slot]`` (added to what
     the slot holds; min and max NaN when the total is, as a NaN node makes it) and the probes on them into
-    ``probes[s]``, as ``want[s]`` asks (1: statistics, 2: probes, 3: both). Called only when the call has
-    records, with the record arrays taken out of their tuple once per call (each take counts a reference)."""
+    ``probes[s]``, as ``want[s]`` asks (1: statistics, 2: probes, 3: both). The probes of row j are entries
+    ``row_first[j]`` .. ``row_first[j + 1] - 1`` of ``probe_at`` (column, probe), so a row without one costs
+    two loads. Called only when the call has records, with the record arrays taken out of their tuple once
+    per call (each take counts a reference)."""
     oj0, oj1, oi0, oi1 = own
     if want[s] and oj0 <= j < oj1:
         lo, hi = max(i, oi0), min(i + n, oi1)
         if lo < hi:
             if want[s] & 1:
                 for f in range(dst.shape[0]):
-                    total, squares = _row_sums(dst, f, d, di + lo - i, wx, lo - oi0, hi - lo)
-                    if total == total:
-                        low, high = _row_extremes(dst, f, d, di + lo - i, hi - lo)
-                    else:
-                        low = high = np.nan
+                    total, squares, low, high = _row_stats(dst, f, d, di + lo - i, wx, lo - oi0, hi - lo)
                     stats[s, slot, f, 0] += wy[j - oj0] * total
                     stats[s, slot, f, 1] += wy[j - oj0] * squares
-                    if low != low or stats[s, slot, f, 2] != stats[s, slot, f, 2]:
+                    if total != total or stats[s, slot, f, 2] != stats[s, slot, f, 2]:
                         stats[s, slot, f, 2] = stats[s, slot, f, 3] = np.nan
                     else:
                         stats[s, slot, f, 2] = min(stats[s, slot, f, 2], low)
                         stats[s, slot, f, 3] = max(stats[s, slot, f, 3], high)
-            if want[s] & 2:
-                for p in range(pj.shape[0]):
-                    if pj[p] == j and lo <= pi[p] < hi:
+            if want[s] & 2 and j + 1 < row_first.shape[0]:
+                for t in range(row_first[j], row_first[j + 1]):
+                    if lo <= probe_at[t, 0] < hi:
                         for f in range(dst.shape[0]):
-                            probes[s, p, f] = dst[f, d, di + pi[p] - i]
+                            probes[s, probe_at[t, 1], f] = dst[f, d, di + probe_at[t, 0] - i]
 
 
 @njit(cache=True, nogil=True, boundscheck=False, error_model='numpy')
@@ -292,14 +299,14 @@ def _sweep(u, v, co, box, k, f, rec, s):
     """One step (the call's step s) on ``box`` from u into v: a threaded sweep over pairs of rows, each row
     recorded (:func:`_tally`, a slot per owned row) while it is in the cache."""
     a, b, c, d = box
-    (oj0, oj1, oi0, oi1), wx, wy, want, stats, pj, pi, probes = rec       # a parallel loop takes no nested tuple
+    (oj0, oj1, oi0, oi1), wx, wy, want, stats, row_first, probe_at, probes = rec       # a parallel loop takes no nested tuple
     recording = s < want.shape[0] and want[s] != 0
     for pair in prange((b - a + 1) // 2):
         j = a + 2 * pair
         _rows(u, j, min(j + 2, b), c, co, v, j, c, d - c, k, f)
         if recording:
             for row in range(j, min(j + 2, b)):
-                _tally((oj0, oj1, oi0, oi1), wx, wy, want, stats, pj, pi, probes, s, row - oj0, v, row, c, row, c,
+                _tally((oj0, oj1, oi0, oi1), wx, wy, want, stats, row_first, probe_at, probes, s, row - oj0, v, row, c, row, c,
                        d - c)
 
 
@@ -384,7 +391,7 @@ def _strip(p, q, co, ring, k, values, steps, first, region, shrink, c0, c1, rec,
     # Without forcing every level gets one empty row: no array view made per level and pass (each would
     # count a reference to ``values``, an atomic update of memory both threads' strips share)
     unforced = values[first]
-    own, wx, wy, want, stats, pj, pi, probes = rec
+    own, wx, wy, want, stats, row_first, probe_at, probes = rec
     recording = want.shape[0] > 0         # the call has records (want is empty without)
     while row_next[steps] < row_end[steps]:
         for level in range(1, steps + 1):
@@ -428,10 +435,10 @@ def _strip(p, q, co, ring, k, values, steps, first, region, shrink, c0, c1, rec,
             else:
                 _one_row(src, s0, s1, s2, si, co, r, lo, dst, d0, di, hi - lo, k, f)
             if recording:
-                _tally(own, wx, wy, want, stats, pj, pi, probes, first + level - 1, strip, dst, d0, di + c0 - lo, r,
+                _tally(own, wx, wy, want, stats, row_first, probe_at, probes, first + level - 1, strip, dst, d0, di + c0 - lo, r,
                        c0, c1 - c0)
                 if rows == 2:
-                    _tally(own, wx, wy, want, stats, pj, pi, probes, first + level - 1, strip, dst, d1,
+                    _tally(own, wx, wy, want, stats, row_first, probe_at, probes, first + level - 1, strip, dst, d1,
                            di + c0 - lo, r + 1, c0, c1 - c0)
             if level < steps and (lo == i0 or hi == i1):      # the columns beside the region
                 _edge_columns(ring, sides, level % 2, d0, d1, r - j0, rows, lo == i0, hi == i1, i0 - 1 - off,
@@ -460,14 +467,14 @@ def _advance_tiled(u, v, co, steps, k, values, region, shrink, width, depth, col
             # strips of at most ``width`` columns, as even as possible, a whole number per thread
             strips = -(-(d - c) // width)
             strips = min(-(-strips // threads) * threads, d - c)
-            (oj0, oj1, oi0, oi1), wx, wy, want, stats, pj, pi, probes = rec        # as in _sweep
+            (oj0, oj1, oi0, oi1), wx, wy, want, stats, row_first, probe_at, probes = rec        # as in _sweep
             for worker in prange(threads):
                 ring = pool[worker * stride:worker * stride + size].reshape((fields, depth * SLOTS, columns))
                 for strip in range(worker, strips, threads):
                     c0 = c + (d - c) * strip // strips
                     c1 = c + (d - c) * (strip + 1) // strips
                     _strip(u, v, co, ring, k, values, n, done, region, shrink, c0, c1,
-                           ((oj0, oj1, oi0, oi1), wx, wy, want, stats, pj, pi, probes), strip)
+                           ((oj0, oj1, oi0, oi1), wx, wy, want, stats, row_first, probe_at, probes), strip)
         u, v = v, u
         done += n
     return u, v
@@ -478,12 +485,12 @@ def _prange_step(u, v, co, box, k, f, rec, s):
     """One step as one writes it first: a ``prange`` over rows, each row updated on its own (five loads per
     update, no pairs), one compiled call per step; each row recorded as :func:`_sweep` does."""
     a, b, c, d = box
-    (oj0, oj1, oi0, oi1), wx, wy, want, stats, pj, pi, probes = rec       # as in _sweep
+    (oj0, oj1, oi0, oi1), wx, wy, want, stats, row_first, probe_at, probes = rec       # as in _sweep
     recording = s < want.shape[0] and want[s] != 0
     for j in prange(a, b):
         _row(u, j, c, co, v, j, c, d - c, k, f)
         if recording:
-            _tally((oj0, oj1, oi0, oi1), wx, wy, want, stats, pj, pi, probes, s, j - oj0, v, j, c, j, c, d - c)
+            _tally((oj0, oj1, oi0, oi1), wx, wy, want, stats, row_first, probe_at, probes, s, j - oj0, v, j, c, j, c, d - c)
 
 
 def _advance_prange(u, v, a, steps, k, values, region, shrink, rec):

@@ -55,9 +55,9 @@ class Recording:
 
     def part(self, offset: int, count: int) -> tuple:
         """The records of a kernel call running the advance's steps offset .. offset + count - 1."""
-        own, wx, wy, want, stats, pj, pi, probes = self.records
+        own, wx, wy, want, stats, row_first, probe_at, probes = self.records
         cut = slice(offset, offset + count)
-        return own, wx, wy, want[cut], stats[cut], pj, pi, probes[cut]
+        return own, wx, wy, want[cut], stats[cut], row_first, probe_at, probes[cut]
 
 
 def _unwritten(u, own, region, wx, wy) -> np.ndarray:
