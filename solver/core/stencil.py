@@ -246,6 +246,16 @@ def _row_stats(a, f, d, i, w, wi, n):
 
 
 @njit(inline='always')
+def _recorded(want, row_first, s, j, rows):
+    """Whether the call's step s records anything from rows j .. j + rows - 1: its series, or a probe on one of
+    them. Checked before :func:`_tally`, so that a row with nothing to record costs a few loads."""
+    if want[s] & 1:
+        return True
+    last = row_first.shape[0] - 1            # the probes' last row + 1
+    return want[s] & 2 != 0 and j < last and row_first[j] != row_first[min(j + rows, last)]
+
+
+@njit(inline='always')
 def _tally(own, wx, wy, want, stats, row_first, probe_at, probes, s, slot, dst, d, di, j, i, n):
     """Record the state after the call's step s from row j (grid), columns i .. i + n - 1 (grid), held in row
     d of dst from column di: the statistics of its owned nodes (``own``) into ``stats[s, slot]`` (added to what
@@ -299,15 +309,15 @@ def _sweep(u, v, co, box, k, f, rec, s):
     """One step (the call's step s) on ``box`` from u into v: a threaded sweep over pairs of rows, each row
     recorded (:func:`_tally`, a slot per owned row) while it is in the cache."""
     a, b, c, d = box
-    (oj0, oj1, oi0, oi1), wx, wy, want, stats, row_first, probe_at, probes = rec       # a parallel loop takes no nested tuple
+    (oj0, oj1, oi0, oi1), wx, wy, want, stats, row_first, probe_at, probes = rec   # a parallel loop: no nested tuple
     recording = s < want.shape[0] and want[s] != 0
     for pair in prange((b - a + 1) // 2):
         j = a + 2 * pair
         _rows(u, j, min(j + 2, b), c, co, v, j, c, d - c, k, f)
-        if recording:
+        if recording and _recorded(want, row_first, s, j, min(j + 2, b) - j):
             for row in range(j, min(j + 2, b)):
-                _tally((oj0, oj1, oi0, oi1), wx, wy, want, stats, row_first, probe_at, probes, s, row - oj0, v, row, c, row, c,
-                       d - c)
+                _tally((oj0, oj1, oi0, oi1), wx, wy, want, stats, row_first, probe_at, probes, s, row - oj0, v, row,
+                       c, row, c, d - c)
 
 
 @njit(cache=True, nogil=True, error_model='numpy')
@@ -434,9 +444,9 @@ def _strip(p, q, co, ring, k, values, steps, first, region, shrink, c0, c1, rec,
                 _two_rows(src, s0, s1, s2, s3, si, co, r, lo, dst, d0, d1, di, hi - lo, k, f)
             else:
                 _one_row(src, s0, s1, s2, si, co, r, lo, dst, d0, di, hi - lo, k, f)
-            if recording:
-                _tally(own, wx, wy, want, stats, row_first, probe_at, probes, first + level - 1, strip, dst, d0, di + c0 - lo, r,
-                       c0, c1 - c0)
+            if recording and _recorded(want, row_first, first + level - 1, r, rows):
+                _tally(own, wx, wy, want, stats, row_first, probe_at, probes, first + level - 1, strip, dst, d0,
+                       di + c0 - lo, r, c0, c1 - c0)
                 if rows == 2:
                     _tally(own, wx, wy, want, stats, row_first, probe_at, probes, first + level - 1, strip, dst, d1,
                            di + c0 - lo, r + 1, c0, c1 - c0)
@@ -489,8 +499,9 @@ def _prange_step(u, v, co, box, k, f, rec, s):
     recording = s < want.shape[0] and want[s] != 0
     for j in prange(a, b):
         _row(u, j, c, co, v, j, c, d - c, k, f)
-        if recording:
-            _tally((oj0, oj1, oi0, oi1), wx, wy, want, stats, row_first, probe_at, probes, s, j - oj0, v, j, c, j, c, d - c)
+        if recording and _recorded(want, row_first, s, j, 1):
+            _tally((oj0, oj1, oi0, oi1), wx, wy, want, stats, row_first, probe_at, probes, s, j - oj0, v, j, c, j, c,
+                   d - c)
 
 
 def _advance_prange(u, v, a, steps, k, values, region, shrink, rec):
