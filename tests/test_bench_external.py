@@ -90,3 +90,16 @@ def test_hot_loops_takes_the_vectorised_loop_body_and_not_the_code_after_it():
            "\tvmulpd\t%ymm3, %ymm3, %ymm3\n\tretq\n.LBB0_2:\n\tvaddpd\t%ymm0, %ymm0, %ymm0\n\tjmp\t.LBB0_1\n")
     assert hot_loops._inner_loop(asm) == ["vmovupd\t(%rax), %ymm0", "vmulpd\t%ymm0, %ymm1, %ymm2",
                                           "vmovupd\t%ymm2, (%rcx)", "addq\t$4, %rdx", "jne\t.LBB0_1"]
+
+
+def test_records_cost_prints_a_ratio_for_every_case():
+    """bench/records_cost.py runs the kernel with each kind of records and prints one line a case."""
+    import subprocess
+    from conftest import PYTHON, solver_env
+    out = subprocess.run([PYTHON, str(REPO / "bench" / "records_cost.py"), "--kernel", "numba", "--ny", "34",
+                          "--nx", "50", "--steps", "3", "--rounds", "1"], env=solver_env(), capture_output=True,
+                         text=True, timeout=600, check=True).stdout
+    lines = out.splitlines()
+    assert lines[0] == "diffusion, numba kernel, 34 x 50 nodes, 3 steps a call, 1 rounds"
+    assert [line.split()[0] for line in lines[1:]] == ["none", "want", "10", "series", "both"]
+    assert "ratio to none: median 1.000" in lines[1]
