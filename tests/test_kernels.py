@@ -10,7 +10,7 @@ import pytest
 
 from conftest import PYTHON, REPO, problem, require, run_solver, solver_env, space_and_time, write_config
 from solver import models
-from solver.core import kernels, tiling
+from solver.core import kernels, series, tiling
 from solver.models import diffusion
 
 MODELS = list(models.BUILT_IN)
@@ -139,28 +139,78 @@ def test_kernels_record_series_and_probes_of_every_step_they_take(kernel, model_
             assert np.all(probes[s] == -1.0), s
 
 
+def record_every_step(kernel, model, u, v, k, steps, region, want, nodes=()):
+    """The records of a call on ``region`` (owned) with weights 1 and ``want`` every step: (stats, probes)."""
+    fields, ny, nx = u.shape
+    stats = np.empty((steps, ny + nx, fields, 4))
+    stats[...] = kernels.NEUTRAL
+    probes = np.full((steps, len(nodes), fields), -1.0)
+    records = kernels.records_for(region, np.ones(region[3] - region[2]), np.ones(region[1] - region[0]),
+                                  np.full(steps, want), stats, probes, nodes)
+    a, values = space_and_time(model, ny, nx, steps)
+    kernels.get_advance(model, kernel)(u.copy(), v.copy(), a, steps, k, values, region, (0, 0, 0, 0), records)
+    return stats, probes
+
+
 @pytest.mark.parametrize("kernel", ["numba", "rows", "tiled"])
 def test_kernels_record_a_nan_node_as_nan_statistics(kernel, monkeypatch):
     """A NaN node makes its slot's total, min and max NaN, never a min or max that skips it (the extremes are
-    compared as if no node were NaN, so the slot takes NaN from the total); a row slot without one keeps its own."""
+    compared as if no node were NaN, so the slot takes NaN from the sum of squares); a slot without one (a row;
+    the tiled kernel's first strip, far from it) keeps its own."""
     monkeypatch.setattr(tiling, "DEPTH", 3)
     monkeypatch.setattr(tiling, "STRIP", 6)
     ny, nx, steps, region = 29, 41, 3, (1, 28, 1, 40)
     model, u, v, k = problem("gray_scott", ny, nx)
     u[0, 14, 20] = np.nan
-    stats = np.empty((steps, ny + nx, 2, 4))
-    stats[...] = kernels.NEUTRAL
-    records = kernels.records_for(region, np.ones(39), np.ones(27), np.ones(steps, np.int64), stats,
-                                  np.empty((steps, 0, 2)), ())
-    a, values = space_and_time(model, ny, nx, steps)
-    kernels.get_advance(model, kernel)(u.copy(), v.copy(), a, steps, k, values, region, (0, 0, 0, 0), records)
+    stats, _ = record_every_step(kernel, model, u, v, k, steps, region, 1)
+    import numba
+    strips = -(-(region[3] - region[2]) // tiling.STRIP)
+    strips = -(-strips // numba.get_num_threads()) * numba.get_num_threads()
+    rows, columns, slot = ((slice(2, 3), slice(1, 40), 2 - region[0]) if kernel != "tiled" else
+                           (slice(1, 28), slice(1, 1 + (region[3] - region[2]) // strips), 0))
     for s in range(steps):
         assert np.isnan(stats[s, :, :, :3].sum(axis=0)).all(), s          # totals, sums of squares, every min
         assert np.isnan(stats[s, :, :, 3]).any(axis=0).all(), s
-        if kernel != "tiled":                                              # a slot per row: row 2's own
-            state, _ = reference(model, u.copy(), v.copy(), s + 1, k, region)
-            assert np.array_equal(stats[s, 2 - region[0], :, 2], state[:, 2, 1:40].min(axis=1))
-            assert np.array_equal(stats[s, 2 - region[0], :, 3], state[:, 2, 1:40].max(axis=1))
+        state, _ = reference(model, u.copy(), v.copy(), s + 1, k, region)
+        assert np.array_equal(stats[s, slot, :, 2], state[:, rows, columns].min(axis=(1, 2))), s
+        assert np.array_equal(stats[s, slot, :, 3], state[:, rows, columns].max(axis=(1, 2))), s
+
+
+@pytest.mark.parametrize("kernel", ["numba", "tiled"])
+def test_kernels_record_infinite_nodes_as_their_min_and_max(kernel, monkeypatch):
+    """+inf and -inf nodes (no NaN) make the total NaN but keep min -inf and max +inf, as numpy's min and max
+    and the numpy kernel's records (solver/core/series.py) have them."""
+    monkeypatch.setattr(tiling, "DEPTH", 3)
+    monkeypatch.setattr(tiling, "STRIP", 6)
+    ny, nx, steps, region = 29, 41, 1, (1, 28, 1, 40)
+    model, u, v, k = problem("diffusion", ny, nx)
+    u[0, 5, 5], u[0, 5, 30] = np.inf, -np.inf          # one row, far apart: inf and -inf, never inf - inf
+    stats, _ = record_every_step(kernel, model, u, v, k, steps, region, 1)
+    state, _ = reference(model, u.copy(), v.copy(), 1, k, region)
+    block = state[:, 1:28, 1:40]
+    with np.errstate(invalid="ignore"):                # inf - inf in the totals (a slot's or numpy's)
+        assert np.isnan(stats[0, :, 0, 0].sum()) and stats[0, :, 0, 1].sum() == np.inf
+        assert np.array_equal(series.block_partials(block, np.ones(39), np.ones(27))[0, 2:], [-np.inf, np.inf])
+        assert np.array_equal(series.local_partials(block, np.ones(39), np.ones(27))[1], [[np.inf, np.inf]])
+    assert stats[0, :, 0, 2].min() == block.min() == -np.inf and stats[0, :, 0, 3].max() == block.max() == np.inf
+
+
+@pytest.mark.parametrize("kernel", ["numba", "rows", "tiled"])
+@pytest.mark.parametrize("nodes", [[(2, 3), (2, 30)], []], ids=["probes-on-row-2", "no-probes"])
+def test_kernels_record_rows_past_the_last_probe_row(kernel, nodes, monkeypatch):
+    """Probes only near the bottom (every later owned row past the kernels' probe index), or none at all (a
+    rank that owns no probe, still asked for probes): the series of every step and the probes' values."""
+    monkeypatch.setattr(tiling, "DEPTH", 3)
+    monkeypatch.setattr(tiling, "STRIP", 6)
+    ny, nx, steps, region = 29, 41, 3, (1, 28, 1, 40)
+    model, u, v, k = problem("diffusion", ny, nx)
+    stats, probes = record_every_step(kernel, model, u, v, k, steps, region, 3, nodes)
+    for s in range(steps):
+        state, _ = reference(model, u.copy(), v.copy(), s + 1, k, region)
+        block = state[:, 1:28, 1:40]
+        assert np.allclose(stats[s, :, 0, 0].sum(), block.sum(), rtol=1e-13, atol=0)
+        assert stats[s, :, 0, 2].min() == block.min() and stats[s, :, 0, 3].max() == block.max()
+        assert np.array_equal(probes[s], np.array([state[:, j, i] for j, i in nodes]).reshape(len(nodes), 1))
 
 
 @pytest.mark.parametrize("model_name", ["gray_scott", "manufactured"])

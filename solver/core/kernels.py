@@ -101,7 +101,8 @@ def records_for(own, wx, wy, want, stats, probes, nodes) -> tuple:
     ``own`` within the region must lie within the last step's box (as the owned block does in the stepper's
     calls). Only nodes the call writes are recorded: those it never writes (a fixed boundary) are the caller's.
     The nodes travel sorted by row: ``row_first[j]`` is the first of row j's in ``probe_at`` (column, index in
-    ``nodes``), so a kernel finds a row's probes without looking at the others."""
+    ``nodes``), so a kernel finds a row's probes without looking at the others; it has the last probe's row + 2
+    entries, and rows past its end have none."""
     nodes = np.array(list(nodes), dtype=np.int64).reshape(-1, 2)
     by_row = np.argsort(nodes[:, 0], kind="stable")
     rows = int(nodes[:, 0].max()) + 1 if len(nodes) else 0

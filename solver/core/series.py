@@ -34,7 +34,7 @@ def _compile():
                     squares += w * c * c
                     low = min(low, c)
                     high = max(high, c)
-                if total != total:          # a NaN in the row (min and max would skip it): not finite
+                if squares != squares:      # a NaN in the row (min and max would skip it); not +-inf alone
                     low = high = np.nan
                 rows[j, f, 0] = wy[j] * total
                 rows[j, f, 1] = wy[j] * squares

@@ -230,7 +230,7 @@ _smaller, _larger = _extreme_intrinsic(True), _extreme_intrinsic(False)
 def _row_stats(a, f, d, i, w, wi, n):
     """(weighted total, weighted sum of squares, min, max) of ``a[f, d, i:i + n]`` with weights ``w[wi:wi +
     n]``, in one vectorised pass (reassociated: a function of its own, so that this never reaches the updates).
-    Min and max are meaningless when the row holds a NaN; the total is then NaN, which the caller checks.
+    Min and max are meaningless when the row holds a NaN; the sum of squares is then NaN, which the caller checks.
     Indices, not slices: a slice counts a reference to its array, an atomic update of memory every thread
     shares; unsigned ones, which numba does not wrap around (a signed index might be negative, which makes
     LLVM gather each value on its own: eight times slower)."""
@@ -259,11 +259,12 @@ def _recorded(want, row_first, s, j, rows):
 def _tally(own, wx, wy, want, stats, row_first, probe_at, probes, s, slot, dst, d, di, j, i, n):
     """Record the state after the call's step s from row j (grid), columns i .. i + n - 1 (grid), held in row
     d of dst from column di: the statistics of its owned nodes (``own``) into ``stats[s, slot]`` (added to what
-    the slot holds; min and max NaN when the total is, as a NaN node makes it) and the probes on them into
+    the slot holds; min and max NaN when the sum of squares is, which only a NaN node makes it: a sum of
+    non-negative terms, where +inf and -inf nodes make the total NaN) and the probes on them into
     ``probes[s]``, as ``want[s]`` asks (1: statistics, 2: probes, 3: both). The probes of row j are entries
-    ``row_first[j]`` .. ``row_first[j + 1] - 1`` of ``probe_at`` (column, probe), so a row without one costs
-    two loads. Called only when the call has records, with the record arrays taken out of their tuple once
-    per call (each take counts a reference)."""
+    ``row_first[j]`` .. ``row_first[j + 1] - 1`` of ``probe_at`` (column, probe); rows past the end of
+    ``row_first`` have none. Called only for rows :func:`_recorded` passes, with the record arrays taken out
+    of their tuple once per call (each take counts a reference)."""
     oj0, oj1, oi0, oi1 = own
     if want[s] and oj0 <= j < oj1:
         lo, hi = max(i, oi0), min(i + n, oi1)
@@ -273,7 +274,7 @@ def _tally(own, wx, wy, want, stats, row_first, probe_at, probes, s, slot, dst, 
                     total, squares, low, high = _row_stats(dst, f, d, di + lo - i, wx, lo - oi0, hi - lo)
                     stats[s, slot, f, 0] += wy[j - oj0] * total
                     stats[s, slot, f, 1] += wy[j - oj0] * squares
-                    if total != total or stats[s, slot, f, 2] != stats[s, slot, f, 2]:
+                    if squares != squares or stats[s, slot, f, 2] != stats[s, slot, f, 2]:
                         stats[s, slot, f, 2] = stats[s, slot, f, 3] = np.nan
                     else:
                         stats[s, slot, f, 2] = min(stats[s, slot, f, 2], low)
