@@ -28,6 +28,7 @@ import importlib.util
 import os
 import re
 import sys
+from typing import NamedTuple
 
 import numpy as np
 
@@ -91,7 +92,19 @@ def no_coefficients() -> np.ndarray:
     return np.empty((0, 1, 1))
 
 
-def records_for(own, wx, wy, want, stats, probes, nodes) -> tuple:
+class KernelRecords(NamedTuple):
+    """The records of a numba kernel call (solver/core/stencil.py ``_tally``), as :func:`records_for` makes them."""
+    own: tuple            # the owned box (j0, j1, i0, i1)
+    wx: np.ndarray        # weights along it
+    wy: np.ndarray
+    want: np.ndarray      # (steps,): bit 1 the series, bit 2 the probes after each step
+    stats: np.ndarray     # (steps, slots, fields, 4)
+    row_first: np.ndarray  # the probes by row (records_for)
+    probe_at: np.ndarray
+    probes: np.ndarray    # (steps, probes, fields)
+
+
+def records_for(own, wx, wy, want, stats, probes, nodes) -> KernelRecords:
     """The ``records`` of a numba kernel call (solver/core/stencil.py ``_tally``): for each of its steps s,
     the statistics of the owned box ``own = (j0, j1, i0, i1)`` (weights ``wx``, ``wy`` along it) added into
     ``stats[s, slot]``, ``(steps, slots, fields, 4)`` = weighted total, weighted sum of squares, min, max, and
@@ -108,9 +121,9 @@ def records_for(own, wx, wy, want, stats, probes, nodes) -> tuple:
     rows = int(nodes[:, 0].max()) + 1 if len(nodes) else 0
     row_first = np.searchsorted(nodes[by_row, 0], np.arange(rows + 1)).astype(np.int64)
     probe_at = np.ascontiguousarray(np.stack([nodes[by_row, 1], by_row], axis=1), dtype=np.int64)
-    return (tuple(int(x) for x in own), np.ascontiguousarray(wx, dtype=np.float64),
-            np.ascontiguousarray(wy, dtype=np.float64), np.ascontiguousarray(want, dtype=np.int64), stats,
-            row_first, probe_at, probes)
+    return KernelRecords(tuple(int(x) for x in own), np.ascontiguousarray(wx, dtype=np.float64),
+                         np.ascontiguousarray(wy, dtype=np.float64), np.ascontiguousarray(want, dtype=np.int64),
+                         stats, row_first, probe_at, probes)
 
 
 NEUTRAL = (0.0, 0.0, np.inf, -np.inf)      # a slot of ``stats`` before any node is added
@@ -118,13 +131,13 @@ NO_RECORDS = records_for((0, 0, 0, 0), np.empty(0), np.empty(0), np.empty(0), np
                          np.empty((0, 0, 1)), ())
 
 
-def _records(records, steps: int) -> tuple:
+def _records(records: KernelRecords | None, steps: int) -> KernelRecords:
     """The records of a call (:data:`NO_RECORDS` for None), checked: one more step than ``want`` holds would
     write past its arrays."""
     if records is None:
         return NO_RECORDS
-    if not records[3].shape[0] == records[4].shape[0] == records[7].shape[0] == steps:
-        raise ValueError(f"records for {records[3].shape[0]} steps given to a kernel call of {steps} steps")
+    if not records.want.shape[0] == records.stats.shape[0] == records.probes.shape[0] == steps:
+        raise ValueError(f"records for {records.want.shape[0]} steps given to a kernel call of {steps} steps")
     return records
 
 

@@ -53,11 +53,11 @@ class Recording:
         self.probes[...] = np.array([u[:, j, i] for j, i in nodes]).reshape(len(nodes), fields)
         self.records = kernels.records_for(own, wx, wy, want, self.stats, self.probes, nodes)
 
-    def part(self, offset: int, count: int) -> tuple:
+    def part(self, offset: int, count: int) -> kernels.KernelRecords:
         """The records of a kernel call running the advance's steps offset .. offset + count - 1."""
-        own, wx, wy, want, stats, row_first, probe_at, probes = self.records
         cut = slice(offset, offset + count)
-        return own, wx, wy, want[cut], stats[cut], row_first, probe_at, probes[cut]
+        return self.records._replace(want=self.records.want[cut], stats=self.records.stats[cut],
+                                     probes=self.records.probes[cut])
 
 
 def _unwritten(u, own, region, wx, wy) -> np.ndarray:
