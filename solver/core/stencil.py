@@ -266,7 +266,7 @@ def _tally(own, wx, wy, want, stats, row_first, probe_at, probes, s, slot, dst, 
     ``row_first`` have none. Called only for rows :func:`_recorded` passes, with the record arrays taken out
     of their tuple once per call (each take counts a reference)."""
     oj0, oj1, oi0, oi1 = own
-    if want[s] and oj0 <= j < oj1:
+    if oj0 <= j < oj1:                      # want[s] asks for something: _recorded checked it
         lo, hi = max(i, oi0), min(i + n, oi1)
         if lo < hi:
             if want[s] & 1:
