@@ -26,9 +26,10 @@ lie within the last step's box) added into a slot of ``stats[s]``, and the field
 ``probes[s]``. Each kernel takes them from every row it writes there, right after writing it (still in the
 cache, so no pass over memory of its own), in :func:`_tally`; the sums and extremes are one separately compiled
 function (:func:`_row_stats`) whose fast-math flags never reach the updates. A slot is a row
-(plain kernels: one thread writes it) or a strip (tiled: one thread adds its rows in order), so the sums do not
-depend on the threads' timing. A call without records passes empty arrays, and :func:`_tally` is called
-only for a step with records: the loops without run the same code as before.
+(plain kernels: one thread writes it) or a strip (tiled: one thread adds its rows in order into sums of its
+own, then those into the slot once), so the sums do not depend on the threads' timing. A call without
+records passes empty arrays, and :func:`_tally` is called only for a step with records: the loops without
+run the same code as before.
 
 Every kernel is compiled with ``error_model='numpy'``: a division by zero in an update gives inf or nan, as
 on the numpy kernel, instead of raising inside compiled code (and costs no check per division).
@@ -256,11 +257,25 @@ def _recorded(want, row_first, s, j, rows):
 
 
 @njit(inline='always')
-def _tally(own, wx, wy, want, stats, row_first, probe_at, probes, s, slot, dst, d, di, j, i, n):
+def _add_into(stats, at, slot, f, total, squares, low, high, broken):
+    """Add a part's statistics of field f into ``stats[at, slot, f]``: sums added, extremes kept; min and max
+    NaN once any part is ``broken`` (holds a NaN node)."""
+    stats[at, slot, f, 0] += total
+    stats[at, slot, f, 1] += squares
+    if broken or stats[at, slot, f, 2] != stats[at, slot, f, 2]:
+        stats[at, slot, f, 2] = stats[at, slot, f, 3] = np.nan
+    else:
+        stats[at, slot, f, 2] = min(stats[at, slot, f, 2], low)
+        stats[at, slot, f, 3] = max(stats[at, slot, f, 3], high)
+
+
+@njit(inline='always')
+def _tally(own, wx, wy, want, stats, row_first, probe_at, probes, s, at, slot, dst, d, di, j, i, n):
     """Record the state after the call's step s from row j (grid), columns i .. i + n - 1 (grid), held in row
-    d of dst from column di: the statistics of its owned nodes (``own``) into ``stats[s, slot]`` (added to what
-    the slot holds; min and max NaN when the sum of squares is, which only a NaN node makes it: a sum of
-    non-negative terms, where +inf and -inf nodes make the total NaN) and the probes on them into
+    d of dst from column di: the statistics of its owned nodes (``own``) into ``stats[at, slot]`` (``at`` is s
+    in the call's records, the level in a strip's own sums; added to what the slot holds; min and max NaN when
+    the sum of squares is, which only a NaN node makes it: a sum of non-negative terms, where +inf and -inf
+    nodes make the total NaN) and the probes on them into
     ``probes[s]``, as ``want[s]`` asks (1: statistics, 2: probes, 3: both). The probes of row j are entries
     ``row_first[j]`` .. ``row_first[j + 1] - 1`` of ``probe_at`` (column, probe); rows past the end of
     ``row_first`` have none. Called only for rows :func:`_recorded` passes, with the record arrays taken out
@@ -272,13 +287,8 @@ def _tally(own, wx, wy, want, stats, row_first, probe_at, probes, s, slot, dst, 
             if want[s] & 1:
                 for f in range(dst.shape[0]):
                     total, squares, low, high = _row_stats(dst, f, d, di + lo - i, wx, lo - oi0, hi - lo)
-                    stats[s, slot, f, 0] += wy[j - oj0] * total
-                    stats[s, slot, f, 1] += wy[j - oj0] * squares
-                    if squares != squares or stats[s, slot, f, 2] != stats[s, slot, f, 2]:
-                        stats[s, slot, f, 2] = stats[s, slot, f, 3] = np.nan
-                    else:
-                        stats[s, slot, f, 2] = min(stats[s, slot, f, 2], low)
-                        stats[s, slot, f, 3] = max(stats[s, slot, f, 3], high)
+                    _add_into(stats, at, slot, f, wy[j - oj0] * total, wy[j - oj0] * squares, low, high,
+                              squares != squares)
             if want[s] & 2 and j + 1 < row_first.shape[0]:
                 for t in range(row_first[j], row_first[j + 1]):
                     if lo <= probe_at[t, 0] < hi:
@@ -317,8 +327,8 @@ def _sweep(u, v, co, box, k, f, rec, s):
         _rows(u, j, min(j + 2, b), c, co, v, j, c, d - c, k, f)
         if recording and _recorded(want, row_first, s, j, min(j + 2, b) - j):
             for row in range(j, min(j + 2, b)):
-                _tally((oj0, oj1, oi0, oi1), wx, wy, want, stats, row_first, probe_at, probes, s, row - oj0, v, row,
-                       c, row, c, d - c)
+                _tally((oj0, oj1, oi0, oi1), wx, wy, want, stats, row_first, probe_at, probes, s, s, row - oj0, v,
+                       row, c, row, c, d - c)
 
 
 @njit(cache=True, nogil=True, error_model='numpy')
@@ -404,6 +414,13 @@ def _strip(p, q, co, ring, k, values, steps, first, region, shrink, c0, c1, rec,
     unforced = values[first]
     own, wx, wy, want, stats, row_first, probe_at, probes = rec
     recording = want.shape[0] > 0         # the call has records (want is empty without)
+    # The strip's statistics of each level, added into its slot of ``stats`` at the end: slots of strips
+    # side by side share cache lines, which the threads' strips would pass back and forth row by row.
+    sums = np.empty((steps + 1 if recording else 0, 1, fields, 4))
+    for level in range(sums.shape[0]):
+        for f in range(fields):
+            sums[level, 0, f, 0], sums[level, 0, f, 1], sums[level, 0, f, 2], sums[level, 0, f, 3] = \
+                0.0, 0.0, np.inf, -np.inf
     while row_next[steps] < row_end[steps]:
         for level in range(1, steps + 1):
             r = row_next[level]
@@ -446,15 +463,20 @@ def _strip(p, q, co, ring, k, values, steps, first, region, shrink, c0, c1, rec,
             else:
                 _one_row(src, s0, s1, s2, si, co, r, lo, dst, d0, di, hi - lo, k, f)
             if recording and _recorded(want, row_first, first + level - 1, r, rows):
-                _tally(own, wx, wy, want, stats, row_first, probe_at, probes, first + level - 1, strip, dst, d0,
+                _tally(own, wx, wy, want, sums, row_first, probe_at, probes, first + level - 1, level, 0, dst, d0,
                        di + c0 - lo, r, c0, c1 - c0)
                 if rows == 2:
-                    _tally(own, wx, wy, want, stats, row_first, probe_at, probes, first + level - 1, strip, dst, d1,
+                    _tally(own, wx, wy, want, sums, row_first, probe_at, probes, first + level - 1, level, 0, dst, d1,
                            di + c0 - lo, r + 1, c0, c1 - c0)
             if level < steps and (lo == i0 or hi == i1):      # the columns beside the region
                 _edge_columns(ring, sides, level % 2, d0, d1, r - j0, rows, lo == i0, hi == i1, i0 - 1 - off,
                               i1 - off)
             row_next[level] = r + rows
+    for level in range(1, sums.shape[0]):
+        if want[first + level - 1] & 1:
+            for f in range(fields):
+                _add_into(stats, first + level - 1, strip, f, sums[level, 0, f, 0], sums[level, 0, f, 1],
+                          sums[level, 0, f, 2], sums[level, 0, f, 3], sums[level, 0, f, 2] != sums[level, 0, f, 2])
 
 
 @njit(parallel=True, cache=True, nogil=True, boundscheck=False, error_model='numpy')
@@ -501,8 +523,8 @@ def _prange_step(u, v, co, box, k, f, rec, s):
     for j in prange(a, b):
         _row(u, j, c, co, v, j, c, d - c, k, f)
         if recording and _recorded(want, row_first, s, j, 1):
-            _tally((oj0, oj1, oi0, oi1), wx, wy, want, stats, row_first, probe_at, probes, s, j - oj0, v, j, c, j, c,
-                   d - c)
+            _tally((oj0, oj1, oi0, oi1), wx, wy, want, stats, row_first, probe_at, probes, s, s, j - oj0, v, j, c, j,
+                   c, d - c)
 
 
 def _advance_prange(u, v, a, steps, k, values, region, shrink, rec):
