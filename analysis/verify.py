@@ -40,7 +40,10 @@ def error_table(out: Output) -> list[dict]:
 
 def format_table(out: Output, rows: list[dict]) -> str:
     t = out.units["time"]
-    lines = [f"{out.path}: {out.x.size} x {out.y.size} nodes, dx = {out.dx:.4g}, dy = {out.dy:.4g}, "
+    grid = out.cfg.grid
+    kept = "" if (out.x.size, out.y.size) == (grid.nx, grid.ny) else \
+        f" kept (output.window, output.subsample) of the run's {grid.nx} x {grid.ny} (dx = {out.cfg.dx:.4g}), at"
+    lines = [f"{out.path}: {out.x.size} x {out.y.size} nodes,{kept} dx = {out.dx:.4g}, dy = {out.dy:.4g}, "
              f"dt = {out.cfg.time.dt:g}",
              f"{'snapshot':>8}  {'t [' + t + ']':>10}  {'L2 error':>10}  {'L2 rel':>9}  {'max error':>10}  "
              f"{'max rel':>9}"]

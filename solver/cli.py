@@ -119,26 +119,33 @@ def _main(argv: list[str] | None, commands: dict) -> int:
 def command_run(args) -> int:
     if launched_by_mpi():       # from the start: a rank may hang before MPI starts, reading a config, say
         watch_launcher(launcher_rank())
-    machine.check_environment()
-    check_stop_file()
-    cfg = config_module.load(args.config, args.overrides)
-    path = cfg.output.path if args.output is None else args.output
-    if args.dry_run:
-        print(dry_run(cfg, path, args.ranks))
-        return 0
-    if args.max_steps < 0:
-        raise ConfigError(f"--max-steps {args.max_steps}: must be a positive step count (0: no limit)")
+    cfg, path, found = None, None, None
+    try:
+        machine.check_environment()
+        check_stop_file()
+        cfg = config_module.load(args.config, args.overrides)
+        path = cfg.output.path if args.output is None else args.output
+        if args.dry_run:
+            print(dry_run(cfg, path, args.ranks))
+            return 0
+        if args.max_steps < 0:
+            raise ConfigError(f"--max-steps {args.max_steps}: must be a positive step count (0: no limit)")
+    except UserError as err:
+        if not launched_by_mpi() or args.dry_run:     # a dry run says what each rank finds: no collective
+            raise
+        found = err                      # every rank loads the same files: rank 0 says it once (agree)
     options = {"restart": args.restart, "max_steps": args.max_steps}
     comm = world()
     try:
-        agree(cfg, comm, {"output path": os.path.abspath(path), "--restart": args.restart,
-                          "--max-steps": args.max_steps, "--overwrite": args.overwrite})
+        agree(cfg, comm, {"output path": os.path.abspath(path) if path else None, "--restart": args.restart,
+                          "--max-steps": args.max_steps, "--overwrite": args.overwrite}, found)
     except UserError as err:             # every rank found the same problem: rank 0 says it, once
         return end_together(comm, _refused(err, comm))
     safety.started()            # from here a signal is the run's to handle (a checkpoint, a clean-up)
     previous = signal.signal(signal.SIGTERM, _terminate)
     lock = None
     try:
+        output.check_storage(cfg, comm.Get_size() > 1)       # before claim_output makes any directory
         lock = claim_output(path, args.overwrite, comm, resuming=args.restart != "never",
                             checkpoint=path_for(cfg, path), config=args.config, cfg=cfg)
         code = run_guarded(cfg, path, comm, **options)
@@ -300,24 +307,32 @@ def describe_model(cfg) -> str:
     return f"{model.name} from {model.file} (fields {', '.join(model.fields)})"
 
 
-def agree(cfg, comm, run: dict | None = None) -> None:
+def agree(cfg, comm, run: dict | None = None, found: UserError | None = None) -> None:
     """Before anything is allocated or written: the run fits in memory on every rank, and every rank
     resolved the same config and model source and was given the same output and options (``run``: name ->
     value); a file edited while the job started, or an MPMD launch, would otherwise hang the ranks in
-    mismatched collectives or mix two models in one output. Collective under MPI: every rank raises the
-    same ConfigError."""
-    problem = None
-    try:
-        check_fits(cfg, comm.Get_size())
-    except UserError as err:
-        problem = str(err)
+    mismatched collectives or mix two models in one output. ``found``: what this rank's config or
+    environment was refused with before MPI started (cfg is then None). Collective under MPI: every rank
+    raises the same ConfigError."""
+    problem = str(found) if found else None
+    if cfg is not None:
+        try:
+            check_fits(cfg, comm.Get_size())
+        except UserError as err:
+            problem = str(err)
     if comm.Get_size() == 1:
         if problem:
             raise ConfigError(problem)
         return
-    digest = hashlib.sha256(cfg.to_yaml().encode()).hexdigest()[:16]
-    decisive = {"config": digest, "model source": cfg.model_impl.source_hash, **(run or {})}
+    decisive = None
+    if cfg is not None:
+        digest = hashlib.sha256(cfg.to_yaml().encode()).hexdigest()[:16]
+        decisive = {"config": digest, "model source": cfg.model_impl.source_hash, **(run or {})}
     answers = comm.allgather((decisive, problem))
+    refused = [rank for rank, (other, _) in enumerate(answers) if other is None]
+    if refused:               # the first refusal; named by its rank unless every rank had it
+        rank = refused[0]
+        raise ConfigError(("" if len(refused) == len(answers) else f"rank {rank}: ") + answers[rank][1])
     for rank, (other, _) in enumerate(answers):
         differs = [name for name in answers[0][0] if other.get(name) != answers[0][0][name]]
         if differs and differs[0] == "config":
@@ -343,6 +358,7 @@ def dry_run(cfg, path: str, ranks: int | None) -> str:
     if ranks is None:
         ranks = launcher_size() or 1
     need = footprint(cfg, ranks)         # checks the rank count first
+    output.check_storage(cfg, ranks > 1)
     decision = wisdom.decide(cfg, need.dims, ranks, choose_threads(cfg, ranks), SERIAL, measuring=False)
     need = footprint(cfg, ranks, decision.plan)
     (px, py), (bx, by), field_bytes, chosen = need.dims, need.block, need.field_bytes, need.plan

@@ -164,7 +164,7 @@ def test_checkpoint_of_another_config_is_refused(stopped_run):
     result = run_solver("run", config, "-o", out, "--restart", "auto", "--set", "physics.diffusivity=0.001",
                         check=False)
     assert result.returncode == 2
-    one_error_line(result, "written for another config")
+    one_error_line(result, "written for another config (physics.diffusivity differs)")
 
 
 def test_restart_require_without_checkpoint(small_config, tmp_path):
@@ -212,4 +212,4 @@ def test_resume_after_switching_a_side_to_zero_flux_is_refused(stopped_run):
     result = run_solver("run", config, "-o", out, "--restart", "auto", "--set", "boundary.north=zero_flux",
                         check=False)
     assert result.returncode == 2
-    one_error_line(result, "written for another config")
+    one_error_line(result, "written for another config (boundary.north differs)")

@@ -52,6 +52,8 @@ BAD = [
     ("grid: 5\n", [], ["grid", "section"]),
     (None, ["grid.nx"], ["KEY=VALUE"]),
     (None, ["grid.nx=[1"], ["grid.nx", "YAML"]),
+    (None, ["output.probes={a: [1, 0.5], a: [1.2, 0.5]}"], ["--set output.probes", "'a' appears twice"]),
+    (None, ["grid.nx=9223372036854775808"], ["grid.nx", "too large", "64 bits"]),
     (None, ["grid.nyy=5"], ["grid.nyy", "did you mean grid.ny"]),
     (None, ["numerics.kernel=numbaa"], ["numerics.kernel", "did you mean numba"]),
     (None, ["parallel.threads=0"], ["parallel.threads", "at least 1"]),

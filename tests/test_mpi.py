@@ -146,6 +146,21 @@ def test_process_grid_that_does_not_match_the_ranks_is_one_line_and_exit_2(small
     assert not out.exists() and not out.with_name("mismatch.h5.partial").exists()
 
 
+@pytest.mark.parametrize("override, message", [
+    ("output.compression_level=12", "output.compression_level = 12 must be a gzip level"),
+    ("time.dt=1", "time.dt = 1.0 is unstable"),
+])
+def test_a_config_every_rank_refuses_is_said_once(small, tmp_path, override, message):
+    """Refused while loading, before MPI starts: rank 0 says it, once, and the MPI library adds nothing."""
+    config, _ = small
+    out = tmp_path / "refused.h5"
+    result = mpirun(2, PYTHON, "-m", "solver", "run", config, "-o", out, "--set", override)
+    assert result.returncode == 2, result.stderr
+    assert [line for line in result.stderr.splitlines() if line.strip()] == [
+        line for line in result.stderr.splitlines() if line.startswith("error:") and message in line], result.stderr
+    assert not out.exists() and not out.with_name("refused.h5.partial").exists()
+
+
 def test_mpi2d_script_runs_a_small_config(small, tmp_path):
     config, serial = small
     auto = write_config(tmp_path, "auto.yaml", parallel={"threads": "auto"})

@@ -157,11 +157,13 @@ def test_resuming_with_other_output_settings_is_refused(tmp_path):
         assert f["C"].dtype == np.float64 and f["C"].shape == (45, 61)
     refused = run_solver("run", config, "--restart", "auto", "--set", "output.precision=float64", check=False,
                          cwd=tmp_path)
-    one_error_line(refused, "another config", "output settings")
+    one_error_line(refused, "another config (output.precision differs)")
 
 
 @pytest.mark.parametrize("key, value, fragments", [
-    ("precision", "float16", ("output.precision = 'float16'", "float64")),
+    ("precision", "float16", ("output.precision = 'float16'", "float64, float32")),
+    ("compression_level", 9, ("output.compression_level = 9", "no effect with output.compression = 'none'")),
+    ("shuffle", False, ("output.shuffle = False", "set output.compression: gzip")),
     ("compression", "zlib", ("output.compression = 'zlib'", "none, gzip")),
     ("compression_level", 10, ("output.compression_level = 10", "1 (fast) to 9")),
     ("subsample", [0, 2], ("output.subsample = [0, 2]", "at least 1")),
@@ -170,10 +172,13 @@ def test_resuming_with_other_output_settings_is_refused(tmp_path):
     ("window", {"z": [0.0, 1.0]}, ("output.window has a key 'z'",)),
     ("window", {"x": [1.0, 0.5]}, ("output.window.x = [1.0, 0.5]", "upper end")),
     ("probes", {"a": [2.5, 0.5]}, ("output.probes.a = [2.5, 0.5] lies outside the domain", "x in [0, 2]")),
+    ("probes", {"a": [2.0000000001, 0.5]}, ("output.probes.a = [2.0000000001, 0.5] lies outside",)),
     ("probes", {"a": [0.5]}, ("output.probes.a = [0.5]", "a point [x, y]")),
     ("probes", {"9a": [0.5, 0.5]}, ("the name '9a'", "start with a letter")),
     ("probe_every", 0, ("output.probe_every = 0", "at least 1")),
     ("series_every", -1, ("output.series_every = -1",)),
+    ("series_every", 2 ** 64, (f"output.series_every = {2 ** 64} is too large", "64 bits")),
+    ("probe_every", 2 ** 63, (f"output.probe_every = {2 ** 63} is too large", "64 bits")),
 ])
 def test_bad_values_are_one_line_and_write_nothing(tmp_path, key, value, fragments):
     config = write_config(tmp_path, output={"path": "out.h5", key: value})
@@ -235,7 +240,8 @@ def test_analysis_scripts_read_float32_and_subsampled_files(runs, tmp_path):
     assert "wrote" in plotted.stdout
     image = matplotlib.image.imread(tmp_path / "compare.png")
     assert image.shape[0] > 200 and image[..., :3].std() > 0.05
-    script("verify.py", sized, "--csv", tmp_path / "sized.csv", "-o", tmp_path / "sized.png", cwd=tmp_path)
+    verified = script("verify.py", sized, "--csv", tmp_path / "sized.csv", "-o", tmp_path / "sized.png", cwd=tmp_path)
+    assert "nodes, kept (output.window, output.subsample) of the run's" in verified.stdout
     script("verify.py", reference, "--csv", tmp_path / "reference.csv", "-o", tmp_path / "reference.png",
            cwd=tmp_path)
     sized_rows = np.genfromtxt(tmp_path / "sized.csv", delimiter=",", names=True)
@@ -358,3 +364,17 @@ def test_records_taken_inside_every_kernel_equal_the_numpy_kernels(boundary, hal
     assert len(reference["series_time"]) == 101 and len(reference["probe_time"]) == 101
     for kernel, out in results.items():
         assert_same_records(out, reference, kernel)
+
+
+@pytest.mark.parametrize("dry", [False, True])
+def test_compression_the_hdf5_cannot_write_is_refused_before_any_directory(tmp_path, monkeypatch, capsys, dry):
+    """The run refuses it before it makes the output's directories, and --dry-run refuses it too."""
+    from solver import cli
+    config = write_config(tmp_path, output={"compression": "gzip"})
+    monkeypatch.setattr(h5py.h5z, "filter_avail", lambda _: False)
+    out = tmp_path / "new" / "sub" / "out.h5"
+    code = cli.main(["run", str(config), "-o", str(out), *(["--dry-run"] if dry else [])])
+    assert code == 2
+    error, = capsys.readouterr().err.strip().splitlines()
+    assert "output.compression = gzip, but the HDF5 in use" in error and "no deflate filter" in error
+    assert not (tmp_path / "new").exists()

@@ -46,7 +46,7 @@ def set_dotted(data: dict, item: str, source: str = "--set") -> None:
         raise ConfigError(f"--set {item!r}: empty part in the key {key!r}; use a dotted path like grid.nx")
     try:
         value = yamlfile.safe_load(text, f"--set {key}") if text.strip() else None
-    except ConfigError:
+    except yamlfile.YamlTextError:      # other problems (a key given twice) are said as they are
         raise ConfigError(f"--set {key}: cannot parse the value {text!r} as YAML; quote it") from None
     node = data
     for depth, part in enumerate(parts[:-1]):

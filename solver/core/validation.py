@@ -57,17 +57,13 @@ def _coerce(value: Any, default: Any, key: str, source: str) -> Any:
             return value
         if key == "parallel.ranks":
             return _pair(value, int, bad)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise bad
-        return value
+        return _whole(value, bad, key, source)
     if isinstance(default, bool):
         if not isinstance(value, bool):
             raise bad
         return value
     if isinstance(default, int):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise bad
-        return value
+        return _whole(value, bad, key, source)
     if isinstance(default, float):
         number = _number(value)
         if number is None:
@@ -113,10 +109,25 @@ def _pair(value: Any, kind: type, bad: ConfigError) -> tuple:
             v = _number(v)
             if v is None or not math.isfinite(v):
                 raise bad
-        elif isinstance(v, bool) or not isinstance(v, int):
-            raise bad
+        else:
+            v = _whole(v, bad)
         out.append(kind(v))
     return tuple(out)
+
+
+LARGEST_WHOLE = 2 ** 63 - 1     # the output stores the config's whole numbers as 64-bit integers
+
+
+def _whole(value: Any, bad: ConfigError, key: str = "", source: str = "") -> int:
+    """value, a whole number (not a bool) that a 64-bit integer holds, or the error ``bad``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise bad
+    if abs(value) > LARGEST_WHOLE:
+        if not key:
+            raise bad
+        raise ConfigError(f"{source}: {key} = {value} is too large: whole numbers must fit 64 bits "
+                          f"(at most {LARGEST_WHOLE})")
+    return value
 
 
 def _expected(default: Any, key: str) -> str:
@@ -235,7 +246,7 @@ PROBE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
 def _choice(fail, key: str, value: str, choices) -> None:
     if value not in choices:
         close = close_matches(str(value), choices, n=1)
-        fail(f"{key} = {value!r}; " + (f"did you mean {close[0]}?" if close else f"choose one of {', '.join(choices)}"))
+        fail(f"{key} = {value!r}; choose one of {', '.join(choices)}" + (f" (did you mean {close[0]}?)" if close else ""))
 
 
 def _validate_output(cfg: Config, fail) -> None:
@@ -245,6 +256,11 @@ def _validate_output(cfg: Config, fail) -> None:
     _choice(fail, "output.compression", out.compression, COMPRESSIONS)
     if not 1 <= out.compression_level <= 9:
         fail(f"output.compression_level = {out.compression_level} must be a gzip level from 1 (fast) to 9 (small)")
+    unused = {"compression_level": out.compression_level, "shuffle": out.shuffle}
+    for key, value in unused.items():
+        if out.compression == "none" and value != getattr(type(out)(), key):
+            fail(f"output.{key} = {show(value)} has no effect with output.compression = 'none'; set "
+                 f"output.compression: gzip to compress, or leave output.{key} out")
     if min(out.subsample) < 1:
         fail(f"output.subsample = {list(out.subsample)} must be two counts of at least 1 ([1, 1] keeps every node)")
     for axis in out.window:
@@ -274,7 +290,7 @@ def _validate_output(cfg: Config, fail) -> None:
         where = f"output.probes.{name}"
         x, y = _pair(point, float, ConfigError(f"{cfg.source}: {where} = {show(point)}: expected a point [x, y]"))
         if sampling.snap(cfg, "x", x) is None or sampling.snap(cfg, "y", y) is None:
-            fail(f"{where} = [{x:g}, {y:g}] lies outside the domain x in [{x0:g}, {x1:g}], y in [{y0:g}, {y1:g}]; "
+            fail(f"{where} = [{x!r}, {y!r}] lies outside the domain x in [{x0:g}, {x1:g}], y in [{y0:g}, {y1:g}]; "
                  "move it inside")
     _check_stored_names(cfg, fail)
 

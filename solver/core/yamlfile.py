@@ -57,6 +57,11 @@ def read(path: str | os.PathLike, source: str) -> str:
     return text
 
 
+class YamlTextError(ConfigError):
+    """Text that YAML cannot read as a value (a syntax error, an impossible date): in a ``--set`` value,
+    most often text that needs quotes."""
+
+
 def _check_nodes(root, source: str) -> None:
     """Before anything is constructed: no mapping names a key twice (YAML would keep the last silently),
     and aliases do not expand to more than MAX_YAML_VALUES values (an alias bomb)."""
@@ -114,13 +119,13 @@ def safe_load(text: str, source: str) -> Any:
         mark = getattr(err, "problem_mark", None)
         line = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise ConfigError(f"{source}:{line}: YAML syntax error: {problem}; fix the YAML there") from None
+        raise YamlTextError(f"{source}:{line}: YAML syntax error: {problem}; fix the YAML there") from None
     except RecursionError:
         raise ConfigError(f"{source}: the YAML is nested too deeply; a config has sections of plain keys") from None
     except (ValueError, KeyError, TypeError, OverflowError) as err:
         problem = (str(err).splitlines() or [type(err).__name__])[0]
-        raise ConfigError(f"{source}: a YAML value cannot be read ({problem}); quote it if it is text, "
-                          "or fix it") from None
+        raise YamlTextError(f"{source}: a YAML value cannot be read ({problem}); quote it if it is text, "
+                            "or fix it") from None
 
 
 def parse_yaml(text: str, source: str) -> dict:

@@ -110,8 +110,8 @@ def path_for(cfg: Config, output: str) -> str:
     return os.path.splitext(output)[0] + ".ckpt.h5"
 
 
-def result_hash(cfg: Config) -> str:
-    """Hash of the settings that decide the field and the snapshots, not of how the run is parallelised."""
+def result_settings(cfg: Config) -> str:
+    """The settings that decide the field and the snapshots, not how the run is parallelised, as YAML."""
     settings = {key: cfg.to_dict()[key] for key in RESULT_KEYS}
     settings["output.every"] = cfg.output.every
     layout = {key: value for key, value in cfg.to_dict()["output"].items()
@@ -119,7 +119,39 @@ def result_hash(cfg: Config) -> str:
     if layout:          # what the output stores (absent for the defaults: older checkpoints stay valid)
         settings["output.layout"] = layout
     settings["model"] = cfg.model_impl.source_hash           # where the file lies does not matter
-    return hashlib.sha256(yaml.safe_dump(settings, sort_keys=True).encode()).hexdigest()[:16]
+    return yaml.safe_dump(settings, sort_keys=True)
+
+
+def result_hash(cfg: Config) -> str:
+    """Hash of :func:`result_settings`: a checkpoint resumes only a run whose hash it holds."""
+    return hashlib.sha256(result_settings(cfg).encode()).hexdigest()[:16]
+
+
+def settings_that_differ(recorded, cfg: Config) -> str:
+    """Which settings (dotted keys) a checkpoint's recorded :func:`result_settings` and cfg's differ in, as text
+    for a message; the list of what could, where the checkpoint recorded none (an older one)."""
+    def flat(tree, prefix=""):
+        out = {}
+        for key, value in tree.items():
+            name = prefix + str(key)
+            if isinstance(value, dict):
+                out.update(flat(value, name + "."))
+            else:
+                out[SETTING_NAMES.get(name, name.replace("output.layout.", "output."))] = value
+        return out
+    try:
+        before = yaml.safe_load(recorded) if isinstance(recorded, str) else None
+    except yaml.YAMLError:
+        before = None
+    if not isinstance(before, dict):
+        return "the model or its source, grid, physics, initial, boundary, time or output settings differ"
+    before, now = flat(before), flat(yaml.safe_load(result_settings(cfg)))
+    keys = sorted(key for key in {*before, *now} if before.get(key) != now.get(key))
+    shown = ", ".join(keys[:4]) + (f" and {len(keys) - 4} more" if len(keys) > 4 else "")
+    return f"{shown} differ{'s' if len(keys) == 1 else ''}"
+
+
+SETTING_NAMES = {"model": "the model's source"}
 
 
 def checksum(block: np.ndarray, decomp: Decomposition) -> str:
@@ -184,7 +216,8 @@ def write(path: str, cfg: Config, decomp: Decomposition, block: np.ndarray, step
                     else:
                         field[rows, cols] = block[index]
                 f.attrs.update(format=FORMAT, step=step, time=step * cfg.time.dt, snapshots=snapshots,
-                               result_hash=result_hash(cfg), checksum=total, nx=decomp.nx, ny=decomp.ny,
+                               result_hash=result_hash(cfg), result_settings=result_settings(cfg), checksum=total,
+                               nx=decomp.nx, ny=decomp.ny,
                                ranks=decomp.size)
             except BaseException:
                 _abandon(f, tmp, parallel)
@@ -251,6 +284,7 @@ def inspect(path: str, cfg: Config, output_partial: str) -> dict:
         with h5py.File(path, "r") as f:
             attrs = {key: attribute(f.attrs.get(key)) for key in ("format", "step", "snapshots", "result_hash",
                                                                   "checksum")}
+            recorded = attribute(f.attrs.get("result_settings"))
             shapes = {f[name].shape if isinstance(f.get(name), h5py.Dataset) else None
                       for name in cfg.model_impl.fields}
             shape = shapes.pop() if len(shapes) == 1 else None
@@ -263,9 +297,8 @@ def inspect(path: str, cfg: Config, output_partial: str) -> dict:
             or not all(isinstance(attrs[k], str) for k in ("result_hash", "checksum"))):
         raise CheckpointError(f"{refuse} is not a complete {FORMAT} file; {restart}")
     if str(attribute(attrs["result_hash"])) != result_hash(cfg):
-        raise CheckpointError(f"{refuse} was written for another config (the model or its source, grid, physics, "
-                              f"initial, boundary, time or output settings differ); run with the same config, "
-                              f"or {restart}")
+        raise CheckpointError(f"{refuse} was written for another config ({settings_that_differ(recorded, cfg)}); "
+                              f"run with the same config, or {restart}")
     step, snapshots = int(attrs["step"]), int(attrs["snapshots"])
     if shape != (cfg.grid.ny, cfg.grid.nx) or not 0 <= step <= cfg.nsteps or not 1 <= snapshots <= step + 1:
         raise CheckpointError(f"{refuse} does not fit the grid or the step range of the config; {restart}")
@@ -292,13 +325,13 @@ def check_owner(path: str, cfg: Config) -> None:
         with h5py.File(path, "r") as f:
             if attribute(f.attrs.get("format")) != FORMAT:
                 return
-            recorded = attribute(f.attrs.get("result_hash"))
+            recorded, settings = attribute(f.attrs.get("result_hash")), attribute(f.attrs.get("result_settings"))
     except Exception:
         return
     if recorded != result_hash(cfg):
-        raise CheckpointError(f"checkpoint {path} belongs to the run of another config (the model or its source, "
-                              "grid, physics, initial, boundary, time or output settings differ); set checkpoint.path "
-                              "to another file, or remove it if that run is yours to lose")
+        raise CheckpointError(f"checkpoint {path} belongs to the run of another config "
+                              f"({settings_that_differ(settings, cfg)}); set checkpoint.path to another file, or "
+                              "remove it if that run is yours to lose")
 
 
 def remove(path: str, decomp: Decomposition) -> None:
