@@ -143,10 +143,12 @@ def settings_that_differ(recorded, cfg: Config) -> str:
         before = yaml.safe_load(recorded) if isinstance(recorded, str) else None
     except yaml.YAMLError:
         before = None
-    if not isinstance(before, dict):
+    keys = []
+    if isinstance(before, dict):
+        before, now = flat(before), flat(yaml.safe_load(result_settings(cfg)))
+        keys = sorted(key for key in {*before, *now} if before.get(key) != now.get(key))
+    if not keys:            # none recorded, or a record that does not tell (not one the solver wrote)
         return "the model or its source, grid, physics, initial, boundary, time or output settings differ"
-    before, now = flat(before), flat(yaml.safe_load(result_settings(cfg)))
-    keys = sorted(key for key in {*before, *now} if before.get(key) != now.get(key))
     shown = ", ".join(keys[:4]) + (f" and {len(keys) - 4} more" if len(keys) > 4 else "")
     return f"{shown} differ{'s' if len(keys) == 1 else ''}"
 
@@ -217,8 +219,7 @@ def write(path: str, cfg: Config, decomp: Decomposition, block: np.ndarray, step
                         field[rows, cols] = block[index]
                 f.attrs.update(format=FORMAT, step=step, time=step * cfg.time.dt, snapshots=snapshots,
                                result_hash=result_hash(cfg), result_settings=result_settings(cfg), checksum=total,
-                               nx=decomp.nx, ny=decomp.ny,
-                               ranks=decomp.size)
+                               nx=decomp.nx, ny=decomp.ny, ranks=decomp.size)
             except BaseException:
                 _abandon(f, tmp, parallel)
                 raise
