@@ -2,6 +2,8 @@
 analytic Gaussian, and the benchmark command runs end to end. No test looks at wall-clock time."""
 from __future__ import annotations
 
+import contextlib
+
 import json
 import subprocess
 
@@ -137,6 +139,49 @@ def test_kernels_record_series_and_probes_of_every_step_they_take(kernel, model_
             assert np.array_equal(probes[s], np.array([state[:, j, i] for j, i in nodes])), s
         else:
             assert np.all(probes[s] == -1.0), s
+
+
+@contextlib.contextmanager
+def numba_threads(count):
+    """numba's thread count set to ``count`` (at most its pool's) inside the block."""
+    import numba
+    before = numba.get_num_threads()
+    numba.set_num_threads(min(count, numba.config.NUMBA_NUM_THREADS))
+    try:
+        yield
+    finally:
+        numba.set_num_threads(before)
+
+
+@pytest.mark.parametrize("kernel", ["numba", "rows", "tiled"])
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("ny, nx, strip", [(12, 40, 6), (9, 13, 512), (30, 7, 3)])
+def test_record_slots_bound_the_slots_each_kernel_writes(kernel, threads, ny, nx, strip, monkeypatch):
+    """kernels.record_slots, the size of the runs' records, holds every slot a call writes (the compiled code
+    checks no bounds), and a call given fewer slots, or records for other steps, is refused before it runs."""
+    monkeypatch.setattr(tiling, "DEPTH", 3)
+    monkeypatch.setattr(tiling, "STRIP", strip)
+    model, u, v, k = problem("diffusion", ny, nx)
+    steps, region = 4, (1, ny - 1, 1, nx - 1)
+    a, values = space_and_time(model, ny, nx, steps)
+    advance = kernels.get_advance(model, kernel)
+
+    def records(count, slots):
+        stats = np.empty((count, slots, 1, 4))
+        stats[...] = kernels.NEUTRAL
+        return kernels.records_for(region, np.ones(nx - 2), np.ones(ny - 2), np.ones(count, np.int64), stats,
+                                   np.empty((count, 0, 1)), ())
+    with numba_threads(threads):
+        slots = kernels.record_slots(kernel, u.shape)
+        roomy = records(steps, ny + nx + 64)
+        advance(u.copy(), v.copy(), a, steps, k, values, region, (0, 0, 0, 0), roomy)
+        written = np.nonzero(np.any(roomy.stats[:, :, 0, 0] != 0.0, axis=0))[0]
+        assert written.size and written.max() < slots, (written, slots)
+        with pytest.raises(ValueError, match=f"records with {slots - 1} slots given to a kernel call that "
+                                             f"writes up to {slots}"):
+            advance(u.copy(), v.copy(), a, steps, k, values, region, (0, 0, 0, 0), records(steps, slots - 1))
+        with pytest.raises(ValueError, match=f"records for {steps - 1} steps given to a kernel call of {steps}"):
+            advance(u.copy(), v.copy(), a, steps, k, values, region, (0, 0, 0, 0), records(steps - 1, slots))
 
 
 def record_every_step(kernel, model, u, v, k, steps, region, want, nodes=()):

@@ -61,7 +61,7 @@ def get_advance(model: Model, name: str):
                    "prange": compiled._advance_prange}[name]
         return lambda u, v, a, steps, k, values, region, shrink=(0, 0, 0, 0), records=None: \
             advance(u, v, a, steps, _floats(k), _values(values, steps), tuple(region), tuple(shrink),
-                    _records(records, steps))
+                    _records(records, steps, record_slots(name, u.shape)))
     depth = tiling.depth_for(len(model.fields))
     columns = tiling.ring_columns(tiling.STRIP, depth)
 
@@ -69,7 +69,7 @@ def get_advance(model: Model, name: str):
         import numba
         return compiled._advance_tiled(u, v, a, steps, _floats(k), _values(values, steps), tuple(region),
                                        tuple(shrink), tiling.STRIP, depth, columns, numba.get_num_threads(),
-                                       _records(records, steps))
+                                       _records(records, steps, record_slots("tiled", u.shape)))
     return advance_tiled
 
 
@@ -126,18 +126,34 @@ def records_for(own, wx, wy, want, stats, probes, nodes) -> KernelRecords:
                          stats, row_first, probe_at, probes)
 
 
+def record_slots(name: str, shape: tuple[int, ...]) -> int:
+    """How many slots of ``stats`` (:func:`records_for`) a call of the numba kernel ``name`` on arrays of
+    ``shape`` (fields, y, x) writes at most, with numba's thread count now: a slot per row (numba, rows,
+    prange), or per strip of columns (tiled: as solver/core/stencil.py ``_advance_tiled`` cuts them). Records
+    add up every slot after each call, so there should be no more than the kernel writes."""
+    ny, nx = shape[-2:]
+    if name != "tiled":
+        return ny
+    import numba
+    strips, threads = -(-nx // tiling.STRIP), numba.get_num_threads()
+    return min(-(-strips // threads) * threads, nx)
+
+
 NEUTRAL = (0.0, 0.0, np.inf, -np.inf)      # a slot of ``stats`` before any node is added
 NO_RECORDS = records_for((0, 0, 0, 0), np.empty(0), np.empty(0), np.empty(0), np.empty((0, 1, 1, 4)),
                          np.empty((0, 0, 1)), ())
 
 
-def _records(records: KernelRecords | None, steps: int) -> KernelRecords:
-    """The records of a call (:data:`NO_RECORDS` for None), checked: one more step than ``want`` holds would
-    write past its arrays."""
+def _records(records: KernelRecords | None, steps: int, slots: int) -> KernelRecords:
+    """The records of a call (:data:`NO_RECORDS` for None), checked: one more step than ``want`` holds, or
+    fewer slots than the kernel writes (:func:`record_slots`), would write past its arrays."""
     if records is None:
         return NO_RECORDS
     if not records.want.shape[0] == records.stats.shape[0] == records.probes.shape[0] == steps:
         raise ValueError(f"records for {records.want.shape[0]} steps given to a kernel call of {steps} steps")
+    if records.stats.shape[1] < slots:
+        raise ValueError(f"records with {records.stats.shape[1]} slots given to a kernel call that writes up to "
+                         f"{slots}")
     return records
 
 

@@ -24,7 +24,7 @@ from ..storage import checkpoint, provenance
 from ..storage.output import FieldWriter, partial_path
 from .hooks import FAULT_VARIABLE, HOLD_VARIABLE, fail, hold, test_hook
 from .planning import choose_threads, set_threads
-from .stepper import Recording, Stepper, Timer
+from .stepper import Stepper, Timer
 from .wisdom import decide
 
 PROGRESS_EVERY = 0.1     # fraction of the run between progress lines
@@ -111,7 +111,7 @@ def run(cfg: Config, path: str, comm=SERIAL, say=None, restart: str = "never", m
                     if period:
                         stop = min(stop, _next_multiple(step, period))
                 want = records.wants(step, stop - step) if inside else None
-                recording = Recording(decomp, u, want, records.wx, records.wy, records.mine.values()) \
+                recording = stepper.recording(u, want, records.wx, records.wy, records.mine.values()) \
                     if inside and want.any() else None
                 u, v = stepper.advance(u, v, step, stop - step, recording)
                 if recording is not None:

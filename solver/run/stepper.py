@@ -35,16 +35,16 @@ class Timer:
 
 class Recording:
     """What the kernels record during one advance of ``len(want)`` steps (``want[s]``: bit 1 the series, bit 2
-    the probes after the advance's step s): each field's statistics over the owned nodes (a slot per owned row or
-    strip of the kernel, and a last one for the owned nodes no kernel writes, a fixed boundary's, which keep
-    their values through the advance) and the fields at the owned probes' ``nodes`` (``(j, i)`` in the owned
-    block), from u, the state at the advance's start, and the weights ``wx``, ``wy`` of the owned nodes."""
+    the probes after the advance's step s): each field's statistics over the owned nodes (in ``slots`` slots,
+    one per owned row or strip of the kernel: kernels.record_slots; and a last one for the owned nodes no
+    kernel writes, a fixed boundary's, which keep their values through the advance) and the fields at the owned
+    probes' ``nodes`` (``(j, i)`` in the owned block), from u, the state at the advance's start, and the weights
+    ``wx``, ``wy`` of the owned nodes."""
 
-    def __init__(self, decomp: Decomposition, u: np.ndarray, want: np.ndarray, wx, wy, nodes):
+    def __init__(self, decomp: Decomposition, u: np.ndarray, want: np.ndarray, wx, wy, nodes, slots: int):
         h, fields = decomp.halo, u.shape[0]
         own = (h, h + decomp.ny_own, h, h + decomp.nx_own)
         nodes = [(j + h, i + h) for j, i in nodes]
-        slots = max(u.shape[1:])            # rows (plain kernels) or strips (tiled) of the array
         self.want = want
         self.stats = np.empty((len(want), slots + 1, fields, 4))
         self.stats[...] = kernels.NEUTRAL
@@ -127,6 +127,12 @@ class Stepper:
         # Records inside the kernels: the compiled ones, and only where the owned nodes they do not write keep
         # their values through a call (not sides that change with time, set between its steps)
         self.records_inside = kernel in ("numba", "rows", "tiled") and not self.per_step
+        self.kernel_name = kernel
+
+    def recording(self, u: np.ndarray, want: np.ndarray, wx, wy, nodes) -> Recording:
+        """A :class:`Recording` of an advance of u (``want``, ``wx``, ``wy``, ``nodes`` as it takes them), with
+        as many slots as this stepper's kernel writes."""
+        return Recording(self.decomp, u, want, wx, wy, nodes, kernels.record_slots(self.kernel_name, u.shape))
 
     def advance(self, u: np.ndarray, v: np.ndarray, first: int, steps: int,
                 recording: Recording | None = None) -> tuple[np.ndarray, np.ndarray]:
