@@ -119,9 +119,9 @@ def _main(argv: list[str] | None, commands: dict) -> int:
 def command_run(args) -> int:
     if launched_by_mpi():       # from the start: a rank may hang before MPI starts, reading a config, say
         watch_launcher(launcher_rank())
+    machine.check_environment()       # first, and on every rank: MPI's and numba's start-up read these
     cfg, path, found = None, None, None
     try:
-        machine.check_environment()
         check_stop_file()
         cfg = config_module.load(args.config, args.overrides)
         path = cfg.output.path if args.output is None else args.output

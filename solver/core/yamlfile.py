@@ -58,8 +58,8 @@ def read(path: str | os.PathLike, source: str) -> str:
 
 
 class YamlTextError(ConfigError):
-    """Text that YAML cannot read as a value (a syntax error, an impossible date): in a ``--set`` value,
-    most often text that needs quotes."""
+    """Text that YAML cannot read as a plain value (a syntax error, a tag, an impossible date): in a ``--set``
+    value, most often text that needs quotes."""
 
 
 def _check_nodes(root, source: str) -> None:
@@ -114,7 +114,7 @@ def safe_load(text: str, source: str) -> Any:
         line = f" (line {err.problem_mark.line + 1})" if err.problem_mark else ""
         hint = "configs hold plain YAML values only, remove the tag" if "tag" in str(err.problem) \
             else "configs hold plain YAML values only"
-        raise ConfigError(f"{source}{line}: {err.problem}; {hint}") from None
+        raise YamlTextError(f"{source}{line}: {err.problem}; {hint}") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         line = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
