@@ -24,6 +24,7 @@ from .comm import (SERIAL, abort, end_together, launched_by_mpi, launcher_rank, 
                    watch_launcher, world)
 from .core import config as config_module
 from .core import sampling, tiling
+from .core.validation import without_effect
 from .errors import EXIT_FAILED, EXIT_REQUEUE, EXIT_USAGE, ConfigError, OutputError, RunError, UserError
 from .info import describe
 from .run import run
@@ -100,6 +101,7 @@ def _main(argv: list[str] | None, commands: dict) -> int:
     try:
         if args.command == "validate":
             cfg = config_module.load(args.config, args.overrides)
+            _warn(cfg, SERIAL)
             print(cfg.to_yaml(), end="")
             print(f"# {args.config}: valid; model {describe_model(cfg)}; {cfg.nsteps} steps, dt = "
                   f"{cfg.stability:.3f} of the largest stable dt")
@@ -126,6 +128,7 @@ def command_run(args) -> int:
         cfg = config_module.load(args.config, args.overrides)
         path = cfg.output.path if args.output is None else args.output
         if args.dry_run:
+            _warn(cfg, SERIAL)
             print(dry_run(cfg, path, args.ranks))
             return 0
         if args.max_steps < 0:
@@ -141,11 +144,11 @@ def command_run(args) -> int:
                           "--max-steps": args.max_steps, "--overwrite": args.overwrite}, found)
     except UserError as err:             # every rank found the same problem: rank 0 says it, once
         return end_together(comm, _refused(err, comm))
+    _warn(cfg, comm)
     safety.started()            # from here a signal is the run's to handle (a checkpoint, a clean-up)
     previous = signal.signal(signal.SIGTERM, _terminate)
     lock = None
     try:
-        output.check_storage(cfg, comm.Get_size() > 1)       # before claim_output makes any directory
         lock = claim_output(path, args.overwrite, comm, resuming=args.restart != "never",
                             checkpoint=path_for(cfg, path), config=args.config, cfg=cfg)
         code = run_guarded(cfg, path, comm, **options)
@@ -158,6 +161,13 @@ def command_run(args) -> int:
         if lock is not None:
             lock.release()
     return end_together(comm, code)
+
+
+def _warn(cfg, comm) -> None:
+    """Rank 0 names the settings given that change nothing (validation.without_effect), a line each."""
+    if comm.Get_rank() == 0:
+        for line in without_effect(cfg):
+            print(f"warning: {line}", file=sys.stderr, flush=True)
 
 
 def _refused(err: UserError, comm) -> int:
@@ -311,21 +321,22 @@ def agree(cfg, comm, run: dict | None = None, found: UserError | None = None) ->
     """Before anything is allocated or written: the run fits in memory on every rank, and every rank
     resolved the same config and model source and was given the same output and options (``run``: name ->
     value); a file edited while the job started, or an MPMD launch, would otherwise hang the ranks in
-    mismatched collectives or mix two models in one output. ``found``: what this rank's config or
-    environment was refused with before MPI started (cfg is then None). Collective under MPI: every rank
-    raises the same ConfigError."""
-    problem = str(found) if found else None
-    if cfg is not None:
+    mismatched collectives or mix two models in one output; the HDF5 in use can write what the output
+    asks. ``found``: what this rank's config or arguments were refused with before MPI started (cfg is then
+    None, or not to be used). Collective under MPI: every rank raises the same ConfigError."""
+    problem = str(found) if found is not None else None
+    if found is None:
         try:
             check_fits(cfg, comm.Get_size())
+            output.check_storage(cfg, comm.Get_size() > 1)      # before claim_output makes any directory
         except UserError as err:
             problem = str(err)
     if comm.Get_size() == 1:
-        if problem:
+        if problem is not None:
             raise ConfigError(problem)
         return
     decisive = None
-    if cfg is not None:
+    if found is None:
         digest = hashlib.sha256(cfg.to_yaml().encode()).hexdigest()[:16]
         decisive = {"config": digest, "model source": cfg.model_impl.source_hash, **(run or {})}
     answers = comm.allgather((decisive, problem))

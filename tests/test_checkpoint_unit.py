@@ -169,8 +169,9 @@ def test_another_config_or_grid_is_refused(saved, tmp_path):
             inspect(path, other, partial)
         with pytest.raises(CheckpointError, match=rf"belongs to the run of another config \({key} differs\)"):
             check_owner(path, other)
-    # an older checkpoint without them; one whose record does not tell (its settings, not its hash, match)
-    for settings in (None, checkpoint.result_settings(others[0])):
+    # an older checkpoint without them; one whose record does not tell (its settings, not its hash, match);
+    # records the solver does not write (a foreign or damaged file): the same wording, no traceback
+    for settings in (None, checkpoint.result_settings(others[0]), "x: !!int abc\n", "[[[[" * 200):
         with h5py.File(path, "r+") as f:
             f.attrs.pop("result_settings", None)
             if settings is not None:

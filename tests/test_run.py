@@ -122,3 +122,35 @@ def test_dry_run_predicts_and_writes_nothing(tmp_path, small_config):
                  "4 rank(s) as", "ring buffers per thread"):
         assert word in text, text
     assert not (tmp_path / "out.h5").exists()
+
+
+class TwoRanks:
+    """A communicator of two ranks, this one rank 0, whose allgather answers with rank 1's ``other``."""
+
+    def __init__(self, other):
+        self.other = other
+
+    def Get_size(self):
+        return 2
+
+    def Get_rank(self):
+        return 0
+
+    def allgather(self, mine):
+        return [mine, self.other(mine)]
+
+
+def test_agree_says_a_refusal_found_before_mpi_started_on_every_rank_or_names_its_rank(small_config):
+    """cli.agree: a config refused while loading on every rank is said as it is; on one rank only, with that
+    rank's number, ahead of what the ranks that loaded it found (here: too little memory)."""
+    from solver.cli import agree
+    from solver.errors import ConfigError
+    cfg = config.load(small_config)
+    refused = ConfigError("x.yaml: grid.nx = 0 must be at least 3")
+    with pytest.raises(ConfigError, match=r"^x.yaml: grid.nx = 0 must be at least 3$"):
+        agree(None, TwoRanks(lambda mine: mine), found=refused)              # both ranks refused it
+    with pytest.raises(ConfigError, match=r"^rank 1: x.yaml: grid.nx = 0 must be at least 3$"):
+        agree(cfg, TwoRanks(lambda mine: (None, str(refused))))             # only rank 1 did
+    with pytest.raises(ConfigError, match=r"^rank 0: x.yaml"):
+        agree(None, TwoRanks(lambda mine: ({"config": "?"}, "too little memory")), found=refused)
+    agree(cfg, TwoRanks(lambda mine: mine))                                 # nothing refused: nothing raised

@@ -110,7 +110,7 @@ def records_for(own, wx, wy, want, stats, probes, nodes) -> KernelRecords:
     ``stats[s, slot]``, ``(steps, slots, fields, 4)`` = weighted total, weighted sum of squares, min, max, and
     the value of every field at ``nodes`` (``(j, i)`` pairs, local) stored into ``probes[s]``, ``(steps, nodes,
     fields)``, as ``want[s]`` asks (bit 1: statistics, bit 2: probes). A slot is an owned row (numba, rows)
-    or a strip of columns (tiled): as many as the array has rows or columns; start them at :data:`NEUTRAL`.
+    or a strip of columns (tiled): at least :func:`record_slots` of them; start them at :data:`NEUTRAL`.
     ``own`` within the region must lie within the last step's box (as the owned block does in the stepper's
     calls). Only nodes the call writes are recorded: those it never writes (a fixed boundary) are the caller's.
     The nodes travel sorted by row: ``row_first[j]`` is the first of row j's in ``probe_at`` (column, index in
@@ -132,11 +132,12 @@ def record_slots(name: str, shape: tuple[int, ...]) -> int:
     prange), or per strip of columns (tiled: as solver/core/stencil.py ``_advance_tiled`` cuts them). Records
     add up every slot after each call, so there should be no more than the kernel writes."""
     ny, nx = shape[-2:]
+    rows, columns = max(1, ny - 2), max(1, nx - 2)      # a box leaves a node on every side
     if name != "tiled":
-        return ny
+        return rows
     import numba
-    strips, threads = -(-nx // tiling.STRIP), numba.get_num_threads()
-    return min(-(-strips // threads) * threads, nx)
+    strips, threads = -(-columns // tiling.STRIP), numba.get_num_threads()
+    return min(-(-strips // threads) * threads, columns)
 
 
 NEUTRAL = (0.0, 0.0, np.inf, -np.inf)      # a slot of ``stats`` before any node is added

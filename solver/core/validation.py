@@ -256,11 +256,6 @@ def _validate_output(cfg: Config, fail) -> None:
     _choice(fail, "output.compression", out.compression, COMPRESSIONS)
     if not 1 <= out.compression_level <= 9:
         fail(f"output.compression_level = {out.compression_level} must be a gzip level from 1 (fast) to 9 (small)")
-    unused = {"compression_level": out.compression_level, "shuffle": out.shuffle}
-    for key, value in unused.items():
-        if out.compression == "none" and value != getattr(type(out)(), key):
-            fail(f"output.{key} = {show(value)} has no effect with output.compression = 'none'; set "
-                 f"output.compression: gzip to compress, or leave output.{key} out")
     if min(out.subsample) < 1:
         fail(f"output.subsample = {list(out.subsample)} must be two counts of at least 1 ([1, 1] keeps every node)")
     for axis in out.window:
@@ -293,6 +288,16 @@ def _validate_output(cfg: Config, fail) -> None:
             fail(f"{where} = [{x!r}, {y!r}] lies outside the domain x in [{x0:g}, {x1:g}], y in [{y0:g}, {y1:g}]; "
                  "move it inside")
     _check_stored_names(cfg, fail)
+
+
+def without_effect(cfg: Config) -> list[str]:
+    """Settings given that change nothing (one line each, for a warning): a valid config, so that a run
+    stopped or an ensemble computed with them still resumes (they are part of its result hash)."""
+    out, defaults = cfg.output, type(cfg.output)()
+    return [f"{cfg.source}: output.{key} = {str(value).lower() if isinstance(value, bool) else value} has no "
+            "effect with output.compression = none (set output.compression: gzip to compress)"
+            for key, value in (("compression_level", out.compression_level), ("shuffle", out.shuffle))
+            if out.compression == "none" and value != getattr(defaults, key)]
 
 
 def _check_stored_names(cfg: Config, fail) -> None:

@@ -26,10 +26,11 @@ import numpy as np
 import yaml
 
 from ..comm import any_true, on_root
+from ..core import yamlfile
 from ..core.config import Config
 from ..core.schema import plain
 from ..core.grid import Decomposition
-from ..errors import EXIT_REQUEUE, CheckpointError, EnvironmentSettingError
+from ..errors import EXIT_REQUEUE, CheckpointError, ConfigError, EnvironmentSettingError
 from .files import CHECKPOINT, CHECKPOINT_FORMAT as FORMAT, kind
 from .output import attribute, open_hdf5, reason, writing
 
@@ -140,8 +141,8 @@ def settings_that_differ(recorded, cfg: Config) -> str:
                 out[SETTING_NAMES.get(name, name.replace("output.layout.", "output."))] = value
         return out
     try:
-        before = yaml.safe_load(recorded) if isinstance(recorded, str) else None
-    except yaml.YAMLError:
+        before = yamlfile.safe_load(recorded, "the checkpoint's settings") if isinstance(recorded, str) else None
+    except ConfigError:        # not what the solver writes: a damaged or foreign file
         before = None
     keys = []
     if isinstance(before, dict):
