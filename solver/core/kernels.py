@@ -61,7 +61,7 @@ def get_advance(model: Model, name: str):
                    "prange": compiled._advance_prange}[name]
         return lambda u, v, a, steps, k, values, region, shrink=(0, 0, 0, 0), records=None: \
             advance(u, v, a, steps, _floats(k), _values(values, steps), tuple(region), tuple(shrink),
-                    _records(records, steps, record_slots(name, u.shape)))
+                    _records(records, steps, name, u.shape))
     depth = tiling.depth_for(len(model.fields))
     columns = tiling.ring_columns(tiling.STRIP, depth)
 
@@ -69,7 +69,7 @@ def get_advance(model: Model, name: str):
         import numba
         return compiled._advance_tiled(u, v, a, steps, _floats(k), _values(values, steps), tuple(region),
                                        tuple(shrink), tiling.STRIP, depth, columns, numba.get_num_threads(),
-                                       _records(records, steps, record_slots("tiled", u.shape)))
+                                       _records(records, steps, "tiled", u.shape))
     return advance_tiled
 
 
@@ -145,13 +145,15 @@ NO_RECORDS = records_for((0, 0, 0, 0), np.empty(0), np.empty(0), np.empty(0), np
                          np.empty((0, 0, 1)), ())
 
 
-def _records(records: KernelRecords | None, steps: int, slots: int) -> KernelRecords:
-    """The records of a call (:data:`NO_RECORDS` for None), checked: one more step than ``want`` holds, or
-    fewer slots than the kernel writes (:func:`record_slots`), would write past its arrays."""
+def _records(records: KernelRecords | None, steps: int, name: str, shape: tuple[int, ...]) -> KernelRecords:
+    """The records of a call of kernel ``name`` on arrays of ``shape`` (:data:`NO_RECORDS` for None), checked:
+    one more step than ``want`` holds, or fewer slots than the kernel writes (:func:`record_slots`), would
+    write past its arrays."""
     if records is None:
         return NO_RECORDS
     if not records.want.shape[0] == records.stats.shape[0] == records.probes.shape[0] == steps:
         raise ValueError(f"records for {records.want.shape[0]} steps given to a kernel call of {steps} steps")
+    slots = record_slots(name, shape)
     if records.stats.shape[1] < slots:
         raise ValueError(f"records with {records.stats.shape[1]} slots given to a kernel call that writes up to "
                          f"{slots}")
