@@ -127,16 +127,14 @@ def command_run(args) -> int:
         check_stop_file()
         cfg = config_module.load(args.config, args.overrides)
         path = cfg.output.path if args.output is None else args.output
-        if args.dry_run:
-            _warn(cfg, SERIAL)
-            print(dry_run(cfg, path, args.ranks))
-            return 0
-        if args.max_steps < 0:
+        if args.max_steps < 0 and not args.dry_run:
             raise ConfigError(f"--max-steps {args.max_steps}: must be a positive step count (0: no limit)")
     except UserError as err:
-        if not launched_by_mpi() or args.dry_run:     # a dry run says what each rank finds: no collective
+        if not launched_by_mpi():
             raise
         found = err                      # every rank loads the same files: rank 0 says it once (agree)
+    if args.dry_run:
+        return command_dry_run(cfg, path, args.ranks, found)
     options = {"restart": args.restart, "max_steps": args.max_steps}
     comm = world()
     try:
@@ -161,6 +159,43 @@ def command_run(args) -> int:
         if lock is not None:
             lock.release()
     return end_together(comm, code)
+
+
+def command_dry_run(cfg, path: str | None, ranks: int | None, found: UserError | None = None) -> int:
+    """Print what the run would do and need (:func:`dry_run`). Under a launcher (a job script's dry run) every
+    rank predicts on its own and rank 0 prints the prediction, or the refusal, once (one allgather: a refusal
+    that only some ranks met is named by the first such rank); otherwise it is the plain serial call."""
+    launched = launched_by_mpi()
+    text, problem = None, None if found is None else str(found)
+    if found is None:
+        quiet = launched and launcher_rank() != 0         # the warnings, too, from rank 0 alone
+        if not quiet:
+            _warn(cfg, SERIAL)
+        try:
+            text = dry_run(cfg, path, ranks, quiet=quiet)
+        except UserError as err:
+            if not launched:
+                raise
+            problem = str(err)
+    if not launched:
+        print(text)
+        return 0
+    comm = world()
+    problem = first_refusal(comm.allgather(problem))
+    if problem is not None:
+        return end_together(comm, _refused(ConfigError(problem), comm))
+    if comm.Get_rank() == 0:
+        print(text, flush=True)
+    return 0
+
+
+def first_refusal(problems: list) -> str | None:
+    """The first rank's problem among every rank's (None: no problem), named by its rank unless every rank
+    had one (then they found the same: the same files, the same arguments)."""
+    refused = [rank for rank, problem in enumerate(problems) if problem is not None]
+    if not refused:
+        return None
+    return ("" if len(refused) == len(problems) else f"rank {refused[0]}: ") + problems[refused[0]]
 
 
 def _warn(cfg, comm) -> None:
@@ -340,10 +375,9 @@ def agree(cfg, comm, run: dict | None = None, found: UserError | None = None) ->
         digest = hashlib.sha256(cfg.to_yaml().encode()).hexdigest()[:16]
         decisive = {"config": digest, "model source": cfg.model_impl.source_hash, **(run or {})}
     answers = comm.allgather((decisive, problem))
-    refused = [rank for rank, (other, _) in enumerate(answers) if other is None]
-    if refused:               # the first refusal; named by its rank unless every rank had it
-        rank = refused[0]
-        raise ConfigError(("" if len(refused) == len(answers) else f"rank {rank}: ") + answers[rank][1])
+    refusal = first_refusal([problem if other is None else None for other, problem in answers])
+    if refusal is not None:
+        raise ConfigError(refusal)
     for rank, (other, _) in enumerate(answers):
         differs = [name for name in answers[0][0] if other.get(name) != answers[0][0][name]]
         if differs and differs[0] == "config":
@@ -364,8 +398,8 @@ def agree(cfg, comm, run: dict | None = None, found: UserError | None = None) ->
         raise ConfigError(problem)
 
 
-def dry_run(cfg, path: str, ranks: int | None) -> str:
-    """What a run would do and need, without running it."""
+def dry_run(cfg, path: str, ranks: int | None, quiet: bool = False) -> str:
+    """What a run would do and need, without running it; ``quiet``: no warning on stderr (rank 0 says them)."""
     if ranks is None:
         ranks = launcher_size() or 1
     need = footprint(cfg, ranks)         # checks the rank count first
@@ -374,7 +408,7 @@ def dry_run(cfg, path: str, ranks: int | None) -> str:
     need = footprint(cfg, ranks, decision.plan)
     (px, py), (bx, by), field_bytes, chosen = need.dims, need.block, need.field_bytes, need.plan
     h = chosen.halo
-    check_fits(cfg, ranks, warn=lambda message: print(message, file=sys.stderr, flush=True))
+    check_fits(cfg, ranks, warn=lambda message: quiet or print(message, file=sys.stderr, flush=True))
     fields = len(cfg.model_impl.fields)
     scratch = ""
     if chosen.kernel == "tiled":

@@ -161,6 +161,21 @@ def test_a_config_every_rank_refuses_is_said_once(small, tmp_path, override, mes
     assert not out.exists() and not out.with_name("refused.h5.partial").exists()
 
 
+def test_a_dry_run_under_mpirun_is_said_once(small, tmp_path):
+    """A job script's dry run: every rank predicts, rank 0 prints the prediction and its warnings once, or
+    the refusal, once."""
+    config, _ = small
+    result = succeeded(mpirun(2, PYTHON, "-m", "solver", "run", config, "--dry-run", "--set",
+                              "output.compression_level=9"))
+    assert result.stdout.count("# decomposition    2 rank(s)") == 1, result.stdout
+    warning, = [line for line in result.stderr.splitlines() if line.strip()]
+    assert warning.startswith("warning:") and "output.compression_level = 9 has no effect" in warning
+    result = mpirun(2, PYTHON, "-m", "solver", "run", config, "--dry-run", "--set", "time.dt=1")
+    assert result.returncode == 2 and not result.stdout, result.stdout
+    error, = [line for line in result.stderr.splitlines() if line.strip()]
+    assert error.startswith("error:") and "time.dt = 1.0 is unstable" in error, result.stderr
+
+
 def test_mpi2d_script_runs_a_small_config(small, tmp_path):
     config, serial = small
     auto = write_config(tmp_path, "auto.yaml", parallel={"threads": "auto"})

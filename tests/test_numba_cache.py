@@ -86,3 +86,96 @@ def test_kernel_edited_in_place_is_compiled_again(tmp_path):
     after = outcome(start("numba", env, cwd=package))
     assert after["numba"][0] == "differs" and after["numba"][1] != before["numba"][1], \
         "the edited kernel ran the machine code cached for the old one"
+
+
+# Compile the kernels' _box for one integer width with numba's cache save of it forced into the worst order
+# against a second process (argv: this process's marker, the other's, the width): both read the index before
+# either writes it ("a" and "b"), then b writes index and data between a's index and a's data. Unserialised,
+# the index then names b's signature beside a's machine code. Each wait ends, too, when the other process is
+# seen waiting on the kernels' lock (/proc/locks), which the serialised saves make it do.
+RACE = """
+import itertools, os, sys, time
+import numpy as np
+from numba.core import caching
+from solver import models
+from solver.core import kernels
+me, other, width = sys.argv[1:]
+module = kernels.compile_for(models.load("diffusion"))
+lock = module.__file__[:-3] + ".lock"
+
+def waiting_on_lock():
+    if not os.path.exists(lock):
+        return False
+    inode = os.stat(lock).st_ino
+    with open("/proc/locks") as f:
+        return any("->" in line and line.split()[-3].endswith(f":{inode}") for line in f)
+
+def wait_for(marker):
+    deadline = time.monotonic() + 120
+    while not os.path.exists(marker) and not waiting_on_lock():
+        assert time.monotonic() < deadline, f"neither {marker} nor a wait on the lock"
+        time.sleep(0.01)        # a poll within the wait for an event
+
+def mark(suffix):
+    open(me + suffix, "w").close()
+
+def save(self, key, data):      # numba's IndexDataCacheFile.save, with the waits
+    overloads = self._load_index()
+    mark("-read")
+    wait_for(other + "-read")
+    if key not in overloads:
+        taken = set(overloads.values())
+        overloads[key] = next(n for n in map(self._data_name, itertools.count(1)) if n not in taken)
+        if me.endswith("b"):
+            wait_for(other + "-indexed")
+        self._save_index(overloads)
+    mark("-indexed")
+    if me.endswith("a"):
+        wait_for(other + "-data")
+    self._save_data(overloads[key], data)
+    mark("-data")
+
+caching.IndexDataCacheFile.save = save
+t = getattr(np, "int" + width)
+print(module._box(tuple(map(t, (1, 9, 1, 9))), tuple(map(t, (1, 0, 0, 0))), t(2)))
+"""
+
+# Every entry of _box's cache index: the signature it is filed under and the one its machine code is for.
+ENTRIES = """
+import glob, os, pickle
+from solver import models
+from solver.core import kernels
+module = kernels.compile_for(models.load("diffusion"))
+folder = os.path.join(os.path.dirname(module.__file__), "__pycache__")
+index, = glob.glob(os.path.join(folder, "*._box-*.nbi"))
+with open(index, "rb") as f:
+    pickle.load(f)
+    _, entries = pickle.loads(f.read())
+for key, name in entries.items():
+    with open(os.path.join(folder, name), "rb") as f:
+        data = pickle.loads(f.read())
+    print(key[0], "|", next(str(d).split(" ->")[0] for d in data if str(d).startswith("(UniTuple")))
+"""
+
+
+@pytest.mark.slow
+def test_processes_saving_other_signatures_at_once_keep_the_cache_index_true(tmp_path):
+    """Two processes filing different signatures of one kernel function at once (runs with and without probes
+    starting together, the two halves of this suite): numba numbers a data file after the entries the index
+    lists when it reads it, so both took number 1, and the index could name one signature beside the other's
+    machine code, which a later run would load and run (a crash in CI). The saves are serialised
+    (kernels._SerialisedCache): each signature keeps its own entry, its own machine code."""
+    env = solver_env(SOLVER_KERNEL_DIR=str(tmp_path / "kernels"), NUMBA_NUM_THREADS="1")
+    env.pop("NUMBA_CACHE_DIR", None)
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    procs = [subprocess.Popen([PYTHON, "-c", RACE, *args], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for args in ((a, b, "64"), (b, a, "32"))]
+    for proc in procs:
+        out, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0 and out.strip() == "(3, 9, 1, 9)", err[-3000:]
+    entries = subprocess.run([PYTHON, "-c", ENTRIES], cwd=REPO, env=env, capture_output=True, text=True,
+                             timeout=600, check=True).stdout.splitlines()
+    filed = [tuple(part.strip() for part in line.split("|")) for line in entries]
+    assert sorted(key for key, _ in filed) == ["(UniTuple(int32, 4), UniTuple(int32, 4), int32)",
+                                                "(UniTuple(int64, 4), UniTuple(int64, 4), int64)"], entries
+    assert all(key == code.replace(" x ", ", ") for key, code in filed), entries

@@ -23,6 +23,7 @@ that: an unchanged model loads its machine code from the cache, an edited one co
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import importlib.util
 import os
@@ -382,5 +383,51 @@ def compile_for(model: Model):
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     spec.loader.exec_module(module)
+    _serialise_cache_writes(module, os.path.join(directory, name + ".lock"))
     _compiled[name] = module
     return module
+
+
+class _SerialisedCache:
+    """A compiled function's numba cache whose writes exclude one another and its reads across processes
+    (an ``flock`` on ``lock``: exclusive to save, shared to load). numba saves an entry by reading the index,
+    numbering a data file after the entries it lists and writing both: two processes compiling different
+    signatures at once (the two halves of the test suite, runs with and without probes starting together)
+    could both take number 1, leaving the index naming one signature beside the other's machine code, which a
+    later run would load and execute (a crash, or worse). Loads stay concurrent: the ranks of a job start
+    together."""
+
+    def __init__(self, cache, lock: str):
+        self._cache, self._lock = cache, lock
+
+    def _holding(self, mode, call, *args):
+        try:
+            fd = os.open(self._lock, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:                 # where nothing can be written, numba's own cache writes nothing
+            return call(*args)
+        try:
+            try:
+                fcntl.flock(fd, mode)
+            except OSError:             # a file system without locks: as numba does by itself
+                pass
+            return call(*args)
+        finally:
+            os.close(fd)                # and with it the lock
+
+    def load_overload(self, sig, target_context):
+        return self._holding(fcntl.LOCK_SH, self._cache.load_overload, sig, target_context)
+
+    def save_overload(self, sig, data):
+        return self._holding(fcntl.LOCK_EX, self._cache.save_overload, sig, data)
+
+    def __getattr__(self, name):
+        return getattr(self._cache, name)
+
+
+def _serialise_cache_writes(module, lock: str) -> None:
+    """Give every cached compiled function of the generated ``module`` a :class:`_SerialisedCache`."""
+    from numba.core.caching import NullCache
+    from numba.core.dispatcher import Dispatcher
+    for value in vars(module).values():
+        if isinstance(value, Dispatcher) and not isinstance(value._cache, (NullCache, _SerialisedCache)):
+            value._cache = _SerialisedCache(value._cache, lock)
