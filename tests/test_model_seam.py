@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import run_solver
+from conftest import run_solver, solver_env
 from solver import models
 from solver.core import kernels
 
@@ -142,7 +142,7 @@ MISTAKES = {
     "coefficient_fields raises": ([("    d = physics.diffusivity * (", "    d = physics.diffusion * (")],
                                   ["coefficient_fields() raised AttributeError", "{line:physics.diffusion}"]),
     "forcing returns a float": ([("    return (1.0 if t >= physics.switch_on else 0.0,)",
-                                  "    return 1.0 if t >= physics.switch_on else 0.0")], ["forcing() returned float"]),
+                                  "    return 1.0 if t >= physics.switch_on else 0.0")], ["forcing() at t = 0 returned float"]),
     "update returns two for one field": ([("    return u.c + rx * (west + east)", "    return u.c, u.c + rx * (west + east)")],
                                          ["update() returned 2 values for the one field C"]),
     "update raises": ([("    rx, ry, dt = k\n    d = a.c[0]", "    rx, ry = k\n    d = a.c[0]")],
@@ -151,6 +151,18 @@ MISTAKES = {
                            ["update() raised TypeError", "{line:math.exp(u.c)}", "no math.* functions"]),
     "branch on a field value": ([("    return u.c + rx * (west + east)", "    return (u.c if u.c > 0 else 0.0) + rx * (west + east)")],
                                 ["update() raised ValueError", "no branches on field values"]),
+    "update changes its argument": ([("    return u.c + rx * (west + east)",
+                                      "    c = u.c\n    c *= 1.0\n    return c + rx * (west + east)")],
+                                    ["update() raised ValueError", "{line:c *= 1.0}", "must not change its arguments"]),
+    "coefficients not finite": ([("    return dt / dx ** 2, dt / dy ** 2, dt", "    return dt / dx ** 2, dt / dy ** 2, math.nan")],
+                                ["coefficients() returned (", "nan)", "finite numbers"]),
+    "forcing not finite": ([("    return (1.0 if t >= physics.switch_on else 0.0,)", "    return (math.inf,)")],
+                           ["forcing() at t = 0 returned (inf)", "finite numbers"]),
+    "coefficient field not finite": ([("    return d, np.exp(", "    return np.where(x[np.newaxis, :] > 0.5, np.nan, d), np.exp(")],
+                                     ["coefficient_fields() gave nan for D at x = 0.666667, y = 0", "every node"]),
+    "initial transposed": ([("    return np.exp(-(x[np.newaxis, :] ** 2 + y[:, np.newaxis] ** 2)",
+                             "    return np.exp(-(x[:, np.newaxis] ** 2 + y[np.newaxis, :] ** 2)")],
+                           ["initial() returned shape (7, 5) for C on 7 x nodes by 5 y nodes"]),
 }
 TWO_FIELDS = {
     "two-field update returns one": ("    return new_u, new_v", "    return new_u", ["returned one value for the 2 fields u, v"]),
@@ -208,6 +220,28 @@ def test_validate_and_run_refuse_a_broken_model_in_one_line_writing_nothing(mist
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and path in lines[0], result.stderr
     assert not list(tmp_path.glob("out*")), "a refused run wrote something"
+
+
+def test_a_constant_read_from_the_environment_never_runs_stale_from_numbas_cache(tmp_path):
+    """numba freezes the value of every global update reads when it compiles, and its cache keeps it (the
+    model file, all the cache looks at, is unchanged): a second run with another SCALE ran the first one's.
+    Each run first steps its kernel and the numpy reference from the same sample values: refused, one line."""
+    source = open(models.load("diffusion").file).read()
+    source = source.replace("import math\n", "import math\nimport os\n\nSCALE = float(os.environ['SCALE'])\n", 1)
+    update = "    return weight * c + cx * (w + e) + cy * (s + n)"
+    assert update in source
+    model = tmp_path / "scaled.py"
+    model.write_text(source.replace(update, "    return SCALE * (weight * c + cx * (w + e) + cy * (s + n))"))
+    config = tmp_path / "scaled.yaml"
+    config.write_text(f"model: {model}\ngrid: {{nx: 21, ny: 17}}\ntime: {{dt: 0.0001, t_end: 0.001}}\n"
+                      "numerics: {kernel: numba}\nparallel: {threads: 1}\n")
+    env = solver_env(SOLVER_KERNEL_DIR=str(tmp_path / "kernels"))
+    run_solver("run", config, "-o", tmp_path / "first.h5", env={**env, "SCALE": "1.0"})
+    again = run_solver("run", config, "-o", tmp_path / "second.h5", env={**env, "SCALE": "0.5"}, check=False)
+    assert again.returncode == 2 and "Traceback" not in again.stderr, again.stderr
+    line, = again.stderr.strip().splitlines()
+    assert str(model) in line and "keeps the values of the globals update reads" in line, line
+    assert not list(tmp_path.glob("second*")), "a refused run wrote something"
 
 
 # --- the new built-in models ----------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..errors import ConfigError, EnvironmentSettingError
+from ..errors import ConfigError, EnvironmentSettingError, ModelError
 from ..models import CLASSIC, Model, Neighbours, import_statement, time_values, update_form
 from . import tiling
 
@@ -218,6 +218,8 @@ def advance_numpy(update, u, v, a, steps, k, values, region, shrink=(0, 0, 0, 0)
 
         def at(x, dj, di):
             views = tuple(x[f, jl + dj:jh + dj, il + di:ih + di] for f in range(x.shape[0]))
+            for view in views:
+                view.flags.writeable = False        # an update changing its arguments fails, not the result
             return views[0] if len(views) == 1 else views
 
         def around(x):
@@ -262,10 +264,45 @@ def warm_up(model: Model, name: str) -> None:
         if not type(err).__module__.startswith("numba"):
             raise
         lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in str(err).splitlines()]
-        cause = next((line for line in lines if line and not line.startswith(("Failed in", "During:"))), "")
+        at = next((n for n, line in enumerate(lines) if line and not line.startswith(("Failed in", "During:"))),
+                  None)
+        cause = "" if at is None else lines[at]
+        if cause.endswith(":") and at + 1 < len(lines):         # "... found for signature:", then the call
+            cause = f"{cause} {lines[at + 1].lstrip('> ')}"
+        fix = "call only @njit functions and module constants from update"
+        if "getitem" in cause:
+            fix = "update gets each field's value at one node, a number: index none of its arguments"
         raise ConfigError(f"model {model.name} ({model.file}): numba cannot compile its update for the {name} "
-                          f"kernel: {cause[:200]}; call only @njit functions and module constants from update "
-                          "(docs/models.md)") from None
+                          f"kernel: {cause[:200]}; {fix} (docs/models.md)") from None
+
+
+def check_compiled(model: Model, name: str, u: np.ndarray, a: np.ndarray, k, values: np.ndarray) -> None:
+    """One step of kernel ``name`` and one of the numpy reference from ``u`` (``(fields, y, x)``, its edge read
+    as halo; values that differ from node to node, not a run's field, which may be 0 or constant there; ``a``
+    as many nodes of the run's coefficient fields, ``values`` the first step's forcing) must agree in every bit, as the kernels always do on the same update. They do not
+    when the machine code is not today's update: numba freezes the value of every global the update reads
+    when it compiles, and its cache keeps it, so a value read from outside the model file (os.environ, a
+    file, another module) can run stale; or when the update calls a function numba computes otherwise than
+    numpy (np.exp), which would make a result depend on its kernel. Either is one ModelError line."""
+    if name == "numpy" or min(u.shape[1:]) < 3:
+        return
+    region = (1, u.shape[1] - 1, 1, u.shape[2] - 1)
+    with np.errstate(all="ignore"):
+        want, _ = get_advance(model, "numpy")(u.copy(), u.copy(), a, 1, k, values, region)
+    first, second = buffer_pair(u.shape)
+    first[...] = second[...] = u
+    got, _ = get_advance(model, name)(first, second, a, 1, k, values, region)
+    if np.array_equal(got, want, equal_nan=True):
+        return
+    differ = (got != want) & ~(np.isnan(got) & np.isnan(want))
+    with np.errstate(all="ignore"):
+        by = float(np.nanmax(np.abs(got - want)[differ])) if differ.any() else float("nan")
+    raise ModelError(f"model file {model.file}: its update compiled for the {name} kernel and run by numpy give "
+                     f"other numbers on sample values ({int(differ.sum())} of {got[:, 1:-1, 1:-1].size} "
+                     f"nodes, by up to {by:.3g}): numba keeps the values of the globals update reads as they were "
+                     "when it compiled (read parameters from physics, not from os.environ, files or other "
+                     f"modules; delete {compile_for(model).__file__} to compile afresh), and computes np.exp, "
+                     "np.sin and the like otherwise than numpy: keep them out of update (docs/models.md)")
 
 
 def _warm_up_args(model: Model):

@@ -151,11 +151,15 @@ def _expected(default: Any, key: str) -> str:
 # --- checks across keys -----------------------------------------------------------------------
 def _sample_axes(cfg: Config, count: int = 9):
     """At most ``count`` node coordinates along x and along y, spread over each axis: where
-    models.check_model tries the model's initial, exact and coefficient fields."""
+    models.check_model tries the model's initial, exact and coefficient fields. Never as many along y as
+    along x, so that a field returned transposed, ``(len(x), len(y))``, is refused there."""
+    x, y = cfg.axis("x"), cfg.axis("y")
+    sizes = [min(count, x.size), min(count, y.size)]
+    if sizes[0] == sizes[1]:
+        sizes[1] -= 1                    # a grid has at least 3 nodes a side: 2 or more remain
     axes = []
-    for name in ("x", "y"):
-        axis = cfg.axis(name)
-        picked = sorted(set(np.linspace(0, axis.size - 1, min(count, axis.size)).astype(int).tolist()))
+    for axis, size in zip((x, y), sizes):
+        picked = sorted(set(np.linspace(0, axis.size - 1, size).astype(int).tolist()))
         axes.append(axis[picked])        # (not np.unique: it imports numpy.ma, 40 ms of a member's start-up)
     return axes
 

@@ -52,6 +52,7 @@ import importlib
 import importlib.util
 import inspect
 import keyword
+import math
 import numbers
 import os
 import sys
@@ -302,6 +303,9 @@ def call(model: Model, hook: str, *args):
             hint = ("; the numpy kernel calls update on whole arrays: no math.* functions and no branches on "
                     "field values in update (compute them in coefficients, coefficient_fields or forcing; "
                     "docs/models.md)")
+        if hook == "update" and "read-only" in str(err):
+            hint = ("; update must not change its arguments (the numpy kernel passes the fields themselves): "
+                    "write c = c * w, not c *= w")
         raise ModelError(f"model file {model.file}{_hook_line(model, err)}: {hook}() raised "
                          f"{type(err).__name__}: {text[0] if text else ''}{hint}") from None
 
@@ -310,14 +314,19 @@ def _is_number(value) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
-def _numbers(model: Model, hook: str, value) -> tuple[float, ...]:
-    """value as a tuple of floats, or a ModelError saying what the hook returned instead."""
+def _numbers(model: Model, hook: str, value, at: str = "") -> tuple[float, ...]:
+    """value as a tuple of finite floats, or a ModelError saying what the hook returned instead (``at``: when,
+    as " at t = ...")."""
     if not isinstance(value, (tuple, list)) or not all(_is_number(v) for v in value):
         got = type(value).__name__ if not isinstance(value, (tuple, list)) else \
             "a " + type(value).__name__ + " holding " + ", ".join(sorted({type(v).__name__ for v in value}))
-        raise ModelError(f"model file {model.file}: {hook}() returned {got}; return a tuple of numbers, "
+        raise ModelError(f"model file {model.file}: {hook}(){at} returned {got}; return a tuple of numbers, "
                          "e.g. (a, b) or (a,) for one")
-    return tuple(float(v) for v in value)
+    out = tuple(float(v) for v in value)
+    if not all(math.isfinite(v) for v in out):     # it would reach every node, and look like an unstable dt
+        raise ModelError(f"model file {model.file}: {hook}(){at} returned ({', '.join(map(repr, out))}); return "
+                         "finite numbers (a parameter it divides by is 0?)")
+    return out
 
 
 def _arrays(model: Model, hook: str, value, count: int, names, shape) -> list[np.ndarray]:
@@ -348,7 +357,14 @@ def coefficient_values(model: Model, physics, x, y, uniform) -> "np.ndarray":
     if not names:
         return np.empty((0, len(y), len(x)))
     value = call(model, "coefficient_fields", physics, x, y, uniform)
-    return np.stack(_arrays(model, "coefficient_fields", value, len(names), names, (len(y), len(x))))
+    fields = np.stack(_arrays(model, "coefficient_fields", value, len(names), names, (len(y), len(x))))
+    bad = np.argwhere(~np.isfinite(fields))      # every node: one NaN would look like an unstable dt later
+    if len(bad):
+        f, j, i = bad[0]
+        raise ModelError(f"model file {model.file}: coefficient_fields() gave {fields[f, j, i]} for {list(names)[f]} at "
+                         f"x = {x[i]:g}, y = {y[j]:g} ({len(bad)} node(s) not finite); return finite numbers on "
+                         "every node")
+    return fields
 
 
 def time_values(model: Model, physics, dt: float, first: int, steps: int, t0: float = 0.0) -> "np.ndarray":
@@ -358,8 +374,8 @@ def time_values(model: Model, physics, dt: float, first: int, steps: int, t0: fl
     import numpy as np
     if not model.has_forcing:
         return np.zeros((steps, 0))
-    rows = [_numbers(model, "forcing", call(model, "forcing", physics, t0 + (first + s) * dt))
-            for s in range(steps)]
+    times = [t0 + (first + s) * dt for s in range(steps)]
+    rows = [_numbers(model, "forcing", call(model, "forcing", physics, t), f" at t = {t:g}") for t in times]
     width = {len(row) for row in rows}
     if len(width) > 1:
         raise ModelError(f"model file {model.file}: forcing() returned tuples of {sorted(width)} values at "
@@ -379,7 +395,9 @@ def sample_update(model: Model, k, physics=None, dt: float = 1e-3, shape=(2, 3),
         # A golden-ratio sequence in 0.5 .. 1.5: values that differ from node to node and array to array,
         # without numpy's random module (an ensemble member's start-up would pay for its import)
         drawn[0] += size
-        return (0.5 + (np.arange(drawn[0] - size, drawn[0]) * 0.6180339887498949 % 1.0)).reshape(shape)
+        values = (0.5 + (np.arange(drawn[0] - size, drawn[0]) * 0.6180339887498949 % 1.0)).reshape(shape)
+        values.flags.writeable = False          # as the numpy kernel passes them: an update changing one fails
+        return values
 
     def sample(count):
         if count == 0:
@@ -405,7 +423,7 @@ def sample_update(model: Model, k, physics=None, dt: float = 1e-3, shape=(2, 3),
                          f"fields {names}; return {fields}, in the order of FIELDS")
     for name, value in zip(model.fields, result if fields > 1 else (result,)):
         array = np.asarray(value)
-        if array.dtype.kind not in "fiu" or np.broadcast_shapes(array.shape, shape) != shape:
+        if array.dtype.kind not in "fiu" or array.shape not in ((), shape):    # c[0] would broadcast a row
             raise ModelError(f"model file {model.file}: update() returned {array.dtype} of shape {array.shape} "
                              f"for {name} on arrays of shape {shape}; return plain arithmetic on its arguments")
     return result

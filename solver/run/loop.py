@@ -70,6 +70,7 @@ def run(cfg: Config, path: str, comm=SERIAL, say=None, restart: str = "never", m
     initial_field(cfg, decomp, u)
     owned = owned_index(decomp)
     check_initial(u[owned], cfg, comm)
+    stepper.check_kernel()
     checkpoint_path = checkpoint.path_for(cfg, path)
     first, snapshots = 0, None
     if restart == "require" or restart == "auto" and _exists(checkpoint_path, comm):

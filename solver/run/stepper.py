@@ -129,6 +129,21 @@ class Stepper:
         self.records_inside = kernel in ("numba", "rows", "tiled") and not self.per_step
         self.kernel_name = kernel
 
+    def check_kernel(self) -> None:
+        """One step of this stepper's kernel against the numpy reference on up to 64 x 64 nodes
+        (kernels.check_compiled), with the coefficient fields of as many owned nodes at the block's centre:
+        a stale or kernel-dependent update is refused before the run starts."""
+        d = self.decomp
+        ny, nx = min(64, d.ny_own), min(64, d.nx_own)
+        j, i = d.halo + (d.ny_own - ny) // 2, d.halo + (d.nx_own - nx) // 2
+        a = self.coefficient_fields
+        if a.shape[0]:
+            a = np.ascontiguousarray(a[:, j:j + ny, i:i + nx])
+        size = len(self.model.fields) * ny * nx
+        u = (0.5 + np.arange(size) * 0.6180339887498949 % 1.0).reshape(-1, ny, nx)   # 0.5 .. 1.5, no two alike
+        kernels.check_compiled(self.model, self.kernel_name, u, a, self.coefficients,
+                               models.time_values(self.model, self.physics, self.dt, 0, 1))
+
     def recording(self, u: np.ndarray, want: np.ndarray, wx, wy, nodes) -> Recording:
         """A :class:`Recording` of an advance of u (``want``, ``wx``, ``wy``, ``nodes`` as it takes them), with
         as many slots as this stepper's kernel writes."""
