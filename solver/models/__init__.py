@@ -303,6 +303,10 @@ def call(model: Model, hook: str, *args):
             hint = ("; the numpy kernel calls update on whole arrays: no math.* functions and no branches on "
                     "field values in update (compute them in coefficients, coefficient_fields or forcing; "
                     "docs/models.md)")
+        if hook == "update" and not model.has_forcing and "with size 0" in str(err):
+            hint = "; f is empty: the model defines no forcing()"
+        if hook == "update" and not model.coefficient_names and "'NoneType'" in str(err):
+            hint = "; a is None: the model declares no COEFFICIENT_FIELDS"
         if hook == "update" and "read-only" in str(err):
             hint = ("; update must not change its arguments (the numpy kernel passes the fields themselves): "
                     "write c = c * w, not c *= w")
@@ -460,12 +464,19 @@ def check_model(model: Model, physics=None, initial=None, x=None, y=None, dx: fl
     k = _numbers(model, "coefficients", call(model, "coefficients", physics, dx, dy, dt))
     shape = (len(y), len(x))
     uniform = _SampleUniform(shape)
-    _arrays(model, "initial", call(model, "initial", physics, initial, x, y, uniform), len(model.fields),
-            model.fields, shape)
+
+    def fields(hook, count, names, xs, ys, uniform):
+        args = {"initial": (physics, initial, xs, ys, uniform), "exact": (physics, initial, xs, ys, 0.0),
+                "coefficient_fields": (physics, xs, ys, uniform)}[hook]
+        return np.stack(_arrays(model, hook, call(model, hook, *args), count, names, (len(ys), len(xs))))
+    hooks = [("initial", len(model.fields), model.fields)]
     if model.has_exact:
-        _arrays(model, "exact", call(model, "exact", physics, initial, x, y, 0.0), len(model.fields),
-                model.fields, shape)
-    coefficient_values(model, physics, x, y, uniform)
+        hooks.append(("exact", len(model.fields), model.fields))
+    for hook, count, names in hooks:
+        _same_on_every_part(model, hook, lambda *part: fields(hook, count, names, *part), x, y)
+    if model.coefficient_names:
+        _same_on_every_part(model, "coefficient_fields", lambda xs, ys, uniform: coefficient_values(
+            model, physics, xs, ys, uniform), x, y)
     time_values(model, physics, dt, 0, 2)
     if boundary is not None:
         kinds = _kinds(boundary)
@@ -533,11 +544,34 @@ def _kinds(boundary) -> dict:
 
 
 class _SampleUniform:
-    """``uniform(seed, low, high)`` on a sample grid, for check_model."""
+    """``uniform(seed, low, high)`` on a sample grid, for check_model; ``part``: (rows, columns) of it, as a
+    rank's uniform gives its own nodes' part of the draws."""
 
-    def __init__(self, shape):
-        self.shape = shape
+    def __init__(self, shape, part=(slice(None), slice(None))):
+        self.shape, self.part = shape, part
 
     def __call__(self, seed: int, low: float = 0.0, high: float = 1.0):
         import numpy as np
-        return np.random.default_rng(int(seed)).uniform(low, high, self.shape)
+        return np.random.default_rng(int(seed)).uniform(low, high, self.shape)[self.part]
+
+
+def _same_on_every_part(model: Model, hook: str, compute, x, y) -> None:
+    """``compute(x, y, uniform)`` (a hook's fields, ``(n, len(y), len(x))``) gives the same bits on a second
+    call and, cut into four parts, on each part, as each rank computes it on its own nodes; else one ModelError
+    line: a hook drawing unseeded random numbers, or reading the ends or length of x or y, gives a run that
+    depends on its decomposition, or on nothing at all."""
+    import numpy as np
+    shape = (len(y), len(x))
+    whole = compute(x, y, _SampleUniform(shape))
+    if not np.array_equal(compute(x, y, _SampleUniform(shape)), whole, equal_nan=True):
+        raise ModelError(f"model file {model.file}: {hook}() gave other values on a second call with the same "
+                         "arguments; draw random numbers only with its uniform argument (seeded by the config)")
+    j, i = len(y) // 2, len(x) // 2
+    parts = [(slice(None, j), slice(None, i)), (slice(None, j), slice(i, None)), (slice(j, None), slice(None, i)),
+             (slice(j, None), slice(i, None))]
+    for rows, columns in parts:
+        if not np.array_equal(compute(x[columns], y[rows], _SampleUniform(shape, (rows, columns))),
+                              whole[:, rows, columns], equal_nan=True):
+            raise ModelError(f"model file {model.file}: {hook}() gave other values on part of the nodes than on "
+                             "all of them, and each rank calls it on its own nodes; compute a node's value from its "
+                             "own x and y, not from the ends, length or mean of x or y")
