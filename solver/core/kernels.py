@@ -269,7 +269,7 @@ def warm_up(model: Model, name: str) -> None:
         cause = "" if at is None else lines[at]
         if cause.endswith(":") and at + 1 < len(lines):         # "... found for signature:", then the call
             cause = f"{cause} {lines[at + 1].lstrip('> ')}"
-        fix = "call only @njit functions and module constants from update"
+        fix = "call only @njit functions and module constants (numbers, tuples, numpy arrays; no dicts) from update"
         if "getitem" in cause:
             fix = "update gets each field's value at one node, a number: index none of its arguments"
         raise ConfigError(f"model {model.name} ({model.file}): numba cannot compile its update for the {name} "
