@@ -264,7 +264,14 @@ def test_an_update_numba_cannot_compile_is_one_line_naming_the_model_file(monkey
             kernels.warm_up(model, name)
         assert str(err.value) == (f"model diffusion ({model.file}): numba cannot compile its update for the {name} "
                                   "kernel: Untyped global name 'helper'; call only @njit functions and module "
-                                  "constants from update (docs/models.md)")
+                                  "constants (numbers, tuples, numpy arrays; no dicts) from update (docs/models.md)")
+    indexed = numba.core.errors.TypingError("Failed in nopython mode pipeline\nNo implementation of function "
+                                            "Function(<built-in function getitem>) found for signature:\n \n"
+                                            " >>> getitem(float64, Literal[int](0))\n")
+    fake._advance_numba = Refusing(indexed)
+    with pytest.raises(ConfigError, match=r"found for signature: getitem\(float64, Literal\[int\]\(0\)\); update gets each field's value at one node, a "
+                                          r"number: index none of its arguments \(docs/models.md\)$"):
+        kernels.warm_up(model, "numba")
     long = numba.core.errors.TypingError("Failed in nopython mode\n" + "x" * 300)
     fake._advance_numba = Refusing(long)
     with pytest.raises(ConfigError, match=f"numba kernel: {'x' * 200}; call only @njit"):

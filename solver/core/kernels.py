@@ -267,8 +267,9 @@ def warm_up(model: Model, name: str) -> None:
         at = next((n for n, line in enumerate(lines) if line and not line.startswith(("Failed in", "During:"))),
                   None)
         cause = "" if at is None else lines[at]
-        if cause.endswith(":") and at + 1 < len(lines):         # "... found for signature:", then the call
-            cause = f"{cause} {lines[at + 1].lstrip('> ')}"
+        call = next((line for line in lines[at + 1:] if line), "") if at is not None else ""
+        if cause.endswith(":") and call:              # "... found for signature:", then the call
+            cause = f"{cause} {call.lstrip('> ')}"
         fix = "call only @njit functions and module constants (numbers, tuples, numpy arrays; no dicts) from update"
         if "getitem" in cause:
             fix = "update gets each field's value at one node, a number: index none of its arguments"
