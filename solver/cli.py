@@ -20,8 +20,8 @@ import traceback
 
 from . import machine, safety
 from .args import Parser
-from .comm import (SERIAL, abort, end_together, launched_by_mpi, launcher_rank, launcher_size, on_root,
-                   watch_launcher, world)
+from .comm import (SERIAL, abort, end_together, first_refusal, launched_by_mpi, launcher_rank, launcher_size,
+                   on_root, watch_launcher, world)
 from .core import config as config_module
 from .core import sampling, tiling
 from .core.validation import without_effect
@@ -187,15 +187,6 @@ def command_dry_run(cfg, path: str | None, ranks: int | None, found: UserError |
     if comm.Get_rank() == 0:
         print(text, flush=True)
     return 0
-
-
-def first_refusal(problems: list) -> str | None:
-    """The first rank's problem among every rank's (None: no problem), named by its rank unless every rank
-    had one (then they found the same: the same files, the same arguments)."""
-    refused = [rank for rank, problem in enumerate(problems) if problem is not None]
-    if not refused:
-        return None
-    return ("" if len(refused) == len(problems) else f"rank {refused[0]}: ") + problems[refused[0]]
 
 
 def _warn(cfg, comm) -> None:

@@ -165,6 +165,30 @@ def sum_and_max(comm, sums, maxima):
     return out[:half].reshape(np.shape(sums)), out[half:].reshape(np.shape(maxima))
 
 
+def first_refusal(problems: list) -> str | None:
+    """The first rank's problem among every rank's (None: no problem), named by its rank unless every rank
+    had one (then they found the same: the same files, the same arguments)."""
+    refused = [rank for rank, problem in enumerate(problems) if problem is not None]
+    if not refused:
+        return None
+    return ("" if len(refused) == len(problems) else f"rank {refused[0]}: ") + str(problems[refused[0]])
+
+
+def on_every_rank(comm, check: Callable[[], Any]) -> Any:
+    """Run ``check()`` on every rank and raise the first UserError any rank met on every rank (named by its
+    rank unless every rank met one): a problem with some ranks' own nodes (a model hook failing there) ends
+    the job as one refusal, never a hang in the next collective. Returns check()'s result. Collective."""
+    try:
+        result, problem = check(), None
+    except UserError as err:
+        result, problem = None, err
+    problems = comm.allgather(problem)
+    refusal = first_refusal(problems)
+    if refusal is not None:
+        raise type(next(p for p in problems if p is not None))(refusal)
+    return result
+
+
 def on_root(comm, check: Callable[[], Any]) -> Any:
     """Run ``check()`` on rank 0 only (it reads the file system, say) and raise its UserError on every rank.
 

@@ -269,8 +269,9 @@ def test_an_update_numba_cannot_compile_is_one_line_naming_the_model_file(monkey
                                             "Function(<built-in function getitem>) found for signature:\n \n"
                                             " >>> getitem(float64, Literal[int](0))\n")
     fake._advance_numba = Refusing(indexed)
-    with pytest.raises(ConfigError, match=r"found for signature: getitem\(float64, Literal\[int\]\(0\)\); update gets each field's value at one node, a "
-                                          r"number: index none of its arguments \(docs/models.md\)$"):
+    with pytest.raises(ConfigError, match=r"found for signature: getitem\(float64, Literal\[int\]\(0\)\); update gets a field's value at one node, a "
+                                          r"number: index only the tuples of a model's several fields or "
+                                          r"coefficient fields \(docs/models.md\)$"):
         kernels.warm_up(model, "numba")
     long = numba.core.errors.TypingError("Failed in nopython mode\n" + "x" * 300)
     fake._advance_numba = Refusing(long)

@@ -101,7 +101,7 @@ from solver import models
 from solver.core import kernels
 me, other, width = sys.argv[1:]
 module = kernels.compile_for(models.load("diffusion"))
-lock = module.__file__[:-3] + ".lock"
+lock = os.path.join(os.path.dirname(module.__file__), "__pycache__", os.path.basename(module.__file__)[:-3] + ".lock")
 
 def waiting_on_lock():
     if not os.path.exists(lock):
@@ -162,8 +162,8 @@ for key, name in entries.items():
 def test_processes_saving_other_signatures_at_once_keep_the_cache_index_true(tmp_path):
     """Two processes filing different signatures of one kernel function at once (runs with and without probes
     starting together, the two halves of this suite): numba numbers a data file after the entries the index
-    lists when it reads it, so both took number 1, and the index could name one signature beside the other's
-    machine code, which a later run would load and run (a crash in CI). The saves are serialised
+    lists when it reads it, so both took number 1: one entry was lost, and the index could name one signature
+    beside the other's machine code, which a later run would load and run. The saves are serialised
     (kernels._SerialisedCache): each signature keeps its own entry, its own machine code."""
     env = solver_env(SOLVER_KERNEL_DIR=str(tmp_path / "kernels"), NUMBA_NUM_THREADS="1")
     env.pop("NUMBA_CACHE_DIR", None)
@@ -179,3 +179,21 @@ def test_processes_saving_other_signatures_at_once_keep_the_cache_index_true(tmp
     assert sorted(key for key, _ in filed) == ["(UniTuple(int32, 4), UniTuple(int32, 4), int32)",
                                                 "(UniTuple(int64, 4), UniTuple(int64, 4), int64)"], entries
     assert all(key == code.replace(" x ", ", ") for key, code in filed), entries
+
+
+@pytest.mark.slow
+def test_a_kernel_compiled_beside_its_cached_parallel_sweep_loads_alone_in_a_later_run(tmp_path):
+    """A process that finds the parallel sweep in the cache but not the plain kernel calling it (another
+    process filed the sweep and is still compiling the kernel, as the two halves of this suite do) compiles
+    and caches the kernel without numba's launch of its thread pool (numba/numba#4807); a later process that
+    loaded that kernel first crashed in its first parallel loop (CI: a SIGSEGV in bench/records_cost.py).
+    kernels.compile_for launches the pool itself."""
+    env = solver_env(SOLVER_KERNEL_DIR=str(tmp_path / "kernels"), NUMBA_NUM_THREADS="2", OMP_WAIT_POLICY="PASSIVE")
+    env.pop("NUMBA_CACHE_DIR", None)
+    assert outcome(start("numba", env))["numba"][0] == "same"
+    kernel = list((tmp_path / "kernels" / "__pycache__").glob("stencil_diffusion_*._advance_numba-*"))
+    assert kernel, "the plain kernel was not cached"
+    for path in kernel:
+        path.unlink()                          # the sweep stays cached, the kernel calling it does not
+    for _ in range(2):                         # compiles the kernel beside the cached sweep, then loads it
+        assert outcome(start("numba", env))["numba"][0] == "same"

@@ -271,39 +271,47 @@ def warm_up(model: Model, name: str) -> None:
         if cause.endswith(":") and call:              # "... found for signature:", then the call
             cause = f"{cause} {call.lstrip('> ')}"
         fix = "call only @njit functions and module constants (numbers, tuples, numpy arrays; no dicts) from update"
-        if "getitem" in cause:
-            fix = "update gets each field's value at one node, a number: index none of its arguments"
+        if "getitem(float64" in cause:
+            fix = ("update gets a field's value at one node, a number: index only the tuples of a model's several "
+                   "fields or coefficient fields")
         raise ConfigError(f"model {model.name} ({model.file}): numba cannot compile its update for the {name} "
                           f"kernel: {cause[:200]}; {fix} (docs/models.md)") from None
 
 
-def check_compiled(model: Model, name: str, u: np.ndarray, a: np.ndarray, k, values: np.ndarray) -> None:
-    """One step of kernel ``name`` and one of the numpy reference from ``u`` (``(fields, y, x)``, its edge read
-    as halo; values that differ from node to node, not a run's field, which may be 0 or constant there; ``a``
-    as many nodes of the run's coefficient fields, ``values`` the first step's forcing) must agree in every bit, as the kernels always do on the same update. They do not
-    when the machine code is not today's update: numba freezes the value of every global the update reads
-    when it compiles, and its cache keeps it, so a value read from outside the model file (os.environ, a
-    file, another module) can run stale; or when the update calls a function numba computes otherwise than
-    numpy (np.exp), which would make a result depend on its kernel. Either is one ModelError line."""
+ROUNDING = 64         # units in the last place: a difference up to this is rounding computed otherwise
+
+
+def check_compiled(model: Model, name: str, u: np.ndarray, a: np.ndarray, k, values: np.ndarray) -> str | None:
+    """Step kernel ``name`` and the numpy reference once from ``u`` (sample values, ``(fields, y, x)``, the
+    edge read as halo), with coefficient fields ``a`` and forcing ``values``; they agree in every bit when
+    the machine code is today's update. A larger difference than :data:`ROUNDING` is a ModelError: numba
+    keeps the value of every global update reads as it was when it compiled, so one read from os.environ, a
+    file or another module runs stale. A smaller one (``c ** 3``, ``np.exp``: numba and numpy compute them
+    otherwise) is returned as a warning: the run's last bits depend on its kernel."""
     if name == "numpy" or min(u.shape[1:]) < 3:
-        return
+        return None
     region = (1, u.shape[1] - 1, 1, u.shape[2] - 1)
     with np.errstate(all="ignore"):
         want, _ = get_advance(model, "numpy")(u.copy(), u.copy(), a, 1, k, values, region)
     first, second = buffer_pair(u.shape)
     first[...] = second[...] = u
     got, _ = get_advance(model, name)(first, second, a, 1, k, values, region)
-    if np.array_equal(got, want, equal_nan=True):
-        return
     differ = (got != want) & ~(np.isnan(got) & np.isnan(want))
+    if not differ.any():
+        return None
     with np.errstate(all="ignore"):
-        by = float(np.nanmax(np.abs(got - want)[differ])) if differ.any() else float("nan")
-    raise ModelError(f"model file {model.file}: its update compiled for the {name} kernel and run by numpy give "
-                     f"other numbers on sample values ({int(differ.sum())} of {got[:, 1:-1, 1:-1].size} "
-                     f"nodes, by up to {by:.3g}): numba keeps the values of the globals update reads as they were "
-                     "when it compiled (read parameters from physics, not from os.environ, files or other "
-                     f"modules; delete {compile_for(model).__file__} to compile afresh), and computes np.exp, "
-                     "np.sin and the like otherwise than numpy: keep them out of update (docs/models.md)")
+        ulps = np.abs(got - want)[differ] / np.spacing(np.abs(want[differ]))
+    worst, count, nodes = float(np.max(ulps)), int(differ.sum()), got[:, 1:-1, 1:-1].size
+    where = (f"model file {model.file}: its update compiled for the {name} kernel and run by numpy give other "
+             f"numbers on sample values ({count} of {nodes} nodes")
+    if worst <= ROUNDING:
+        return (f"{where}, by up to {worst:.0f} units in the last place): the run's last bits depend on its kernel; "
+                "write powers as products (c * c * c, not c ** 3) and keep np.exp, np.sin and the like out of "
+                "update (docs/models.md)")
+    raise ModelError(f"{where}, by up to {worst:.3g} units in the last place): numba keeps the values of the globals "
+                     "update reads as they were when it compiled; read parameters from physics, not from "
+                     f"os.environ, files or other modules, or delete {compile_for(model).__file__} to compile afresh "
+                     "(docs/models.md)")
 
 
 def _warm_up_args(model: Model):
@@ -421,14 +429,19 @@ def compile_for(model: Model):
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     spec.loader.exec_module(module)
-    _serialise_cache_writes(module, os.path.join(directory, name + ".lock"))
+    _serialise_cache_writes(module, name + ".lock")
+    # numba's thread pool, launched now: a compiled kernel calling a parallel sweep that its process loaded
+    # from the cache is cached without the launch (numba/numba#4807), and a later process loading that
+    # kernel first crashed in its first parallel loop
+    import numba
+    numba.get_num_threads()
     _compiled[name] = module
     return module
 
 
 class _SerialisedCache:
     """A compiled function's numba cache whose writes exclude one another and its reads across processes
-    (an ``flock`` on ``lock``: exclusive to save, shared to load). numba saves an entry by reading the index,
+    (an ``flock`` on ``lock`` beside its index: exclusive to save, shared to load). numba saves an entry by reading the index,
     numbering a data file after the entries it lists and writing both: two processes compiling different
     signatures at once (the two halves of the test suite, runs with and without probes starting together)
     could both take number 1, leaving the index naming one signature beside the other's machine code, which a
@@ -436,11 +449,11 @@ class _SerialisedCache:
     together."""
 
     def __init__(self, cache, lock: str):
-        self._cache, self._lock = cache, lock
+        self._cache, self._lock = cache, os.path.join(cache._cache_path, lock)
 
     def _holding(self, mode, call, *args):
         try:
-            fd = os.open(self._lock, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(self._lock, os.O_RDONLY | os.O_CREAT, 0o644)   # flock needs no write access
         except OSError:                 # where nothing can be written, numba's own cache writes nothing
             return call(*args)
         try:
@@ -463,7 +476,8 @@ class _SerialisedCache:
 
 
 def _serialise_cache_writes(module, lock: str) -> None:
-    """Give every cached compiled function of the generated ``module`` a :class:`_SerialisedCache`."""
+    """Give every cached compiled function of the generated ``module`` a :class:`_SerialisedCache` locking
+    the file named ``lock`` in its cache folder."""
     from numba.core.caching import NullCache
     from numba.core.dispatcher import Dispatcher
     for value in vars(module).values():

@@ -327,9 +327,9 @@ def _numbers(model: Model, hook: str, value, at: str = "") -> tuple[float, ...]:
         raise ModelError(f"model file {model.file}: {hook}(){at} returned {got}; return a tuple of numbers, "
                          "e.g. (a, b) or (a,) for one")
     out = tuple(float(v) for v in value)
-    if not all(math.isfinite(v) for v in out):     # it would reach every node, and look like an unstable dt
+    if any(math.isnan(v) for v in out):     # it would reach every node, and look like an unstable dt
         raise ModelError(f"model file {model.file}: {hook}(){at} returned ({', '.join(map(repr, out))}); return "
-                         "finite numbers (a parameter it divides by is 0?)")
+                         "numbers, not NaN (0 / 0, or a parameter of 0?)")
     return out
 
 
@@ -362,12 +362,11 @@ def coefficient_values(model: Model, physics, x, y, uniform) -> "np.ndarray":
         return np.empty((0, len(y), len(x)))
     value = call(model, "coefficient_fields", physics, x, y, uniform)
     fields = np.stack(_arrays(model, "coefficient_fields", value, len(names), names, (len(y), len(x))))
-    bad = np.argwhere(~np.isfinite(fields))      # every node: one NaN would look like an unstable dt later
+    bad = np.argwhere(np.isnan(fields))      # every node: one NaN would look like an unstable dt later
     if len(bad):
         f, j, i = bad[0]
-        raise ModelError(f"model file {model.file}: coefficient_fields() gave {fields[f, j, i]} for {list(names)[f]} at "
-                         f"x = {x[i]:g}, y = {y[j]:g} ({len(bad)} node(s) not finite); return finite numbers on "
-                         "every node")
+        raise ModelError(f"model file {model.file}: coefficient_fields() gave NaN for {list(names)[f]} at "
+                         f"x = {x[i]:g}, y = {y[j]:g} (at {len(bad)} node(s)); return numbers on every node")
     return fields
 
 
@@ -387,6 +386,14 @@ def time_values(model: Model, physics, dt: float, first: int, steps: int, t0: fl
     return np.array(rows, dtype=np.float64).reshape(steps, width.pop() if rows else 0)
 
 
+def sample_values(shape, start: int = 0) -> "np.ndarray":
+    """Values in 0.5 .. 1.5 that differ from node to node (a golden-ratio sequence from ``start``): a hook's
+    sample input, without numpy's random module (an ensemble member's start-up would pay for its import)."""
+    import numpy as np
+    size = int(np.prod(shape))
+    return (0.5 + np.arange(start, start + size) * 0.6180339887498949 % 1.0).reshape(shape)
+
+
 def sample_update(model: Model, k, physics=None, dt: float = 1e-3, shape=(2, 3), seed: int = 0):
     """The update on small arrays of finite, positive sample values (0.5 .. 1.5, also for the coefficient
     fields), as the numpy kernel calls it: checks it runs on arrays and returns one array per field."""
@@ -396,10 +403,8 @@ def sample_update(model: Model, k, physics=None, dt: float = 1e-3, shape=(2, 3),
     drawn = [seed]
 
     def spread():
-        # A golden-ratio sequence in 0.5 .. 1.5: values that differ from node to node and array to array,
-        # without numpy's random module (an ensemble member's start-up would pay for its import)
         drawn[0] += size
-        values = (0.5 + (np.arange(drawn[0] - size, drawn[0]) * 0.6180339887498949 % 1.0)).reshape(shape)
+        values = sample_values(shape, drawn[0] - size)
         values.flags.writeable = False          # as the numpy kernel passes them: an update changing one fails
         return values
 
@@ -463,7 +468,6 @@ def check_model(model: Model, physics=None, initial=None, x=None, y=None, dx: fl
         dt = 0.5 * min(float(limit), 1e-3)
     k = _numbers(model, "coefficients", call(model, "coefficients", physics, dx, dy, dt))
     shape = (len(y), len(x))
-    uniform = _SampleUniform(shape)
 
     def fields(hook, count, names, xs, ys, uniform):
         args = {"initial": (physics, initial, xs, ys, uniform), "exact": (physics, initial, xs, ys, 0.0),
@@ -543,7 +547,7 @@ def _kinds(boundary) -> dict:
     return dict(boundary) if isinstance(boundary, dict) else {side: getattr(boundary, side) for side in SIDES}
 
 
-class _SampleUniform:
+class SampleUniform:
     """``uniform(seed, low, high)`` on a sample grid, for check_model; ``part``: (rows, columns) of it, as a
     rank's uniform gives its own nodes' part of the draws."""
 
@@ -562,15 +566,15 @@ def _same_on_every_part(model: Model, hook: str, compute, x, y) -> None:
     depends on its decomposition, or on nothing at all."""
     import numpy as np
     shape = (len(y), len(x))
-    whole = compute(x, y, _SampleUniform(shape))
-    if not np.array_equal(compute(x, y, _SampleUniform(shape)), whole, equal_nan=True):
+    whole = compute(x, y, SampleUniform(shape))
+    if not np.array_equal(compute(x, y, SampleUniform(shape)), whole, equal_nan=True):
         raise ModelError(f"model file {model.file}: {hook}() gave other values on a second call with the same "
                          "arguments; draw random numbers only with its uniform argument (seeded by the config)")
     j, i = len(y) // 2, len(x) // 2
     parts = [(slice(None, j), slice(None, i)), (slice(None, j), slice(i, None)), (slice(j, None), slice(None, i)),
              (slice(j, None), slice(i, None))]
     for rows, columns in parts:
-        if not np.array_equal(compute(x[columns], y[rows], _SampleUniform(shape, (rows, columns))),
+        if not np.array_equal(compute(x[columns], y[rows], SampleUniform(shape, (rows, columns))),
                               whole[:, rows, columns], equal_nan=True):
             raise ModelError(f"model file {model.file}: {hook}() gave other values on part of the nodes than on "
                              "all of them, and each rank calls it on its own nodes; compute a node's value from its "

@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from ..comm import SERIAL, all_true, maximum, on_root, ranks_on_node
+from ..comm import SERIAL, all_true, maximum, on_every_rank, on_root, ranks_on_node
 from ..core import kernels, tiling
 from ..core.config import Config
 from ..core.fields import exact_field, initial_field, owned_index
@@ -24,7 +24,7 @@ from ..storage import checkpoint, provenance
 from ..storage.output import FieldWriter, partial_path
 from .hooks import FAULT_VARIABLE, HOLD_VARIABLE, fail, hold, test_hook
 from .planning import choose_threads, set_threads
-from .stepper import Stepper, Timer
+from .stepper import Stepper, Timer, check_kernel
 from .wisdom import decide
 
 PROGRESS_EVERY = 0.1     # fraction of the run between progress lines
@@ -56,6 +56,7 @@ def run(cfg: Config, path: str, comm=SERIAL, say=None, restart: str = "never", m
     model = cfg.model_impl
     kernel = chosen.kernel
     kernels.warm_up(model, kernel)
+    check_kernel(cfg, kernel, comm, say)      # the compiled update against the numpy reference
     stepper = Stepper(cfg, decomp, timer, kernel)
     fail_at = test_hook(FAULT_VARIABLE, decomp.rank)
     hold_at = test_hook(HOLD_VARIABLE, decomp.rank)
@@ -67,10 +68,9 @@ def run(cfg: Config, path: str, comm=SERIAL, say=None, restart: str = "never", m
 
     # Initial condition, or the state of a checkpoint
     u, v = kernels.buffer_pair((len(model.fields), *decomp.local_shape))
-    initial_field(cfg, decomp, u)
+    on_every_rank(comm, lambda: initial_field(cfg, decomp, u))     # a hook failing on some ranks' nodes only
     owned = owned_index(decomp)
     check_initial(u[owned], cfg, comm)
-    stepper.check_kernel()
     checkpoint_path = checkpoint.path_for(cfg, path)
     first, snapshots = 0, None
     if restart == "require" or restart == "auto" and _exists(checkpoint_path, comm):
@@ -183,7 +183,7 @@ def run(cfg: Config, path: str, comm=SERIAL, say=None, restart: str = "never", m
 def max_error(cfg: Config, decomp: Decomposition, u: np.ndarray, t: float) -> dict:
     """``max_error`` (max |numerical - exact| over every field and node at time t) and ``relative_error``
     (that over the largest |exact|); empty for a model without an exact solution."""
-    exact = exact_field(cfg, decomp, t)
+    exact = on_every_rank(decomp.comm, lambda: exact_field(cfg, decomp, t))
     if exact is None:
         return {}
     error = float(np.max(np.abs(u[owned_index(decomp)] - exact)))

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import models
+from ..comm import on_every_rank
 from ..core import kernels, series
 from ..core.fields import coefficient_field
 from ..core.config import SIDES, Config
@@ -75,6 +76,28 @@ def _unwritten(u, own, region, wx, wy) -> np.ndarray:
     return out
 
 
+def check_kernel(cfg: Config, kernel: str, comm, say) -> None:
+    """One step of ``kernel`` against the numpy reference (kernels.check_compiled) from sample values on up to
+    33 x 33 nodes spread over the domain, with their coefficient fields, the run's coefficients and its first
+    forcing: the same sample on every rank, and a refusal on any rank raised on all (each rank's machine code
+    comes from its own node's cache). A warning is said once."""
+    model = cfg.model_impl
+    x, y = (_spread(cfg.axis(name), 33) for name in ("x", "y"))
+    a = kernels.no_coefficients()
+    if model.coefficient_names:
+        a = models.coefficient_values(model, cfg.physics, x, y, models.SampleUniform((len(y), len(x))))
+    u = models.sample_values((len(model.fields), len(y), len(x)))
+    forcing = models.time_values(model, cfg.physics, cfg.time.dt, 0, 1)
+    warning = on_every_rank(comm, lambda: kernels.check_compiled(model, kernel, u, a, cfg.coefficients(), forcing))
+    if warning:
+        say(f"warning: {warning}", error=True)
+
+
+def _spread(axis: np.ndarray, count: int) -> np.ndarray:
+    """At most ``count`` of the axis' nodes, spread over it."""
+    return axis[sorted(set(np.linspace(0, axis.size - 1, min(count, axis.size)).astype(int).tolist()))]
+
+
 class Stepper:
     """Advances the pair of buffers by any number of steps, exchanging halos as the decomposition needs.
 
@@ -95,7 +118,8 @@ class Stepper:
         if coefficient_fields is not None:
             self.coefficient_fields = coefficient_fields
         elif model.coefficient_names:
-            self.coefficient_fields = coefficient_field(cfg, decomp)
+            # a hook failing on some ranks' nodes only: one refusal on every rank, not a hang in the exchange
+            self.coefficient_fields = on_every_rank(decomp.comm, lambda: coefficient_field(cfg, decomp))
             if any(decomp.has(side) for side in SIDES):
                 exchange = HaloExchange(decomp, len(model.coefficient_names))
                 exchange.update(self.coefficient_fields)
@@ -128,21 +152,6 @@ class Stepper:
         # their values through a call (not sides that change with time, set between its steps)
         self.records_inside = kernel in ("numba", "rows", "tiled") and not self.per_step
         self.kernel_name = kernel
-
-    def check_kernel(self) -> None:
-        """One step of this stepper's kernel against the numpy reference on up to 64 x 64 nodes
-        (kernels.check_compiled), with the coefficient fields of as many owned nodes at the block's centre:
-        a stale or kernel-dependent update is refused before the run starts."""
-        d = self.decomp
-        ny, nx = min(64, d.ny_own), min(64, d.nx_own)
-        j, i = d.halo + (d.ny_own - ny) // 2, d.halo + (d.nx_own - nx) // 2
-        a = self.coefficient_fields
-        if a.shape[0]:
-            a = np.ascontiguousarray(a[:, j:j + ny, i:i + nx])
-        size = len(self.model.fields) * ny * nx
-        u = (0.5 + np.arange(size) * 0.6180339887498949 % 1.0).reshape(-1, ny, nx)   # 0.5 .. 1.5, no two alike
-        kernels.check_compiled(self.model, self.kernel_name, u, a, self.coefficients,
-                               models.time_values(self.model, self.physics, self.dt, 0, 1))
 
     def recording(self, u: np.ndarray, want: np.ndarray, wx, wy, nodes) -> Recording:
         """A :class:`Recording` of an advance of u (``want``, ``wx``, ``wy``, ``nodes`` as it takes them), with
