@@ -166,7 +166,7 @@ def command_dry_run(cfg, path: str | None, ranks: int | None, found: UserError |
     rank predicts on its own and rank 0 prints the prediction, or the refusal, once (one allgather: a refusal
     that only some ranks met is named by the first such rank); otherwise it is the plain serial call."""
     launched = launched_by_mpi()
-    text, problem = None, None if found is None else str(found)
+    text, problem = None, (None if found is None else str(found))
     if found is None:
         quiet = launched and launcher_rank() != 0         # the warnings, too, from rank 0 alone
         if not quiet:

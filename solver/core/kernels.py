@@ -441,11 +441,11 @@ def compile_for(model: Model):
 
 class _SerialisedCache:
     """A compiled function's numba cache whose writes exclude one another and its reads across processes
-    (an ``flock`` on ``lock`` beside its index: exclusive to save, shared to load). numba saves an entry by reading the index,
-    numbering a data file after the entries it lists and writing both: two processes compiling different
-    signatures at once (the two halves of the test suite, runs with and without probes starting together)
-    could both take number 1, leaving the index naming one signature beside the other's machine code, which a
-    later run would load and execute (a crash, or worse). Loads stay concurrent: the ranks of a job start
+    (an ``flock`` on ``lock`` beside its index: exclusive to save, shared to load). numba saves an entry by
+    reading the index, numbering a data file after the entries it lists and writing both: two processes
+    compiling different signatures at once (the two halves of the test suite, runs with and without probes
+    starting together) could both take number 1, leaving the index naming one signature beside the other's
+    machine code, which a later run would load and execute. Loads stay concurrent: the ranks of a job start
     together."""
 
     def __init__(self, cache, lock: str):

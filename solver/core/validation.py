@@ -149,9 +149,9 @@ def _expected(default: Any, key: str) -> str:
 
 
 # --- checks across keys -----------------------------------------------------------------------
-def _sample_axes(cfg: Config, count: int = 9):
+def sample_axes(cfg: Config, count: int = 9):
     """At most ``count`` node coordinates along x and along y, spread over each axis: where
-    models.check_model tries the model's initial, exact and coefficient fields. Never as many along y as
+    models.check_model tries the model's initial, exact and coefficient fields (and the run its kernel). Never as many along y as
     along x, so that a field returned transposed, ``(len(x), len(y))``, is refused there."""
     x, y = cfg.axis("x"), cfg.axis("y")
     sizes = [min(count, x.size), min(count, y.size)]
@@ -205,7 +205,7 @@ def validate(cfg: Config) -> None:
                  "boundary_gradient(physics, side, coordinates, t) giving the flux; define it (docs/models.md) "
                  "or use zero_flux")
     try:                  # every hook tried on the run's parameters and a sample of its nodes
-        problem = models.check_model(model, cfg.physics, cfg.initial, *_sample_axes(cfg), cfg.dx, cfg.dy,
+        problem = models.check_model(model, cfg.physics, cfg.initial, *sample_axes(cfg), cfg.dx, cfg.dy,
                                      cfg.time.dt, cfg.boundary)
     except ModelError as err:
         fail(str(err))

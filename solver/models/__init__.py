@@ -319,8 +319,8 @@ def _is_number(value) -> bool:
 
 
 def _numbers(model: Model, hook: str, value, at: str = "") -> tuple[float, ...]:
-    """value as a tuple of finite floats, or a ModelError saying what the hook returned instead (``at``: when,
-    as " at t = ...")."""
+    """value as a tuple of floats, none of them NaN, or a ModelError saying what the hook returned instead
+    (``at``: when, as " at t = ...")."""
     if not isinstance(value, (tuple, list)) or not all(_is_number(v) for v in value):
         got = type(value).__name__ if not isinstance(value, (tuple, list)) else \
             "a " + type(value).__name__ + " holding " + ", ".join(sorted({type(v).__name__ for v in value}))

@@ -19,6 +19,7 @@ from ..comm import on_every_rank
 from ..core import kernels, series
 from ..core.fields import coefficient_field
 from ..core.config import SIDES, Config
+from ..core.validation import sample_axes
 from ..core.grid import Decomposition
 from ..parallel.halo import HaloExchange, fill_boundaries
 
@@ -78,11 +79,11 @@ def _unwritten(u, own, region, wx, wy) -> np.ndarray:
 
 def check_kernel(cfg: Config, kernel: str, comm, say) -> None:
     """One step of ``kernel`` against the numpy reference (kernels.check_compiled) from sample values on up to
-    33 x 33 nodes spread over the domain, with their coefficient fields, the run's coefficients and its first
+    33 x 32 nodes spread over the domain, with their coefficient fields, the run's coefficients and its first
     forcing: the same sample on every rank, and a refusal on any rank raised on all (each rank's machine code
     comes from its own node's cache). A warning is said once."""
     model = cfg.model_impl
-    x, y = (_spread(cfg.axis(name), 33) for name in ("x", "y"))
+    x, y = sample_axes(cfg, 33)
     a = kernels.no_coefficients()
     if model.coefficient_names:
         a = models.coefficient_values(model, cfg.physics, x, y, models.SampleUniform((len(y), len(x))))
@@ -91,11 +92,6 @@ def check_kernel(cfg: Config, kernel: str, comm, say) -> None:
     warning = on_every_rank(comm, lambda: kernels.check_compiled(model, kernel, u, a, cfg.coefficients(), forcing))
     if warning:
         say(f"warning: {warning}", error=True)
-
-
-def _spread(axis: np.ndarray, count: int) -> np.ndarray:
-    """At most ``count`` of the axis' nodes, spread over it."""
-    return axis[sorted(set(np.linspace(0, axis.size - 1, min(count, axis.size)).astype(int).tolist()))]
 
 
 class Stepper:
