@@ -173,6 +173,10 @@ MISTAKES = {
     "update reads the forcing of a model without": (
         [("def forcing(physics, t):", "def forcingz(physics, t):")],
         ["update() raised IndexError", "f is empty: the model defines no forcing()"]),
+    "update reads a without coefficient fields": (
+        [('COEFFICIENT_FIELDS = {"D": ("m2 s-1", "diffusivity"), "S": ("s-1", "source shape")}\n', ""),
+         ("def coefficient_fields(", "def coefficient_fieldz(")],
+        ["update() raised AttributeError", "a is None: the model declares no COEFFICIENT_FIELDS"]),
     "initial transposed": ([("    return np.exp(-(x[np.newaxis, :] ** 2 + y[:, np.newaxis] ** 2)",
                              "    return np.exp(-(x[:, np.newaxis] ** 2 + y[np.newaxis, :] ** 2)")],
                            ["initial() returned shape (7, 5) for C on 7 x nodes by 5 y nodes"]),

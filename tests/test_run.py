@@ -154,3 +154,21 @@ def test_agree_says_a_refusal_found_before_mpi_started_on_every_rank_or_names_it
     with pytest.raises(ConfigError, match=r"^rank 0: x.yaml"):
         agree(None, TwoRanks(lambda mine: ({"config": "?"}, "too little memory")), found=refused)
     agree(cfg, TwoRanks(lambda mine: mine))                                 # nothing refused: nothing raised
+
+
+def test_a_hook_failing_on_one_ranks_nodes_is_raised_on_every_rank_named_by_that_rank():
+    """comm.on_every_rank: a model hook failing on some ranks' own nodes only (initial, coefficient_fields,
+    exact, the kernel check) is raised on every rank, so that none waits in the next collective."""
+    from solver.comm import on_every_rank
+    from solver.errors import ModelError
+
+    def failing():
+        raise ModelError("model file m.py: initial() raised ZeroDivisionError")
+    with pytest.raises(ModelError, match=r"^rank 1: model file m.py: initial\(\) raised"):     # rank 1's nodes only
+        on_every_rank(TwoRanks(lambda mine: ModelError("model file m.py: initial() raised ZeroDivisionError")),
+                      lambda: 7)
+    with pytest.raises(ModelError, match=r"^model file m.py"):                                 # every rank's
+        on_every_rank(TwoRanks(lambda mine: mine), failing)
+    with pytest.raises(ModelError, match=r"^rank 0: model file m.py"):                         # rank 0's only
+        on_every_rank(TwoRanks(lambda mine: None), failing)
+    assert on_every_rank(TwoRanks(lambda mine: None), lambda: 7) == 7                          # no refusal
